@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs and starts everything the test suite talks to, idempotently, on a
+# fresh Debian bookworm machine (run as root, or with sudo available).
+# Each step checks before it acts, so re-running is cheap.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")/.." && pwd)"
+tools="${ESHOP_TOOLS_DIR:-$HOME/.cache/eshop-test-tools}"
+mkdir -p "$tools"
+SUDO=""; AS_PG=(runuser -u postgres --)
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; AS_PG=(sudo -u postgres); fi
+
+log() { printf '[test-setup] %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------
+want=(postgresql chromium chromium-driver wrk)
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- PostgreSQL: a cluster on 127.0.0.1:5432 and a role that may create DBs --
+pg_ver="$(ls /usr/lib/postgresql | sort -V | tail -1)"
+if ! pg_lsclusters -h 2>/dev/null | grep -q "^$pg_ver main"; then
+  $SUDO pg_createcluster "$pg_ver" main >/dev/null
+fi
+if ! pg_lsclusters -h | awk -v v="$pg_ver" '$1==v && $2=="main"{print $4}' | grep -q online; then
+  log "starting PostgreSQL $pg_ver"
+  $SUDO pg_ctlcluster "$pg_ver" main start
+fi
+for _ in $(seq 1 50); do
+  pg_isready -q -h 127.0.0.1 -p 5432 && break
+  sleep 0.2
+done
+# The role only ever exists on a throwaway test machine; the password is not a secret.
+"${AS_PG[@]}" psql -q -h /var/run/postgresql -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'eshop_test') THEN
+    CREATE ROLE eshop_test LOGIN CREATEDB PASSWORD 'eshop_test';
+  END IF;
+END $$;
+SQL
+
+# --- Python tools (pinned) in a private virtualenv --------------------------
+venv="$tools/venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check -r "$here/scripts/test-requirements.txt"
+
+# --- What the tests read ----------------------------------------------------
+cat > "$tools/env" <<ENV
+export ESHOP_TEST_PG_URL=postgres://eshop_test:eshop_test@127.0.0.1:5432/postgres
+export ESHOP_TEST_SCHEMATHESIS=$venv/bin/schemathesis
+export ESHOP_TEST_CHROMEDRIVER=/usr/bin/chromedriver
+export ESHOP_TEST_CHROMIUM=/usr/bin/chromium
+ENV
+log "ready; test environment in $tools/env"

@@ -1,0 +1,18 @@
+//! What every eshop service shares, written once: configuration from the
+//! environment, startup and graceful shutdown, health endpoints, Prometheus
+//! metrics, `application/problem+json` errors, request ids and W3C trace
+//! context, JSON logs, and exact money helpers.
+//!
+//! A service builds its own [`axum::Router`] of business routes and hands it
+//! to [`server::App`], which wraps it in the shared layers and serves it.
+
+pub mod config;
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod money;
+pub mod problem;
+pub mod server;
+pub mod telemetry;
+
+pub use problem::Problem;

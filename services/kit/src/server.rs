@@ -1,0 +1,182 @@
+//! Assembles a service's router with the shared endpoints and layers, and
+//! serves it with a bounded graceful drain.
+
+use crate::health::{self, Readiness};
+use crate::metrics::{self, Metrics};
+use crate::problem::{self, Problem};
+use crate::telemetry::{self, RequestContext, TraceContext};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self as mw, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+/// Request bodies above this are refused with 413; the largest legitimate
+/// body (a product) is a few KiB.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A service's routes plus what kit adds around them.
+pub struct App {
+    routes: Router,
+    metrics: Metrics,
+    readiness: Readiness,
+    openapi: Option<&'static str>,
+}
+
+impl App {
+    pub fn new(routes: Router) -> Self {
+        Self {
+            routes,
+            metrics: Metrics::new(),
+            readiness: health::always_ready(),
+            openapi: None,
+        }
+    }
+
+    /// Service-specific metrics are registered on this before `into_router`.
+    pub fn metrics_mut(&mut self) -> &mut Metrics {
+        &mut self.metrics
+    }
+
+    pub fn readiness(mut self, check: Readiness) -> Self {
+        self.readiness = check;
+        self
+    }
+
+    /// The service's OpenAPI document, served at `/openapi.json`.
+    pub fn openapi(mut self, doc: &'static str) -> Self {
+        self.openapi = Some(doc);
+        self
+    }
+
+    pub fn into_router(self) -> Router {
+        let metrics = Arc::new(self.metrics);
+        let readiness = self.readiness;
+        let m = metrics.clone();
+        let mut router = self
+            .routes
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(move || health::readyz(readiness.clone())))
+            .route(
+                "/metrics",
+                get(move || async move {
+                    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], m.render())
+                }),
+            );
+        if let Some(doc) = self.openapi {
+            router = router.route(
+                "/openapi.json",
+                get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
+            );
+        }
+        router
+            .fallback(problem::not_found_fallback)
+            .method_not_allowed_fallback(problem::method_not_allowed_fallback)
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+            .layer(mw::from_fn_with_state(metrics, observe))
+    }
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    // The panic message is printed by the panic hook; the client gets none of it.
+    tracing::error!("handler panicked");
+    Problem::internal().into_response()
+}
+
+/// Per request: request id and trace context, a log span carrying both,
+/// RED metrics by matched route, and one access-log line.
+async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let ctx = RequestContext {
+        request_id: telemetry::request_id_from(req.headers()),
+        trace: TraceContext::from_headers(req.headers()),
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = metrics::method_label(req.method());
+    let span = tracing::info_span!(
+        "request",
+        method,
+        route = %route,
+        request_id = %ctx.request_id,
+        trace_id = %ctx.trace.trace_id,
+        span_id = %ctx.trace.span_id,
+    );
+    let request_id = HeaderValue::from_str(&ctx.request_id).ok();
+    req.extensions_mut().insert(ctx);
+    metrics.in_flight().inc();
+    let mut res = next.run(req).instrument(span.clone()).await;
+    metrics.in_flight().dec();
+    let elapsed = start.elapsed();
+    let status = res.status().as_u16();
+    metrics.observe(method, &route, status, elapsed);
+    if let Some(id) = request_id {
+        res.headers_mut()
+            .insert(telemetry::X_REQUEST_ID.clone(), id);
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request completed"
+        )
+    });
+    res
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish for
+/// at most `drain`; after that the remaining connections are dropped so a
+/// stuck client cannot hold a rollout hostage.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let started = Arc::new(tokio::sync::Notify::new());
+    let notify = started.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!(
+            drain_ms = drain.as_millis() as u64,
+            "shutting down, draining"
+        );
+        notify.notify_one();
+    });
+    tokio::select! {
+        r = server.into_future() => r,
+        _ = async { started.notified().await; tokio::time::sleep(drain).await } => {
+            tracing::warn!("drain time limit reached; dropping remaining connections");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes, Docker) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
