@@ -1,1 +1,163 @@
-pub fn x() {}
+//! The inventory service: products, their stock and their prices.
+
+pub mod api;
+pub mod db;
+pub mod error;
+pub mod model;
+pub mod openapi;
+
+use kit::config::{ConfigError, Reader, Source};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: kit::config::Common,
+    /// `sqlite://…` (default, a file under DATA_DIR) or `postgres://…`.
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub db_acquire_timeout: Duration,
+}
+
+impl Config {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let r = Reader::new(src);
+        let common = kit::config::Common::from_source(&r, DEFAULT_LISTEN)?;
+        let database_url = match r.raw("DATABASE_URL") {
+            Some(url) => {
+                if db::Backend::from_url(&url).is_none() {
+                    // Never echo the URL: it may carry a password.
+                    return Err(ConfigError::new(
+                        "DATABASE_URL",
+                        "<redacted>",
+                        "must start with sqlite: or postgres:",
+                    ));
+                }
+                url
+            }
+            None => {
+                let dir = r.string_or("DATA_DIR", "./data");
+                format!(
+                    "sqlite://{}/inventory.db?mode=rwc",
+                    dir.trim_end_matches('/')
+                )
+            }
+        };
+        Ok(Self {
+            common,
+            database_url,
+            db_max_connections: r.int_in("DB_MAX_CONNECTIONS", 8, 1..=256)? as u32,
+            db_acquire_timeout: Duration::from_millis(r.int_in(
+                "DB_ACQUIRE_TIMEOUT_MS",
+                3_000,
+                10..=60_000,
+            )?),
+        })
+    }
+}
+
+/// A built, listening inventory: the database is open and migrated, the
+/// port is bound (so tests can bind port 0 and read it back).
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    store: db::Store,
+    drain: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.common.listen_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.common.listen_addr))?;
+        Self::build_with_listener(config, listener).await
+    }
+
+    pub async fn build_with_listener(
+        config: Config,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        if let Some(path) = sqlite_dir(&config.database_url) {
+            std::fs::create_dir_all(&path)
+                .map_err(|e| anyhow::anyhow!("cannot create data directory {path}: {e}"))?;
+        }
+        let store = db::Store::connect(
+            &config.database_url,
+            config.db_max_connections,
+            config.db_acquire_timeout,
+        )
+        .await?;
+        let ready_store = store.clone();
+        let readiness: kit::health::Readiness = Arc::new(move || {
+            let s = ready_store.clone();
+            Box::pin(async move {
+                match tokio::time::timeout(Duration::from_secs(1), s.ping()).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err("database query failed".to_owned()),
+                    Err(_) => Err("database did not answer within 1s".to_owned()),
+                }
+            })
+        });
+        let router = kit::server::App::new(api::routes(store.clone()))
+            .readiness(readiness)
+            .openapi(openapi::document())
+            .into_router();
+        Ok(Self {
+            listener,
+            router,
+            store,
+            drain: config.common.shutdown_timeout,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn store(&self) -> &db::Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown`, drains, then closes the database cleanly
+    /// (SQLite checkpoints its WAL on the last close).
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        if let Ok(addr) = self.listener.local_addr() {
+            tracing::info!(%addr, backend = ?self.store.backend(), "inventory listening");
+        }
+        let res = kit::server::serve(self.listener, self.router, shutdown, self.drain).await;
+        self.store.close().await;
+        res
+    }
+}
+
+/// `run(listener, shutdown)` in one call, as every eshop service offers.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    Application::build_with_listener(config, listener)
+        .await?
+        .run(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// The directory a `sqlite://DIR/file.db` URL lives in, to create it first.
+fn sqlite_dir(url: &str) -> Option<String> {
+    let path = url.strip_prefix("sqlite://")?;
+    let path = path.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    let dir = std::path::Path::new(path).parent()?;
+    let s = dir.to_string_lossy().into_owned();
+    (!s.is_empty()).then_some(s)
+}

@@ -115,3 +115,25 @@ pub async fn method_not_allowed_fallback(method: axum::http::Method) -> Problem 
         format!("method {method} is not allowed on this resource"),
     )
 }
+
+/// The OpenAPI schema of [`Problem`], for every service's document.
+pub fn schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "message"],
+                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}}
+                }
+            }
+        }
+    })
+}

@@ -26,7 +26,7 @@ pub struct App {
     routes: Router,
     metrics: Metrics,
     readiness: Readiness,
-    openapi: Option<&'static str>,
+    openapi: Option<axum::body::Bytes>,
 }
 
 impl App {
@@ -50,8 +50,8 @@ impl App {
     }
 
     /// The service's OpenAPI document, served at `/openapi.json`.
-    pub fn openapi(mut self, doc: &'static str) -> Self {
-        self.openapi = Some(doc);
+    pub fn openapi(mut self, doc: impl Into<axum::body::Bytes>) -> Self {
+        self.openapi = Some(doc.into());
         self
     }
 
@@ -72,7 +72,10 @@ impl App {
         if let Some(doc) = self.openapi {
             router = router.route(
                 "/openapi.json",
-                get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
+                get(move || {
+                    let doc = doc.clone();
+                    async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+                }),
             );
         }
         router

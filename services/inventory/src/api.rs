@@ -1,0 +1,256 @@
+//! HTTP routes. Seed operation → endpoint:
+//! add_product → POST /products, list_products → GET /products,
+//! update_product → PATCH /products/{id}, delete_product → DELETE
+//! /products/{id}, get_quantity → GET /products/{id}/quantity,
+//! get_price → GET /products/{id}/price.
+
+use crate::db::{Expect, Store};
+use crate::error::{Error, Result};
+use crate::model::{
+    self, check_path_id, AdjustQuantity, NewProduct, Product, ProductChanges, SetQuantity,
+};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use kit::extract::{Json, Path, Query};
+use serde::{Deserialize, Serialize};
+
+pub fn routes(store: Store) -> Router {
+    Router::new()
+        .route("/products", post(create).get(list))
+        .route("/products/{id}", get(get_one).patch(update).delete(delete))
+        .route(
+            "/products/{id}/quantity",
+            get(get_quantity).put(set_quantity),
+        )
+        .route("/products/{id}/quantity/adjustments", post(adjust_quantity))
+        .route("/products/{id}/price", get(get_price))
+        .with_state(store)
+}
+
+fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
+}
+
+fn with_etag(p: Product, status: StatusCode) -> Response {
+    let tag = etag(p.version);
+    let mut res = (status, axum::Json(p)).into_response();
+    res.headers_mut().insert(header::ETAG, tag);
+    res
+}
+
+/// `If-Match` as RFC 9110 defines it: absent → unconditional; `*` → any
+/// current version; a list of strong tags → one of them must be current.
+/// Weak tags never match (strong comparison), so they yield 412.
+enum Precondition {
+    None,
+    Tags(Vec<i64>),
+}
+
+fn precondition(headers: &HeaderMap) -> Result<Precondition> {
+    let Some(raw) = headers.get(header::IF_MATCH) else {
+        return Ok(Precondition::None);
+    };
+    let s = raw
+        .to_str()
+        .map_err(|_| Error::BadRequest("If-Match must be visible ASCII".into()))?
+        .trim();
+    if s == "*" {
+        return Ok(Precondition::None);
+    }
+    let mut tags = Vec::new();
+    for tag in s.split(',').map(str::trim) {
+        let (weak, t) = match tag.strip_prefix("W/") {
+            Some(t) => (true, t),
+            None => (false, tag),
+        };
+        let inner = t
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .filter(|i| !i.contains('"'))
+            .ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "If-Match must be * or a list of quoted entity tags like \"3\", got {:?}",
+                    s.chars().take(80).collect::<String>()
+                ))
+            })?;
+        if let (false, Ok(v)) = (weak, inner.parse::<i64>()) {
+            tags.push(v);
+        }
+    }
+    Ok(Precondition::Tags(tags))
+}
+
+/// Turns a precondition into what the single conditional UPDATE checks.
+async fn expect(store: &Store, id: &str, p: Precondition) -> Result<Expect> {
+    match p {
+        Precondition::None => Ok(Expect::Any),
+        Precondition::Tags(tags) if tags.len() == 1 => Ok(Expect::Version(tags[0])),
+        Precondition::Tags(tags) => {
+            let current = store
+                .get(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(id.to_owned()))?
+                .version;
+            if tags.contains(&current) {
+                Ok(Expect::Version(current))
+            } else {
+                Err(Error::PreconditionFailed { current })
+            }
+        }
+    }
+}
+
+async fn create(State(store): State<Store>, Json(p): Json<NewProduct>) -> Result<Response> {
+    p.validate()?;
+    let created = store.create(&p).await?;
+    let location = HeaderValue::from_str(&format!("/products/{}", created.id))
+        .expect("valid ids are valid header values");
+    let mut res = with_etag(created, StatusCode::CREATED);
+    res.headers_mut().insert(header::LOCATION, location);
+    Ok(res)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Page {
+    items: Vec<Product>,
+    /// Pass as `after` to get the next page; null on the last page.
+    next_after: Option<String>,
+}
+
+async fn list(State(store): State<Store>, Query(q): Query<ListQuery>) -> Result<axum::Json<Page>> {
+    let limit = q.limit.unwrap_or(model::PAGE_DEFAULT);
+    if !(1..=model::PAGE_MAX).contains(&limit) {
+        return Err(Error::BadRequest(format!(
+            "limit must be between 1 and {}",
+            model::PAGE_MAX
+        )));
+    }
+    if let Some(a) = &q.after {
+        check_path_id(a)?;
+    }
+    // One extra row tells whether another page exists without a COUNT.
+    let mut items = store.list(q.after.as_deref(), limit + 1).await?;
+    let next_after = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|p| p.id.clone())
+    } else {
+        None
+    };
+    Ok(axum::Json(Page { items, next_after }))
+}
+
+async fn get_one(State(store): State<Store>, Path(id): Path<String>) -> Result<Response> {
+    check_path_id(&id)?;
+    let p = store.get(&id).await?.ok_or(Error::NotFound(id))?;
+    Ok(with_etag(p, StatusCode::OK))
+}
+
+async fn update(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(changes): Json<ProductChanges>,
+) -> Result<Response> {
+    check_path_id(&id)?;
+    let pre = precondition(&headers)?;
+    changes.validate()?;
+    let expect = expect(&store, &id, pre).await?;
+    let p = store.update(&id, &changes, expect).await?;
+    Ok(with_etag(p, StatusCode::OK))
+}
+
+async fn delete(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode> {
+    check_path_id(&id)?;
+    let pre = precondition(&headers)?;
+    let expect = expect(&store, &id, pre).await?;
+    store.delete(&id, expect).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize)]
+struct Quantity {
+    id: String,
+    quantity: i64,
+    version: i64,
+}
+
+fn quantity_response(p: Product) -> Response {
+    let tag = etag(p.version);
+    let mut res = axum::Json(Quantity {
+        id: p.id,
+        quantity: p.quantity,
+        version: p.version,
+    })
+    .into_response();
+    res.headers_mut().insert(header::ETAG, tag);
+    res
+}
+
+async fn get_quantity(State(store): State<Store>, Path(id): Path<String>) -> Result<Response> {
+    check_path_id(&id)?;
+    let p = store.get(&id).await?.ok_or(Error::NotFound(id))?;
+    Ok(quantity_response(p))
+}
+
+async fn set_quantity(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<SetQuantity>,
+) -> Result<Response> {
+    check_path_id(&id)?;
+    let pre = precondition(&headers)?;
+    model::check_quantity("quantity", body.quantity)?;
+    let expect = expect(&store, &id, pre).await?;
+    let p = store.set_quantity(&id, body.quantity, expect).await?;
+    Ok(quantity_response(p))
+}
+
+async fn adjust_quantity(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+    Json(body): Json<AdjustQuantity>,
+) -> Result<Response> {
+    check_path_id(&id)?;
+    if !(-model::QUANTITY_MAX..=model::QUANTITY_MAX).contains(&body.delta) {
+        return Err(Error::field(
+            "delta",
+            format!("must be between -{0} and {0}", model::QUANTITY_MAX),
+        ));
+    }
+    let p = store.adjust_quantity(&id, body.delta).await?;
+    Ok(quantity_response(p))
+}
+
+#[derive(Debug, Serialize)]
+struct Price {
+    id: String,
+    unit_price_minor: i64,
+    currency: String,
+}
+
+async fn get_price(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Price>> {
+    check_path_id(&id)?;
+    let p = store.get(&id).await?.ok_or(Error::NotFound(id))?;
+    Ok(axum::Json(Price {
+        id: p.id,
+        unit_price_minor: p.unit_price_minor,
+        currency: p.currency,
+    }))
+}

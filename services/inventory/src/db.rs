@@ -1,0 +1,301 @@
+//! Storage over SQLite (embedded default) or PostgreSQL, one set of queries.
+//!
+//! sqlx's `Any` driver lets both backends share every statement: `$N`
+//! placeholders work on both, and the schemas differ only where they must
+//! (collation), in per-backend migrations. Every write is a single
+//! statement whose `WHERE` carries its precondition (version, stock bounds),
+//! so concurrent writers never lose an update and never need a transaction.
+
+use crate::error::{Error, Result};
+use crate::model::{NewProduct, Product, ProductChanges, QUANTITY_MAX};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::time::Duration;
+
+const COLS: &str =
+    "id, name, description, unit_price_minor, currency, quantity, version, created_at, updated_at";
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// What a write may require of the row's current version.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect {
+    Any,
+    Version(i64),
+}
+
+impl Store {
+    /// Connects and migrates. Fails early with the cause when the database
+    /// cannot be reached or the schema cannot be brought up to date.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)
+            .ok_or_else(|| anyhow::anyhow!("DATABASE_URL must start with sqlite: or postgres:"))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(0)
+            .acquire_timeout(acquire_timeout)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the single writer;
+                        // busy_timeout makes writers queue instead of failing.
+                        use sqlx::Executor;
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn create(&self, p: &NewProduct) -> Result<Product> {
+        let now = now();
+        let sql = format!(
+            "INSERT INTO products ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) RETURNING {COLS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&p.id)
+            .bind(&p.name)
+            .bind(&p.description)
+            .bind(p.unit_price_minor)
+            .bind(&p.currency)
+            .bind(p.quantity)
+            .bind(&now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => {
+                    Error::AlreadyExists(p.id.clone())
+                }
+                _ => e.into(),
+            })?;
+        Ok(product(&row)?)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Product>> {
+        let sql = format!("SELECT {COLS} FROM products WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(product).transpose()?)
+    }
+
+    /// One page in id order, strictly after `after`: keyset pagination, so
+    /// inserts and deletes elsewhere never shift or repeat items.
+    pub async fn list(&self, after: Option<&str>, limit: i64) -> Result<Vec<Product>> {
+        let rows = match after {
+            Some(a) => {
+                let sql = format!("SELECT {COLS} FROM products WHERE id > $1 ORDER BY id LIMIT $2");
+                sqlx::query(&sql)
+                    .bind(a)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                let sql = format!("SELECT {COLS} FROM products ORDER BY id LIMIT $1");
+                sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?
+            }
+        };
+        rows.iter()
+            .map(|r| product(r).map_err(Error::from))
+            .collect()
+    }
+
+    pub async fn update(&self, id: &str, c: &ProductChanges, expect: Expect) -> Result<Product> {
+        let mut sql = format!(
+            "UPDATE products SET \
+               name = COALESCE($1, name), \
+               description = COALESCE($2, description), \
+               unit_price_minor = COALESCE($3, unit_price_minor), \
+               currency = COALESCE($4, currency), \
+               quantity = COALESCE($5, quantity), \
+               version = version + 1, updated_at = $6 \
+             WHERE id = $7"
+        );
+        if let Expect::Version(_) = expect {
+            sql.push_str(" AND version = $8");
+        }
+        sql.push_str(&format!(" RETURNING {COLS}"));
+        let mut q = sqlx::query(&sql)
+            .bind(c.name.clone())
+            .bind(c.description.clone())
+            .bind(c.unit_price_minor)
+            .bind(c.currency.clone())
+            .bind(c.quantity)
+            .bind(now())
+            .bind(id);
+        if let Expect::Version(v) = expect {
+            q = q.bind(v);
+        }
+        match q.fetch_optional(&self.pool).await? {
+            Some(row) => Ok(product(&row)?),
+            None => Err(self.why_not_written(id).await),
+        }
+    }
+
+    pub async fn set_quantity(&self, id: &str, quantity: i64, expect: Expect) -> Result<Product> {
+        let mut sql = "UPDATE products SET quantity = $1, version = version + 1, updated_at = $2 \
+                       WHERE id = $3"
+            .to_owned();
+        if let Expect::Version(_) = expect {
+            sql.push_str(" AND version = $4");
+        }
+        sql.push_str(&format!(" RETURNING {COLS}"));
+        let mut q = sqlx::query(&sql).bind(quantity).bind(now()).bind(id);
+        if let Expect::Version(v) = expect {
+            q = q.bind(v);
+        }
+        match q.fetch_optional(&self.pool).await? {
+            Some(row) => Ok(product(&row)?),
+            None => Err(self.why_not_written(id).await),
+        }
+    }
+
+    /// Atomically adds `delta` to the stock, refusing to go below zero or
+    /// above the maximum. Many clients may call this at once: the database
+    /// serialises the single UPDATE, so no movement is lost.
+    pub async fn adjust_quantity(&self, id: &str, delta: i64) -> Result<Product> {
+        let sql = format!(
+            "UPDATE products SET quantity = quantity + $1, version = version + 1, updated_at = $2 \
+             WHERE id = $3 AND quantity + $1 >= 0 AND quantity + $1 <= $4 RETURNING {COLS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(delta)
+            .bind(now())
+            .bind(id)
+            .bind(QUANTITY_MAX)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(product(&row)?),
+            None => match self.get(id).await? {
+                None => Err(Error::NotFound(id.to_owned())),
+                Some(p) => Err(Error::Stock {
+                    id: id.to_owned(),
+                    available: p.quantity,
+                    delta,
+                }),
+            },
+        }
+    }
+
+    pub async fn delete(&self, id: &str, expect: Expect) -> Result<()> {
+        let res = match expect {
+            Expect::Any => {
+                sqlx::query("DELETE FROM products WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+            }
+            Expect::Version(v) => {
+                sqlx::query("DELETE FROM products WHERE id = $1 AND version = $2")
+                    .bind(id)
+                    .bind(v)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        if res.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(self.why_not_written(id).await)
+        }
+    }
+
+    /// A conditional write touched no row: either the product is gone (404)
+    /// or its version moved on (412).
+    async fn why_not_written(&self, id: &str) -> Error {
+        match self.get(id).await {
+            Ok(None) => Error::NotFound(id.to_owned()),
+            Ok(Some(p)) => Error::PreconditionFailed { current: p.version },
+            Err(e) => e,
+        }
+    }
+
+    pub async fn count(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM products")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get::<i64, _>(0)?)
+    }
+}
+
+fn product(r: &AnyRow) -> Result<Product, sqlx::Error> {
+    Ok(Product {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        unit_price_minor: r.try_get("unit_price_minor")?,
+        currency: r.try_get("currency")?,
+        quantity: r.try_get("quantity")?,
+        version: r.try_get("version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

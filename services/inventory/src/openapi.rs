@@ -1,0 +1,297 @@
+//! The OpenAPI 3 document served at /openapi.json.
+//!
+//! Built from the same constants the validators use, so the document's
+//! limits cannot drift from the server's; schemathesis checks the rest
+//! (every route, status and body) against the running service in tests.
+
+use crate::model::*;
+use serde_json::{json, Value};
+
+/// Control characters (Unicode Cc) are refused in names; descriptions also
+/// allow tab, newline and carriage return.
+const NAME_PATTERN: &str =
+    "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+const DESCRIPTION_PATTERN: &str =
+    "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$";
+const ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    })
+}
+
+fn ok(description: &str, schema: &str, etag: bool) -> Value {
+    let mut v = json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+    });
+    if etag {
+        v["headers"] = json!({"ETag": {"$ref": "#/components/headers/ETag"}});
+    }
+    v
+}
+
+fn body(schema: &str) -> Value {
+    json!({
+        "required": true,
+        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+    })
+}
+
+pub fn document() -> String {
+    let currencies: Vec<&str> = kit::money::currency_codes().collect();
+    let id_param = json!({"$ref": "#/components/parameters/ProductId"});
+    let if_match = json!({"$ref": "#/components/parameters/IfMatch"});
+    let doc = json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "eshop inventory",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Products, stock and prices. Money is in integer minor units with an ISO 4217 currency. Writes honour If-Match (ETag = version)."
+        },
+        "paths": {
+            "/products": {
+                "post": {
+                    "operationId": "add_product",
+                    "summary": "Add a product",
+                    "requestBody": body("NewProduct"),
+                    "responses": {
+                        "201": {
+                            "description": "Created",
+                            "headers": {
+                                "ETag": {"$ref": "#/components/headers/ETag"},
+                                "Location": {"schema": {"type": "string"}, "description": "URL of the new product"}
+                            },
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Product"}}}
+                        },
+                        "400": problem("Malformed JSON"),
+                        "409": problem("A product with this id exists"),
+                        "413": problem("Body too large"),
+                        "415": problem("Body is not JSON"),
+                        "422": problem("Invalid field values"),
+                        "503": problem("Database unavailable")
+                    }
+                },
+                "get": {
+                    "operationId": "list_products",
+                    "summary": "List products in id order, a page at a time",
+                    "parameters": [
+                        {"name": "limit", "in": "query", "required": false,
+                         "schema": {"type": "integer", "format": "int64", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT}},
+                        {"name": "after", "in": "query", "required": false,
+                         "description": "Return products whose id sorts after this one (the previous page's next_after)",
+                         "schema": {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN}}
+                    ],
+                    "responses": {
+                        "200": ok("A page of products", "Page", false),
+                        "400": problem("Bad limit or cursor"),
+                        "503": problem("Database unavailable")
+                    }
+                }
+            },
+            "/products/{id}": {
+                "parameters": [id_param],
+                "get": {
+                    "operationId": "get_product",
+                    "responses": {
+                        "200": ok("The product", "Product", true),
+                        "400": problem("Malformed id"),
+                        "404": problem("No such product"),
+                        "503": problem("Database unavailable")
+                    }
+                },
+                "patch": {
+                    "operationId": "update_product",
+                    "summary": "Change some fields of a product",
+                    "parameters": [if_match],
+                    "requestBody": body("ProductChanges"),
+                    "responses": {
+                        "200": ok("The updated product", "Product", true),
+                        "400": problem("Malformed id, JSON or If-Match"),
+                        "404": problem("No such product"),
+                        "412": problem("If-Match does not match the current version"),
+                        "413": problem("Body too large"),
+                        "415": problem("Body is not JSON"),
+                        "422": problem("Invalid field values"),
+                        "503": problem("Database unavailable")
+                    }
+                },
+                "delete": {
+                    "operationId": "delete_product",
+                    "parameters": [if_match],
+                    "responses": {
+                        "204": {"description": "Deleted"},
+                        "400": problem("Malformed id or If-Match"),
+                        "404": problem("No such product"),
+                        "412": problem("If-Match does not match the current version"),
+                        "503": problem("Database unavailable")
+                    }
+                }
+            },
+            "/products/{id}/quantity": {
+                "parameters": [id_param],
+                "get": {
+                    "operationId": "get_quantity",
+                    "responses": {
+                        "200": ok("Stock on hand", "Quantity", true),
+                        "400": problem("Malformed id"),
+                        "404": problem("No such product"),
+                        "503": problem("Database unavailable")
+                    }
+                },
+                "put": {
+                    "operationId": "set_quantity",
+                    "summary": "Set the stock on hand (use If-Match to avoid overwriting a concurrent change)",
+                    "parameters": [if_match],
+                    "requestBody": body("SetQuantity"),
+                    "responses": {
+                        "200": ok("Stock on hand", "Quantity", true),
+                        "400": problem("Malformed id, JSON or If-Match"),
+                        "404": problem("No such product"),
+                        "412": problem("If-Match does not match the current version"),
+                        "413": problem("Body too large"),
+                        "415": problem("Body is not JSON"),
+                        "422": problem("Invalid quantity"),
+                        "503": problem("Database unavailable")
+                    }
+                }
+            },
+            "/products/{id}/quantity/adjustments": {
+                "parameters": [id_param],
+                "post": {
+                    "operationId": "adjust_quantity",
+                    "summary": "Add (or, with a negative delta, take) stock atomically",
+                    "requestBody": body("AdjustQuantity"),
+                    "responses": {
+                        "200": ok("Stock on hand after the change", "Quantity", true),
+                        "400": problem("Malformed id or JSON"),
+                        "404": problem("No such product"),
+                        "409": problem("Stock would leave 0..max"),
+                        "413": problem("Body too large"),
+                        "415": problem("Body is not JSON"),
+                        "422": problem("Invalid delta"),
+                        "503": problem("Database unavailable")
+                    }
+                }
+            },
+            "/products/{id}/price": {
+                "parameters": [id_param],
+                "get": {
+                    "operationId": "get_price",
+                    "responses": {
+                        "200": ok("Unit price", "Price", false),
+                        "400": problem("Malformed id"),
+                        "404": problem("No such product"),
+                        "503": problem("Database unavailable")
+                    }
+                }
+            }
+        },
+        "components": {
+            "parameters": {
+                "ProductId": {
+                    "name": "id", "in": "path", "required": true,
+                    "description": "The product's SKU",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN}
+                },
+                "IfMatch": {
+                    "name": "If-Match", "in": "header", "required": false,
+                    "description": "Only change the product if its ETag is one of these (or *)",
+                    "schema": {"type": "string"}
+                }
+            },
+            "headers": {
+                "ETag": {"description": "The product's version, quoted", "schema": {"type": "string"}}
+            },
+            "schemas": {
+                "Product": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["id", "name", "description", "unit_price_minor", "currency", "quantity", "version", "created_at", "updated_at"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "description": {"type": "string"},
+                        "unit_price_minor": {"type": "integer", "format": "int64", "minimum": 0},
+                        "currency": {"type": "string"},
+                        "quantity": {"type": "integer", "format": "int64", "minimum": 0},
+                        "version": {"type": "integer", "format": "int64", "minimum": 1},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "updated_at": {"type": "string", "format": "date-time"}
+                    }
+                },
+                "NewProduct": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["id", "name", "unit_price_minor", "currency"],
+                    "properties": {
+                        "id": {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN},
+                        "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": NAME_PATTERN},
+                        "description": {"type": "string", "maxLength": DESCRIPTION_MAX, "pattern": DESCRIPTION_PATTERN, "default": ""},
+                        "unit_price_minor": {"type": "integer", "format": "int64", "minimum": 0, "maximum": PRICE_MAX,
+                                             "description": "Unit price in the currency's minor unit (cents for EUR)"},
+                        "currency": {"type": "string", "enum": currencies},
+                        "quantity": {"type": "integer", "format": "int64", "minimum": 0, "maximum": QUANTITY_MAX, "default": 0}
+                    }
+                },
+                "ProductChanges": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "minProperties": 1,
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": NAME_PATTERN},
+                        "description": {"type": "string", "maxLength": DESCRIPTION_MAX, "pattern": DESCRIPTION_PATTERN},
+                        "unit_price_minor": {"type": "integer", "format": "int64", "minimum": 0, "maximum": PRICE_MAX},
+                        "currency": {"type": "string", "enum": currencies},
+                        "quantity": {"type": "integer", "format": "int64", "minimum": 0, "maximum": QUANTITY_MAX}
+                    }
+                },
+                "SetQuantity": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["quantity"],
+                    "properties": {"quantity": {"type": "integer", "format": "int64", "minimum": 0, "maximum": QUANTITY_MAX}}
+                },
+                "AdjustQuantity": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["delta"],
+                    "properties": {"delta": {"type": "integer", "format": "int64", "minimum": -QUANTITY_MAX, "maximum": QUANTITY_MAX}}
+                },
+                "Quantity": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["id", "quantity", "version"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "quantity": {"type": "integer", "format": "int64", "minimum": 0},
+                        "version": {"type": "integer", "format": "int64"}
+                    }
+                },
+                "Price": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["id", "unit_price_minor", "currency"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "unit_price_minor": {"type": "integer", "format": "int64", "minimum": 0},
+                        "currency": {"type": "string"}
+                    }
+                },
+                "Page": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["items", "next_after"],
+                    "properties": {
+                        "items": {"type": "array", "items": {"$ref": "#/components/schemas/Product"}},
+                        "next_after": {"type": "string", "nullable": true}
+                    }
+                },
+                "Problem": kit::problem::schema()
+            }
+        }
+    });
+    serde_json::to_string_pretty(&doc).expect("a json! value serialises")
+}
