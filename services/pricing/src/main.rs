@@ -1,1 +1,27 @@
-fn main() {}
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match pricing::Config::from_source(&kit::config::Env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pricing: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    kit::telemetry::init_logging(&config.common.log_level, config.common.log_format);
+    let app = match pricing::Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "pricing failed to start");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app.run(kit::server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "pricing stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}

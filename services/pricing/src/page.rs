@@ -1,0 +1,135 @@
+//! The landing page: a plain HTML form that works without JavaScript. The
+//! form GETs `/` with its fields in the query, so a result is also a link.
+
+use crate::api::{self, check_product_id, check_quantity, PriceError, PriceQuery};
+use crate::quote::Quote;
+use crate::State as AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kit::extract::Query;
+use kit::money::format_minor;
+use kit::telemetry::RequestContext;
+use std::sync::Arc;
+
+const TEMPLATE: &str = include_str!("../templates/index.html");
+
+/// Only inline styles are used; no scripts, frames or foreign resources.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+pub async fn landing(
+    State(state): State<Arc<AppState>>,
+    ctx: RequestContext,
+    Query(q): Query<PriceQuery>,
+) -> Response {
+    let (status, outcome) = if q.product_id.is_none() && q.quantity.is_none() {
+        (StatusCode::OK, String::new())
+    } else {
+        match price(&state, &ctx, &q).await {
+            Ok(quote) => (StatusCode::OK, render_quote(&quote)),
+            Err(e) => (
+                e.status(),
+                format!(
+                    r#"<div class="error" id="error" role="alert">{}</div>"#,
+                    escape(&e.message())
+                ),
+            ),
+        }
+    };
+    let html = TEMPLATE
+        .replace(
+            "{{product_id}}",
+            &escape(q.product_id.as_deref().unwrap_or("")),
+        )
+        .replace("{{quantity}}", &escape(q.quantity.as_deref().unwrap_or("")))
+        .replace("{{outcome}}", &outcome);
+    let mut res = (status, html).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
+async fn price(
+    state: &AppState,
+    ctx: &RequestContext,
+    q: &PriceQuery,
+) -> Result<Quote, PriceError> {
+    let id = check_product_id(q.product_id.as_deref())?;
+    let quantity = check_quantity(q.quantity.as_deref(), state.max_quantity)?;
+    api::calculate(state, ctx, &id, quantity).await
+}
+
+fn render_quote(q: &Quote) -> String {
+    let m = |v: i64| format!("{} {}", escape(&q.currency), format_minor(v, &q.currency));
+    let discount = if q.discount_minor > 0 {
+        format!(
+            r#"<tr><td>Volume discount ({}%)</td><td class="amount" id="discount">−{}</td></tr>"#,
+            q.discount_percent,
+            m(q.discount_minor)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"<div class="result" id="result">
+<h2 id="product-name">{name}</h2>
+<p id="availability" data-status="{status}">{avail}</p>
+<table>
+<tr><td>{qty} × {unit}</td><td class="amount" id="subtotal">{subtotal}</td></tr>
+{discount}
+<tr><td>Tax ({tax_pct}%)</td><td class="amount" id="tax">{tax}</td></tr>
+<tr class="total"><td>Total</td><td class="amount" id="total">{total}</td></tr>
+</table>
+</div>"#,
+        name = escape(&q.product_name),
+        status = serde_json::to_value(q.availability.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        avail = escape(&q.availability.message),
+        qty = q.quantity,
+        unit = m(q.unit_price_minor),
+        subtotal = m(q.subtotal_minor),
+        tax_pct = q.tax_percent,
+        tax = m(q.tax_minor),
+        total = m(q.total_minor),
+    )
+}
+
+/// HTML-escapes text for element content and quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn markup_in_input_is_escaped() {
+        assert_eq!(
+            super::escape(r#"<script>"x"&'y'"#),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;"
+        );
+    }
+}
