@@ -57,30 +57,48 @@ fn precondition(headers: &HeaderMap) -> Result<Precondition> {
         .to_str()
         .map_err(|_| Error::BadRequest("If-Match must be visible ASCII".into()))?
         .trim();
-    if s == "*" {
+    // An empty field is an empty list (RFC 9110 `#` rule): no condition.
+    if s == "*" || s.is_empty() {
         return Ok(Precondition::None);
     }
+    let tags = parse_entity_tags(s).ok_or_else(|| {
+        Error::BadRequest(format!(
+            "If-Match must be * or a list of quoted entity tags like \"3\", got {:?}",
+            s.chars().take(80).collect::<String>()
+        ))
+    })?;
+    // Only strong tags holding one of our versions can ever match.
+    Ok(Precondition::Tags(
+        tags.into_iter()
+            .filter(|(weak, _)| !weak)
+            .filter_map(|(_, t)| t.parse::<i64>().ok())
+            .collect(),
+    ))
+}
+
+/// `1#entity-tag` with optional whitespace around commas; commas inside the
+/// quotes belong to the tag.
+fn parse_entity_tags(s: &str) -> Option<Vec<(bool, &str)>> {
     let mut tags = Vec::new();
-    for tag in s.split(',').map(str::trim) {
-        let (weak, t) = match tag.strip_prefix("W/") {
-            Some(t) => (true, t),
-            None => (false, tag),
-        };
-        let inner = t
-            .strip_prefix('"')
-            .and_then(|t| t.strip_suffix('"'))
-            .filter(|i| !i.contains('"'))
-            .ok_or_else(|| {
-                Error::BadRequest(format!(
-                    "If-Match must be * or a list of quoted entity tags like \"3\", got {:?}",
-                    s.chars().take(80).collect::<String>()
-                ))
-            })?;
-        if let (false, Ok(v)) = (weak, inner.parse::<i64>()) {
-            tags.push(v);
+    let mut rest = s;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        let weak = rest.starts_with("W/");
+        if weak {
+            rest = &rest[2..];
+        }
+        rest = rest.strip_prefix('"')?;
+        let end = rest.find('"')?;
+        tags.push((weak, &rest[..end]));
+        rest = rest[end + 1..].trim_start_matches([' ', '\t']);
+        if !(rest.is_empty() || rest.starts_with(',')) {
+            return None;
         }
     }
-    Ok(Precondition::Tags(tags))
+    (!tags.is_empty()).then_some(tags)
 }
 
 /// Turns a precondition into what the single conditional UPDATE checks.

@@ -41,15 +41,30 @@ pub struct NewProduct {
     pub quantity: i64,
 }
 
-/// A partial update: only the fields present change.
+/// A partial update: only the fields present change. An explicit `null`
+/// is refused rather than read as "absent", so a client that meant to clear
+/// a field learns that it cannot.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProductChanges {
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub description: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub unit_price_minor: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub currency: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub quantity: Option<i64>,
+}
+
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,8 @@ const NAME_PATTERN: &str =
     "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
 const DESCRIPTION_PATTERN: &str =
     "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$";
+/// Empty, `*`, or a comma-separated list of entity tags (RFC 9110).
+const IF_MATCH_PATTERN: &str = "^(|\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\")*)$";
 const ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
 
 fn problem(description: &str) -> Value {
@@ -198,8 +200,8 @@ pub fn document() -> String {
                 },
                 "IfMatch": {
                     "name": "If-Match", "in": "header", "required": false,
-                    "description": "Only change the product if its ETag is one of these (or *)",
-                    "schema": {"type": "string"}
+                    "description": "Only change the product if its ETag is one of these (or *); a stale tag gets 412",
+                    "schema": {"type": "string", "pattern": IF_MATCH_PATTERN}
                 }
             },
             "headers": {

@@ -14,5 +14,7 @@ pub mod money;
 pub mod problem;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use problem::Problem;

@@ -1,0 +1,54 @@
+//! Test helpers shared by the services' integration tests.
+
+use std::path::{Path, PathBuf};
+
+/// Where the test setup script put a tool: `$VAR`, else the default path.
+pub fn tool(var: &str, default: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            PathBuf::from(default.replace('~', &home.to_string_lossy()))
+        }
+    }
+}
+
+/// Runs schemathesis with every check against a running service's
+/// /openapi.json and panics with its report unless it passes.
+pub async fn schemathesis(base: &str, config: &Path, max_examples: u32) {
+    let bin = tool(
+        "ESHOP_TEST_SCHEMATHESIS",
+        "~/.cache/eshop-test-tools/venv/bin/schemathesis",
+    );
+    let out = tokio::process::Command::new(&bin)
+        .arg("--config-file")
+        .arg(config)
+        .arg("--no-color")
+        .args(["run", &format!("{base}/openapi.json")])
+        .args(["--checks", "all"])
+        .args(["--max-examples", &max_examples.to_string()])
+        .args(["--seed", "20261121"])
+        .args(["--workers", "2"])
+        .args(["--request-timeout", "10"])
+        .args(["--generation-database", "none"])
+        .args(["--suppress-health-check", "too_slow,filter_too_much"])
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run schemathesis at {} ({e}); run scripts/test-setup.sh",
+                bin.display()
+            )
+        });
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Guard against a run that silently tested nothing.
+    assert!(
+        report.contains("Tested:") && !report.contains("Tested: 0"),
+        "schemathesis ran no operation:\n{report}"
+    );
+}
