@@ -162,7 +162,7 @@ impl Store {
     }
 
     pub async fn update(&self, id: &str, c: &ProductChanges, expect: Expect) -> Result<Product> {
-        let mut sql = format!(
+        let mut sql = String::from(
             "UPDATE products SET \
                name = COALESCE($1, name), \
                description = COALESCE($2, description), \
