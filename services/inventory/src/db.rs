@@ -6,10 +6,12 @@
 //! statement whose `WHERE` carries its precondition (version, stock bounds),
 //! so concurrent writers never lose an update and never need a transaction.
 
+use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::model::{NewProduct, Product, ProductChanges, QUANTITY_MAX};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use std::sync::Arc;
 use std::time::Duration;
 
 const COLS: &str =
@@ -40,6 +42,7 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    cache: Option<Arc<Cache>>,
 }
 
 /// What a write may require of the row's current version.
@@ -52,10 +55,13 @@ pub enum Expect {
 impl Store {
     /// Connects and migrates. Fails early with the cause when the database
     /// cannot be reached or the schema cannot be brought up to date.
+    /// `cache_entries` > 0 turns on the read cache, on SQLite only (see
+    /// `cache.rs` for why it is exact there and impossible elsewhere).
     pub async fn connect(
         url: &str,
         max_connections: u32,
         acquire_timeout: Duration,
+        cache_entries: usize,
     ) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)
@@ -90,7 +96,13 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
-        Ok(Self { pool, backend })
+        let cache = (backend == Backend::Sqlite && cache_entries > 0)
+            .then(|| Arc::new(Cache::new(cache_entries)));
+        Ok(Self {
+            pool,
+            backend,
+            cache,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -106,7 +118,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn create(&self, p: &NewProduct) -> Result<Product> {
+    async fn create_db(&self, p: &NewProduct) -> Result<Product> {
         let now = now();
         let sql = format!(
             "INSERT INTO products ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) RETURNING {COLS}"
@@ -130,7 +142,7 @@ impl Store {
         Ok(product(&row)?)
     }
 
-    pub async fn get(&self, id: &str) -> Result<Option<Product>> {
+    async fn get_db(&self, id: &str) -> Result<Option<Product>> {
         let sql = format!("SELECT {COLS} FROM products WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
@@ -161,7 +173,7 @@ impl Store {
             .collect()
     }
 
-    pub async fn update(&self, id: &str, c: &ProductChanges, expect: Expect) -> Result<Product> {
+    async fn update_db(&self, id: &str, c: &ProductChanges, expect: Expect) -> Result<Product> {
         let mut sql = String::from(
             "UPDATE products SET \
                name = COALESCE($1, name), \
@@ -170,7 +182,7 @@ impl Store {
                currency = COALESCE($4, currency), \
                quantity = COALESCE($5, quantity), \
                version = version + 1, updated_at = $6 \
-             WHERE id = $7"
+             WHERE id = $7",
         );
         if let Expect::Version(_) = expect {
             sql.push_str(" AND version = $8");
@@ -193,7 +205,7 @@ impl Store {
         }
     }
 
-    pub async fn set_quantity(&self, id: &str, quantity: i64, expect: Expect) -> Result<Product> {
+    async fn set_quantity_db(&self, id: &str, quantity: i64, expect: Expect) -> Result<Product> {
         let mut sql = "UPDATE products SET quantity = $1, version = version + 1, updated_at = $2 \
                        WHERE id = $3"
             .to_owned();
@@ -214,7 +226,7 @@ impl Store {
     /// Atomically adds `delta` to the stock, refusing to go below zero or
     /// above the maximum. Many clients may call this at once: the database
     /// serialises the single UPDATE, so no movement is lost.
-    pub async fn adjust_quantity(&self, id: &str, delta: i64) -> Result<Product> {
+    async fn adjust_quantity_db(&self, id: &str, delta: i64) -> Result<Product> {
         let sql = format!(
             "UPDATE products SET quantity = quantity + $1, version = version + 1, updated_at = $2 \
              WHERE id = $3 AND quantity + $1 >= 0 AND quantity + $1 <= $4 RETURNING {COLS}"
@@ -228,7 +240,7 @@ impl Store {
             .await?;
         match row {
             Some(row) => Ok(product(&row)?),
-            None => match self.get(id).await? {
+            None => match self.get_db(id).await? {
                 None => Err(Error::NotFound(id.to_owned())),
                 Some(p) => Err(Error::Stock {
                     id: id.to_owned(),
@@ -239,7 +251,7 @@ impl Store {
         }
     }
 
-    pub async fn delete(&self, id: &str, expect: Expect) -> Result<()> {
+    async fn delete_db(&self, id: &str, expect: Expect) -> Result<()> {
         let res = match expect {
             Expect::Any => {
                 sqlx::query("DELETE FROM products WHERE id = $1")
@@ -262,10 +274,78 @@ impl Store {
         }
     }
 
+    pub async fn get(&self, id: &str) -> Result<Option<Product>> {
+        let Some(cache) = &self.cache else {
+            return self.get_db(id).await;
+        };
+        match cache.get(id) {
+            Ok(p) => Ok(Some(p)),
+            Err(since) => {
+                let p = self.get_db(id).await?;
+                if let Some(p) = &p {
+                    cache.fill(since, p);
+                }
+                Ok(p)
+            }
+        }
+    }
+
+    pub async fn create(&self, p: &NewProduct) -> Result<Product> {
+        let _w = self.writing().await;
+        let r = self.create_db(p).await;
+        self.publish(&p.id, &r);
+        r
+    }
+
+    pub async fn update(&self, id: &str, c: &ProductChanges, expect: Expect) -> Result<Product> {
+        let _w = self.writing().await;
+        let r = self.update_db(id, c, expect).await;
+        self.publish(id, &r);
+        r
+    }
+
+    pub async fn set_quantity(&self, id: &str, quantity: i64, expect: Expect) -> Result<Product> {
+        let _w = self.writing().await;
+        let r = self.set_quantity_db(id, quantity, expect).await;
+        self.publish(id, &r);
+        r
+    }
+
+    pub async fn adjust_quantity(&self, id: &str, delta: i64) -> Result<Product> {
+        let _w = self.writing().await;
+        let r = self.adjust_quantity_db(id, delta).await;
+        self.publish(id, &r);
+        r
+    }
+
+    pub async fn delete(&self, id: &str, expect: Expect) -> Result<()> {
+        let _w = self.writing().await;
+        let r = self.delete_db(id, expect).await;
+        if let (Some(cache), Ok(())) = (&self.cache, &r) {
+            cache.publish(id, None);
+        }
+        r
+    }
+
+    async fn writing(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.cache {
+            Some(c) => Some(c.writer.lock().await),
+            None => None,
+        }
+    }
+
+    /// After any write attempt: a success is the new truth; a failure may
+    /// mean the cached row is stale (e.g. a 412), so forget it.
+    fn publish(&self, id: &str, r: &Result<Product>) {
+        if let Some(cache) = &self.cache {
+            cache.publish(id, r.as_ref().ok());
+        }
+    }
+
     /// A conditional write touched no row: either the product is gone (404)
     /// or its version moved on (412).
     async fn why_not_written(&self, id: &str) -> Error {
-        match self.get(id).await {
+        match self.get_db(id).await {
             Ok(None) => Error::NotFound(id.to_owned()),
             Ok(Some(p)) => Error::PreconditionFailed { current: p.version },
             Err(e) => e,

@@ -1,6 +1,7 @@
 //! The inventory service: products, their stock and their prices.
 
 pub mod api;
+pub mod cache;
 pub mod db;
 pub mod error;
 pub mod model;
@@ -21,6 +22,8 @@ pub struct Config {
     pub database_url: String,
     pub db_max_connections: u32,
     pub db_acquire_timeout: Duration,
+    /// Read cache size on SQLite (0 = off); ignored on PostgreSQL.
+    pub cache_entries: usize,
 }
 
 impl Config {
@@ -56,6 +59,7 @@ impl Config {
                 3_000,
                 10..=60_000,
             )?),
+            cache_entries: r.int_in("CACHE_ENTRIES", 10_000, 0..=10_000_000)? as usize,
         })
     }
 }
@@ -89,6 +93,7 @@ impl Application {
             &config.database_url,
             config.db_max_connections,
             config.db_acquire_timeout,
+            config.cache_entries,
         )
         .await?;
         let ready_store = store.clone();

@@ -21,6 +21,9 @@ use tracing::Instrument;
 /// body (a product) is a few KiB.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// Requests slower than this are logged as warnings whatever their status.
+const SLOW: Duration = Duration::from_secs(1);
+
 /// A service's routes plus what kit adds around them.
 pub struct App {
     routes: Router,
@@ -127,12 +130,19 @@ async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Ne
         res.headers_mut()
             .insert(telemetry::X_REQUEST_ID.clone(), id);
     }
+    // Successes are counted by the metrics; logging each one costs more
+    // than serving it (a JSON line per request), so they are DEBUG on the
+    // `access` target (`LOG_LEVEL=info,access=debug` to see them all).
+    // Client errors are INFO, server errors and slow requests WARN.
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        tracing::info!(
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request completed"
-        )
+        if status >= 500 || elapsed >= SLOW {
+            tracing::warn!(target: "access", status, latency_ms, "request completed")
+        } else if status >= 400 {
+            tracing::info!(target: "access", status, latency_ms, "request completed")
+        } else {
+            tracing::debug!(target: "access", status, latency_ms, "request completed")
+        }
     });
     res
 }

@@ -22,7 +22,12 @@ pub async fn schemathesis(base: &str, config: &Path, max_examples: u32) {
         "ESHOP_TEST_SCHEMATHESIS",
         "~/.cache/eshop-test-tools/venv/bin/schemathesis",
     );
+    // schemathesis keeps a crash cache in its working directory; keep it
+    // out of the source tree.
+    let scratch = std::env::temp_dir().join("eshop-schemathesis");
+    let _ = std::fs::create_dir_all(&scratch);
     let out = tokio::process::Command::new(&bin)
+        .current_dir(&scratch)
         .arg("--config-file")
         .arg(config)
         .arg("--no-color")

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Service benchmark: starts the services in release mode and measures, with
+# one load tool (wrk) on this machine, in one run:
+#   ceiling   a bare axum hello-world (services/kit/examples/hello.rs)
+#   price     GET /products/{id}/price on inventory (SQLite)
+#   calc      GET /calculate_price on pricing (pricing → inventory hop)
+# and prints req/s, p50, p99, the ratio to the ceiling, idle RSS and
+# start-to-ready time per service. Load is loopback only and bounded:
+# DURATION seconds per target, CONNECTIONS connections.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-32}"
+WRK_THREADS="${WRK_THREADS:-1}"
+work="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { echo "wrk missing: run scripts/test-setup.sh (installs it)" >&2; exit 1; }
+cargo build --release --quiet -p inventory -p pricing
+cargo build --release --quiet -p kit --example hello
+bin="${CARGO_TARGET_DIR:-target}/release"
+
+now_ms() { date +%s%3N; }
+rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+
+# start NAME URL-TO-WAIT-FOR CMD... ; sets $started_pid and $ready_ms
+start() {
+  local name="$1" url="$2"; shift 2
+  local t0; t0=$(now_ms)
+  "$@" >"$work/$name.log" 2>&1 &
+  started_pid=$!; pids+=("$started_pid")
+  for _ in $(seq 1 2000); do
+    if curl -fs -o /dev/null "$url"; then ready_ms=$(( $(now_ms) - t0 )); return; fi
+    sleep 0.002
+  done
+  echo "$name did not become ready; log:" >&2; cat "$work/$name.log" >&2; exit 1
+}
+
+LISTEN_ADDR=127.0.0.1:18089 start hello http://127.0.0.1:18089/ "$bin/examples/hello"
+hello_pid=$started_pid
+LISTEN_ADDR=127.0.0.1:18081 DATA_DIR="$work/data" LOG_LEVEL="${LOG_LEVEL:-info}" \
+  start inventory http://127.0.0.1:18081/readyz "$bin/inventory"
+inv_pid=$started_pid; inv_ready=$ready_ms
+LISTEN_ADDR=127.0.0.1:18080 INVENTORY_URL=http://127.0.0.1:18081 LOG_LEVEL="${LOG_LEVEL:-info}" \
+  start pricing http://127.0.0.1:18080/readyz "$bin/pricing"
+pr_pid=$started_pid; pr_ready=$ready_ms
+sleep 0.5
+inv_idle=$(rss_kb "$inv_pid"); pr_idle=$(rss_kb "$pr_pid")
+
+curl -fs -o /dev/null -X POST http://127.0.0.1:18081/products -H 'content-type: application/json' \
+  -d '{"id":"SKU-1","name":"Green tea","unit_price_minor":1999,"currency":"EUR","quantity":1000}'
+
+# run NAME URL → prints "req/s p50 p99"
+run() {
+  local out; out=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$2" 2>&1)
+  echo "$out" > "$work/wrk-$1.txt"
+  if grep -q "Non-2xx" <<<"$out"; then echo "$1: non-2xx responses:" >&2; echo "$out" >&2; exit 1; fi
+  local rps p50 p99
+  rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
+  p50=$(awk '$1=="50%"{print $2}' <<<"$out")
+  p99=$(awk '$1=="99%"{print $2}' <<<"$out")
+  echo "$rps $p50 $p99"
+}
+
+read -r c_rps c_p50 c_p99 < <(run ceiling http://127.0.0.1:18089/)
+read -r p_rps p_p50 p_p99 < <(run price http://127.0.0.1:18081/products/SKU-1/price)
+read -r k_rps k_p50 k_p99 < <(run calc "http://127.0.0.1:18080/calculate_price?product_id=SKU-1&quantity=3")
+inv_loaded=$(rss_kb "$inv_pid"); pr_loaded=$(rss_kb "$pr_pid")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.0f%%", 100*a/b}'; }
+echo
+echo "eshop services benchmark — wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s, $(nproc) cores, log level ${LOG_LEVEL:-info}"
+printf '%-34s %10s %9s %9s %9s\n' target "req/s" p50 p99 "vs ceil"
+printf '%-34s %10.0f %9s %9s %9s\n' "ceiling: axum hello-world" "$c_rps" "$c_p50" "$c_p99" "100%"
+printf '%-34s %10.0f %9s %9s %9s\n' "inventory GET price (SQLite)" "$p_rps" "$p_p50" "$p_p99" "$(ratio "$p_rps" "$c_rps")"
+printf '%-34s %10.0f %9s %9s %9s\n' "pricing calculate_price (→ inv)" "$k_rps" "$k_p50" "$k_p99" "$(ratio "$k_rps" "$c_rps")"
+echo
+printf '%-10s %14s %14s %16s\n' service "idle RSS" "RSS after load" "start→ready"
+printf '%-10s %11.1f MB %11.1f MB %13d ms\n' inventory "$(awk -v k="$inv_idle" 'BEGIN{print k/1024}')" "$(awk -v k="$inv_loaded" 'BEGIN{print k/1024}')" "$inv_ready"
+printf '%-10s %11.1f MB %11.1f MB %13d ms\n' pricing "$(awk -v k="$pr_idle" 'BEGIN{print k/1024}')" "$(awk -v k="$pr_loaded" 'BEGIN{print k/1024}')" "$pr_ready"
+echo "goals: price ≥ 60% of ceiling, calculate_price ≥ 35%, idle RSS ≤ 10 MB, start→ready ≤ 200 ms"
