@@ -147,6 +147,13 @@ async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Ne
     res
 }
 
+/// Binds the service's address, with an error that names it.
+pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
 /// Serves until `shutdown` resolves, then lets in-flight requests finish for
 /// at most `drain`; after that the remaining connections are dropped so a
 /// stuck client cannot hold a rollout hostage.

@@ -89,9 +89,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.common.listen_addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.common.listen_addr))?;
+        let listener = kit::server::bind(config.common.listen_addr).await?;
         Ok(Self::build_with_listener(config, listener))
     }
 

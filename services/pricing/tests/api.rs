@@ -7,6 +7,10 @@ use common::{proxy, slow_proxy, spawn_inventory, spawn_pricing};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+async fn json_get(c: &reqwest::Client, url: String) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn problem(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status().as_u16(), status);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
@@ -18,17 +22,14 @@ async fn a_price_is_calculated_from_the_real_inventory() {
     let inv = spawn_inventory().await;
     let pricing = spawn_pricing(&inv.running.base, &[]).await;
     let c = reqwest::Client::new();
-    let q: Value = c
-        .get(format!(
+    let q: Value = json_get(
+        &c,
+        format!(
             "{}/calculate_price?product_id=SKU-1&quantity=12",
             pricing.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     // 12 × 19.99 = 239.88; 5 % off = 11.994 → 11.99; 227.89 × 20 % = 45.578 → 45.58.
     assert_eq!(q["product_name"], "Green tea");
     assert_eq!(q["subtotal_minor"], 23988);
@@ -52,30 +53,24 @@ async fn a_price_is_calculated_from_the_real_inventory() {
         q["availability"]["message"],
         "Only 3 left: not enough for 5"
     );
-    let q: Value = c
-        .get(format!(
+    let q: Value = json_get(
+        &c,
+        format!(
             "{}/calculate_price?product_id=SKU-3&quantity=1",
             pricing.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(q["availability"]["message"], "Out of stock");
     // A zero-decimal currency keeps integer arithmetic: 3 × ¥1500 = 4500, tax 900.
-    let q: Value = c
-        .get(format!(
+    let q: Value = json_get(
+        &c,
+        format!(
             "{}/calculate_price?product_id=YEN-1&quantity=3",
             pricing.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(q["minor_unit_exponent"], 0);
     assert_eq!(q["total_minor"], 5400);
     pricing.stop().await;

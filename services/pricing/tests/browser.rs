@@ -75,41 +75,11 @@ async fn a_shopper_gets_a_price_and_a_clear_error_in_a_real_browser() {
     let profile = tempfile::tempdir().unwrap();
     let c = browser(port, profile.path()).await;
 
-    c.goto(&format!("{}/", pricing.base)).await.unwrap();
-    assert_eq!(c.title().await.unwrap(), "eshop · price calculator");
-    c.find(Locator::Id("product_id"))
-        .await
-        .unwrap()
-        .send_keys("SKU-1")
-        .await
-        .unwrap();
-    c.find(Locator::Id("quantity"))
-        .await
-        .unwrap()
-        .send_keys("12")
-        .await
-        .unwrap();
-    c.find(Locator::Id("calculate"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let total = c
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("total"))
-        .await
-        .unwrap();
+    let total = submit(&c, &pricing.base, "SKU-1", "12", "total").await;
     assert_eq!(total.text().await.unwrap(), "EUR 273.47");
-    let name = c
-        .find(Locator::Id("product-name"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(name, "Green tea");
+    assert_eq!(c.title().await.unwrap(), "eshop · price calculator");
+    let name = c.find(Locator::Id("product-name")).await.unwrap();
+    assert_eq!(name.text().await.unwrap(), "Green tea");
     // The form keeps what was typed, so the shopper can adjust it.
     let q = c.find(Locator::Id("quantity")).await.unwrap();
     assert_eq!(q.prop("value").await.unwrap().as_deref(), Some("12"));
@@ -119,31 +89,7 @@ async fn a_shopper_gets_a_price_and_a_clear_error_in_a_real_browser() {
     }
 
     // An unknown product: the page says so in words.
-    c.goto(&format!("{}/", pricing.base)).await.unwrap();
-    c.find(Locator::Id("product_id"))
-        .await
-        .unwrap()
-        .send_keys("NOPE-9")
-        .await
-        .unwrap();
-    c.find(Locator::Id("quantity"))
-        .await
-        .unwrap()
-        .send_keys("1")
-        .await
-        .unwrap();
-    c.find(Locator::Id("calculate"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let err = c
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("error"))
-        .await
-        .unwrap();
+    let err = submit(&c, &pricing.base, "NOPE-9", "1", "error").await;
     let text = err.text().await.unwrap();
     assert!(
         text.contains("could not find a product with ID “NOPE-9”"),
@@ -151,34 +97,37 @@ async fn a_shopper_gets_a_price_and_a_clear_error_in_a_real_browser() {
     );
 
     // A bad quantity: explained, not a crash.
-    c.goto(&format!("{}/", pricing.base)).await.unwrap();
-    c.find(Locator::Id("product_id"))
-        .await
-        .unwrap()
-        .send_keys("SKU-1")
-        .await
-        .unwrap();
-    c.find(Locator::Id("quantity"))
-        .await
-        .unwrap()
-        .send_keys("lots")
-        .await
-        .unwrap();
+    let err = submit(&c, &pricing.base, "SKU-1", "lots", "error").await;
+    assert!(err.text().await.unwrap().contains("whole number"));
+
+    c.close().await.unwrap();
+    pricing.stop().await;
+    inv.running.stop().await;
+}
+
+/// Opens the landing page, types into both fields, clicks "Calculate
+/// price" and waits for the element with id `expect` on the next page.
+async fn submit(
+    c: &fantoccini::Client,
+    base: &str,
+    product_id: &str,
+    quantity: &str,
+    expect: &str,
+) -> fantoccini::elements::Element {
+    c.goto(&format!("{base}/")).await.unwrap();
+    for (field, text) in [("product_id", product_id), ("quantity", quantity)] {
+        let input = c.find(Locator::Id(field)).await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
     c.find(Locator::Id("calculate"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    let err = c
-        .wait()
+    c.wait()
         .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("error"))
+        .for_element(Locator::Id(expect))
         .await
-        .unwrap();
-    assert!(err.text().await.unwrap().contains("whole number"));
-
-    c.close().await.unwrap();
-    pricing.stop().await;
-    inv.running.stop().await;
+        .unwrap()
 }
