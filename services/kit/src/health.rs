@@ -35,3 +35,26 @@ pub async fn readyz(check: Readiness) -> Response {
             .into_response(),
     }
 }
+
+/// `SERVICE healthcheck`: the container HEALTHCHECK command. Images are
+/// distroless (no curl, no shell), so the binary probes its own `/readyz`
+/// over plain HTTP/1.0 and exits 0 when ready, 1 otherwise.
+pub fn probe(listen: std::net::SocketAddr) -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()));
+    let timeout = std::time::Duration::from_secs(2);
+    let ok = (|| -> std::io::Result<bool> {
+        let mut s = std::net::TcpStream::connect_timeout(&target, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
+    })()
+    .unwrap_or(false);
+    if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}

@@ -9,6 +9,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return kit::health::probe(config.common.listen_addr);
+    }
     kit::telemetry::init_logging(&config.common.log_level, config.common.log_format);
     let app = match pricing::Application::build(config).await {
         Ok(app) => app,

@@ -1,0 +1,93 @@
+//! Command-line definitions (clap). Exit codes: 0 done, 1 failed,
+//! 2 usage or configuration error.
+
+use crate::ui::Output;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "eshop",
+    version,
+    about = "The eshop shop from source to a running deployment, phase by phase, and back to nothing"
+)]
+pub struct Cli {
+    /// Configuration file; a missing default file means built-in defaults.
+    #[arg(
+        long,
+        global = true,
+        env = "ESHOP_CONFIG",
+        default_value = "eshop.toml"
+    )]
+    pub config: PathBuf,
+    /// Where to deploy: local (Docker on this machine) or aws.
+    #[arg(long, global = true, value_enum)]
+    pub target: Option<TargetArg>,
+    /// human (progress and summaries) or json (one JSON object per event).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub output: Output,
+    /// More detail (repeatable).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors and results.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Do not ask for confirmation (needed for destroy when not interactive).
+    #[arg(long, global = true)]
+    pub yes: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TargetArg {
+    Local,
+    Aws,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the phases in order (converges; safe to re-run).
+    Up {
+        /// First phase to apply (number or name).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last phase to apply (number or name).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Show what `up` would change, touching nothing.
+    Plan,
+    /// Remove everything eshop created for this project and target.
+    Destroy {
+        /// Also delete data volumes (the inventory database).
+        #[arg(long)]
+        purge_data: bool,
+    },
+    /// What exists, healthy or not.
+    Status,
+    /// Run one phase: for CI pipelines and one-phase demos.
+    Phase {
+        /// Number or name, e.g. 2 or images.
+        phase: String,
+        action: PhaseAction,
+    },
+    /// List the phases and the targets they run on.
+    Phases,
+    /// Write a phase's rendered templates for review.
+    Render {
+        phase: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PhaseAction {
+    Plan,
+    Apply,
+    Destroy,
+    Status,
+}

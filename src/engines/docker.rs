@@ -1,0 +1,397 @@
+//! Thin adapter over bollard: what the phases need from Docker, with
+//! eshop's ownership labels applied and errors that name the object.
+
+use bollard::models::{
+    ContainerCreateBody, ContainerSummary, HealthStatusEnum, NetworkCreateRequest,
+    VolumeCreateOptions,
+};
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListImagesOptions,
+    ListNetworksOptions, ListVolumesOptions, PushImageOptions, RemoveContainerOptions,
+    RemoveImageOptions, RemoveVolumeOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+
+pub const LABEL_PROJECT: &str = "eshop/project";
+pub const LABEL_TARGET: &str = "eshop/target";
+pub const LABEL_PHASE: &str = "eshop/phase";
+/// Hash of a container's desired spec: equal hash means nothing to change.
+pub const LABEL_SPEC: &str = "eshop/spec";
+
+pub fn labels(project: &str, target: &str, phase: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_PROJECT.to_owned(), project.to_owned()),
+        (LABEL_TARGET.to_owned(), target.to_owned()),
+        (LABEL_PHASE.to_owned(), phase.to_owned()),
+    ])
+}
+
+fn owner_filter(project: &str, target: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("{LABEL_PROJECT}={project}"),
+            format!("{LABEL_TARGET}={target}"),
+        ],
+    )])
+}
+
+pub struct Engine {
+    pub docker: Docker,
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+impl Engine {
+    /// Connects via DOCKER_HOST or the local socket and agrees on an API
+    /// version (Debian's dockerd 20.10 speaks 1.41).
+    pub async fn connect() -> anyhow::Result<Engine> {
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| anyhow::anyhow!("cannot reach Docker: {e}"))?
+            .negotiate_version()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot reach the Docker daemon ({e}); is dockerd running?")
+            })?;
+        Ok(Engine { docker })
+    }
+
+    pub async fn image_id(&self, reference: &str) -> anyhow::Result<Option<String>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(i.id),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("inspecting image {reference}: {e}")),
+        }
+    }
+
+    /// Builds from an in-memory tar context; `on_line` sees each output line.
+    pub async fn build(
+        &self,
+        tag: &str,
+        context_tar: Vec<u8>,
+        labels: HashMap<String, String>,
+        mut on_line: impl FnMut(&str),
+    ) -> anyhow::Result<()> {
+        let opts = BuildImageOptions {
+            dockerfile: "Dockerfile".into(),
+            t: Some(tag.into()),
+            rm: true,
+            forcerm: true,
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let mut stream =
+            self.docker
+                .build_image(opts, None, Some(bollard::body_full(context_tar.into())));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| anyhow::anyhow!("building {tag}: {e}"))?;
+            if let Some(detail) = info.error_detail {
+                anyhow::bail!(
+                    "building {tag}: {}",
+                    detail.message.unwrap_or_default().trim()
+                );
+            }
+            if let Some(line) = info.stream {
+                let line = line.trim();
+                if !line.is_empty() {
+                    on_line(line);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes `repo:tag`; returns the manifest digest the registry reported.
+    pub async fn push(
+        &self,
+        repo: &str,
+        tag: &str,
+        credentials: Option<bollard::auth::DockerCredentials>,
+        mut on_progress: impl FnMut(&str),
+    ) -> anyhow::Result<Option<String>> {
+        let mut stream = self.docker.push_image(
+            repo,
+            Some(PushImageOptions {
+                tag: Some(tag.into()),
+                ..Default::default()
+            }),
+            credentials,
+        );
+        let mut digest = None;
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| anyhow::anyhow!("pushing {repo}:{tag}: {e}"))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                anyhow::bail!("pushing {repo}:{tag}: {err}");
+            }
+            if let Some(status) = &info.status {
+                // "<tag>: digest: sha256:… size: N"
+                if let Some(d) = status.split("digest: ").nth(1) {
+                    digest = d.split_whitespace().next().map(str::to_owned);
+                }
+                let line = match &info.progress {
+                    Some(p) => format!("{status} {p}"),
+                    None => status.clone(),
+                };
+                on_progress(&line);
+            }
+        }
+        Ok(digest)
+    }
+
+    pub async fn containers(
+        &self,
+        project: &str,
+        target: &str,
+    ) -> anyhow::Result<Vec<ContainerSummary>> {
+        self.docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(owner_filter(project, target)),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| anyhow::anyhow!("listing containers: {e}"))
+    }
+
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> anyhow::Result<bool> {
+        if self
+            .docker
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .is_ok()
+        {
+            return Ok(false);
+        }
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: name.into(),
+                driver: Some("bridge".into()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("creating network {name}: {e}"))?;
+        Ok(true)
+    }
+
+    pub async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> anyhow::Result<bool> {
+        if self.docker.inspect_volume(name).await.is_ok() {
+            return Ok(false);
+        }
+        self.docker
+            .create_volume(VolumeCreateOptions {
+                name: Some(name.into()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("creating volume {name}: {e}"))?;
+        Ok(true)
+    }
+
+    pub async fn create_and_start(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> anyhow::Result<String> {
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.into()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating container {name}: {e}"))?;
+        self.docker
+            .start_container(
+                name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("starting container {name}: {e}"))?;
+        Ok(created.id)
+    }
+
+    pub async fn remove_container(&self, name: &str) -> anyhow::Result<()> {
+        match self
+            .docker
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("removing container {name}: {e}")),
+        }
+    }
+
+    /// `Some(true)` healthy, `Some(false)` unhealthy or exited, `None` still starting.
+    pub async fn health(&self, name: &str) -> anyhow::Result<Option<bool>> {
+        let c = self
+            .docker
+            .inspect_container(
+                name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("inspecting container {name}: {e}"))?;
+        let state = c.state.unwrap_or_default();
+        if state.running != Some(true) {
+            return Ok(Some(false));
+        }
+        Ok(match state.health.and_then(|h| h.status) {
+            Some(HealthStatusEnum::HEALTHY) => Some(true),
+            Some(HealthStatusEnum::UNHEALTHY) => Some(false),
+            _ => None,
+        })
+    }
+
+    pub async fn networks(&self, project: &str, target: &str) -> anyhow::Result<Vec<String>> {
+        let nets = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(owner_filter(project, target)),
+            }))
+            .await
+            .map_err(|e| anyhow::anyhow!("listing networks: {e}"))?;
+        Ok(nets.into_iter().filter_map(|n| n.name).collect())
+    }
+
+    pub async fn volumes(&self, project: &str, target: &str) -> anyhow::Result<Vec<String>> {
+        let vols = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(owner_filter(project, target)),
+            }))
+            .await
+            .map_err(|e| anyhow::anyhow!("listing volumes: {e}"))?;
+        Ok(vols
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
+    }
+
+    /// Image ids with their tags.
+    pub async fn images(
+        &self,
+        project: &str,
+        target: &str,
+    ) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+        let imgs = self
+            .docker
+            .list_images(Some(ListImagesOptions {
+                filters: Some(owner_filter(project, target)),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| anyhow::anyhow!("listing images: {e}"))?;
+        Ok(imgs.into_iter().map(|i| (i.id, i.repo_tags)).collect())
+    }
+
+    pub async fn remove_network(&self, name: &str) -> anyhow::Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("removing network {name}: {e}")),
+        }
+    }
+
+    pub async fn remove_volume(&self, name: &str) -> anyhow::Result<()> {
+        match self
+            .docker
+            .remove_volume(name, None::<RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("removing volume {name}: {e}")),
+        }
+    }
+
+    pub async fn remove_image(&self, reference: &str) -> anyhow::Result<()> {
+        match self
+            .docker
+            .remove_image(
+                reference,
+                Some(RemoveImageOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("removing image {reference}: {e}")),
+        }
+    }
+}
+
+/// Registry credentials from `ESHOP_REGISTRY_USERNAME`/`_PASSWORD`, else
+/// from `~/.docker/config.json` `auths` for that registry host. Never logged.
+pub fn credentials(registry: &str) -> Option<bollard::auth::DockerCredentials> {
+    let host = registry.split('/').next().unwrap_or(registry);
+    if let (Ok(u), Ok(p)) = (
+        std::env::var("ESHOP_REGISTRY_USERNAME"),
+        std::env::var("ESHOP_REGISTRY_PASSWORD"),
+    ) {
+        return Some(bollard::auth::DockerCredentials {
+            username: Some(u),
+            password: Some(p),
+            serveraddress: Some(host.to_owned()),
+            ..Default::default()
+        });
+    }
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))?;
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let auths = json.get("auths")?.as_object()?;
+    let entry = auths
+        .iter()
+        .find(|(k, _)| {
+            k.trim_start_matches("https://")
+                .trim_end_matches('/')
+                .starts_with(host)
+        })?
+        .1;
+    let auth = entry.get("auth")?.as_str()?;
+    Some(bollard::auth::DockerCredentials {
+        auth: Some(auth.to_owned()),
+        serveraddress: Some(host.to_owned()),
+        ..Default::default()
+    })
+}

@@ -1,0 +1,3 @@
+//! Thin adapters over the engines eshop drives.
+
+pub mod docker;

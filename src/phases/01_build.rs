@@ -1,0 +1,263 @@
+//! Phase 1, build: compile the bundled services in release mode (and, when
+//! `build.test = true`, test them). Skipped when the sources are unchanged
+//! since the last successful build and the binaries are still there.
+
+use super::{Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
+use crate::config::{Target, SERVICES};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub struct Build;
+
+const NAME: &str = "build";
+
+/// Hashes every file that can change the binaries: the workspace manifests
+/// and lock file, and everything under services/ except build output.
+pub fn fingerprint(source_dir: &Path) -> anyhow::Result<String> {
+    let mut files = Vec::new();
+    for top in ["Cargo.toml", "Cargo.lock"] {
+        files.push(source_dir.join(top));
+    }
+    collect(&source_dir.join("services"), &mut files)?;
+    files.sort();
+    let mut h = Sha256::new();
+    for f in &files {
+        let rel = f.strip_prefix(source_dir).unwrap_or(f);
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update([0]);
+        let bytes =
+            std::fs::read(f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {} ({e}); is build.source_dir the eshop repository?",
+            dir.display()
+        )
+    })?;
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "target" || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            collect(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The binaries a previous build recorded, if they still exist.
+pub fn built_binaries(ctx: &Ctx) -> Option<BTreeMap<String, PathBuf>> {
+    let st = ctx.phase_state(NAME)?;
+    let bins: BTreeMap<String, PathBuf> =
+        serde_json::from_value(st.get("binaries")?.clone()).ok()?;
+    (SERVICES
+        .iter()
+        .all(|s| bins.get(*s).is_some_and(|p| p.exists())))
+    .then_some(bins)
+}
+
+impl Build {
+    fn plan_now(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+        let fp = fingerprint(&ctx.config.source_dir)?;
+        let recorded = ctx.phase_state(NAME).and_then(|s| {
+            s.get("fingerprint")
+                .and_then(|f| f.as_str())
+                .map(str::to_owned)
+        });
+        let (action, reason) = match (recorded, built_binaries(ctx)) {
+            (Some(r), Some(_)) if r == fp => (
+                Action::NoOp,
+                "sources unchanged since the last build".to_owned(),
+            ),
+            (Some(_), Some(_)) => (Action::Update, "sources changed".to_owned()),
+            (Some(_), None) => (Action::Create, "binaries missing".to_owned()),
+            (None, _) => (Action::Create, "never built by eshop".to_owned()),
+        };
+        Ok(SERVICES
+            .iter()
+            .map(|s| Change::new(format!("binary {s}"), action, reason.clone()))
+            .collect())
+    }
+
+    fn run_cargo(
+        &self,
+        ctx: &Ctx,
+        args: &[&str],
+        what: &str,
+    ) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(&ctx.config.source_dir)
+            .args(args)
+            .args([
+                "--release",
+                "--locked",
+                "--message-format=json-render-diagnostics",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for s in SERVICES {
+            cmd.args(["-p", s]);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot run cargo ({e}); is Rust installed?"))?;
+        let progress = ctx.ui.spinner(NAME, what);
+        // cargo prints its own human messages on stderr; keep the tail for errors.
+        let stderr = child.stderr.take().expect("piped");
+        let err_tail = std::thread::spawn(move || {
+            let mut tail: Vec<String> = Vec::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                tail.push(line);
+                if tail.len() > 60 {
+                    tail.remove(0);
+                }
+            }
+            tail
+        });
+        let mut bins = BTreeMap::new();
+        let mut units = 0usize;
+        let stdout = child.stdout.take().expect("piped");
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            match msg["reason"].as_str() {
+                Some("compiler-artifact") => {
+                    units += 1;
+                    let name = msg["target"]["name"].as_str().unwrap_or("?");
+                    progress.set_message(format!("{what}: {units} units, last {name}"));
+                    if let Some(exe) = msg["executable"].as_str() {
+                        if SERVICES.contains(&name) {
+                            bins.insert(name.to_owned(), PathBuf::from(exe));
+                        }
+                    }
+                }
+                Some("compiler-message") if msg["message"]["level"] == "error" => {
+                    if let Some(r) = msg["message"]["rendered"].as_str() {
+                        eprint!("{r}");
+                    }
+                }
+                _ => {}
+            }
+        }
+        let status = child.wait()?;
+        let tail = err_tail.join().unwrap_or_default();
+        if !status.success() {
+            drop(progress);
+            anyhow::bail!("cargo {} failed:\n{}", args.join(" "), tail.join("\n"));
+        }
+        progress.finish(&format!("{what}: done ({units} units)"));
+        Ok(bins)
+    }
+}
+
+impl Phase for Build {
+    fn number(&self) -> u8 {
+        1
+    }
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn about(&self) -> &'static str {
+        "compile (and optionally test) the bundled services in release mode"
+    }
+    fn targets(&self) -> &'static [Target] {
+        &[Target::Local, Target::Aws]
+    }
+
+    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>> {
+        Box::pin(async move { self.plan_now(ctx) })
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
+        Box::pin(async move {
+            let plan = self.plan_now(ctx)?;
+            if plan.iter().all(|c| c.action == Action::NoOp) {
+                ctx.ui.info(NAME, "up to date");
+                return Ok(Outcome::default());
+            }
+            // Fingerprint before compiling: an edit during the build then
+            // shows up as a change on the next run instead of being lost.
+            let fp = fingerprint(&ctx.config.source_dir)?;
+            let bins = tokio::task::block_in_place(|| {
+                if ctx.config.build_test {
+                    self.run_cargo(ctx, &["test", "--no-run"], "compiling tests")?;
+                    let status =
+                        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                            .current_dir(&ctx.config.source_dir)
+                            .args([
+                                "test",
+                                "--release",
+                                "--locked",
+                                "-p",
+                                "inventory",
+                                "-p",
+                                "pricing",
+                            ])
+                            .status()?;
+                    anyhow::ensure!(status.success(), "service tests failed");
+                }
+                self.run_cargo(ctx, &["build"], "compiling services")
+            })?;
+            for s in SERVICES {
+                anyhow::ensure!(bins.contains_key(s), "cargo produced no binary for {s}");
+            }
+            ctx.set_phase_state(NAME, json!({"fingerprint": fp, "binaries": bins}))?;
+            Ok(Outcome {
+                changed: SERVICES.len(),
+            })
+        })
+    }
+
+    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
+        // Build output belongs to cargo's target directory, not to eshop:
+        // only eshop's record of it goes.
+        Box::pin(async move {
+            ctx.clear_phase_state(NAME)?;
+            Ok(Outcome::default())
+        })
+    }
+
+    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>> {
+        Box::pin(async move {
+            let plan = self.plan_now(ctx)?;
+            Ok(plan
+                .into_iter()
+                .map(|c| Status {
+                    resource: c.resource,
+                    healthy: c.action == Action::NoOp,
+                    state: if c.action == Action::NoOp {
+                        "built, up to date".into()
+                    } else {
+                        c.reason
+                    },
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,151 @@
+//! The Phase contract and the registry.
+//!
+//! Every phase answers `plan` (what apply would change, touching nothing),
+//! `apply` (converge; safe to re-run and after a crash), `destroy` (remove
+//! exactly what it owns, found by labels) and `status`. A phase is listed
+//! here only once it works.
+
+use crate::config::{Config, Target};
+use crate::engines::docker::Engine;
+use crate::state::Store;
+use crate::ui::Ui;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+#[path = "01_build.rs"]
+pub mod build;
+#[path = "02_images.rs"]
+pub mod images;
+
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    #[serde(rename = "no-op")]
+    NoOp,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Delete => "-",
+            Action::NoOp => "=",
+        }
+    }
+}
+
+/// One line of a plan.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Change {
+    pub resource: String,
+    pub action: Action,
+    pub reason: String,
+}
+
+impl Change {
+    pub fn new(resource: impl Into<String>, action: Action, reason: impl Into<String>) -> Self {
+        Self {
+            resource: resource.into(),
+            action,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One line of `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub resource: String,
+    pub state: String,
+    pub healthy: bool,
+}
+
+/// What apply or destroy did.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Outcome {
+    pub changed: usize,
+}
+
+/// Everything a phase may use. The state store sits behind a mutex that is
+/// never held across an await.
+pub struct Ctx {
+    pub config: Config,
+    pub ui: Ui,
+    pub store: std::sync::Mutex<Store>,
+    pub purge_data: bool,
+    docker: tokio::sync::OnceCell<Engine>,
+}
+
+impl Ctx {
+    pub fn new(config: Config, ui: Ui, store: Store, purge_data: bool) -> Self {
+        Self {
+            config,
+            ui,
+            store: std::sync::Mutex::new(store),
+            purge_data,
+            docker: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Connects on first use, so commands that need no Docker never touch it.
+    pub async fn docker(&self) -> anyhow::Result<&Engine> {
+        self.docker.get_or_try_init(Engine::connect).await
+    }
+
+    pub fn phase_state(&self, phase: &str) -> Option<serde_json::Value> {
+        self.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .phase(phase)
+            .cloned()
+    }
+
+    pub fn set_phase_state(&self, phase: &str, v: serde_json::Value) -> anyhow::Result<()> {
+        self.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_phase(phase, v)
+    }
+
+    pub fn clear_phase_state(&self, phase: &str) -> anyhow::Result<()> {
+        self.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear_phase(phase)
+    }
+}
+
+pub trait Phase: Send + Sync {
+    fn number(&self) -> u8;
+    fn name(&self) -> &'static str;
+    fn about(&self) -> &'static str;
+    fn targets(&self) -> &'static [Target];
+    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>>;
+    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome>;
+    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome>;
+    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>>;
+    /// Writes the phase's rendered templates for review; returns the files.
+    fn render(&self, _ctx: &Ctx, _out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
+}
+
+/// In execution order.
+pub fn registry() -> Vec<&'static dyn Phase> {
+    vec![&build::Build, &images::Images]
+}
+
+/// By number ("2", "02") or name ("images").
+pub fn find(key: &str) -> Option<&'static dyn Phase> {
+    let n: Option<u8> = key.parse().ok();
+    registry()
+        .into_iter()
+        .find(|p| Some(p.number()) == n || p.name() == key)
+}
