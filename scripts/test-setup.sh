@@ -53,11 +53,16 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/scripts/test-requirements.txt"
 
+# --- Docker, a registry on 127.0.0.1:5000 and the local base image ---------
+bash "$here/scripts/docker-setup.sh" --registry
+
 # --- What the tests read ----------------------------------------------------
 cat > "$tools/env" <<ENV
 export ESHOP_TEST_PG_URL=postgres://eshop_test:eshop_test@127.0.0.1:5432/postgres
 export ESHOP_TEST_SCHEMATHESIS=$venv/bin/schemathesis
 export ESHOP_TEST_CHROMEDRIVER=/usr/bin/chromedriver
 export ESHOP_TEST_CHROMIUM=/usr/bin/chromium
+export ESHOP_TEST_REGISTRY=localhost:5000
+export ESHOP_TEST_BASE_IMAGE=eshop-base:local
 ENV
 log "ready; test environment in $tools/env"

@@ -1,0 +1,383 @@
+//! `eshop` on the local target against the real dockerd and registry that
+//! scripts/test-setup.sh starts. Every check of what exists is made with
+//! the docker CLI, not through eshop.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn lines(s: String) -> Vec<String> {
+    s.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A project of its own per test, so tests never see each other's objects.
+struct Project {
+    name: String,
+    dir: tempfile::TempDir,
+    pricing: u16,
+    inventory: u16,
+}
+
+impl Project {
+    fn new(tag: &str) -> Project {
+        let name = format!("t{tag}{:x}", rand_u32());
+        let dir = tempfile::tempdir().unwrap();
+        let (pricing, inventory) = (free_port(), free_port());
+        let toml = format!(
+            "project = \"{name}\"\n\
+             [build]\nsource_dir = \"{src}\"\n\
+             [images]\nregistry = \"{reg}\"\nbase_image = \"{base}\"\n\
+             [local]\npricing_port = {pricing}\ninventory_port = {inventory}\n",
+            src = env!("CARGO_MANIFEST_DIR"),
+            reg = env_or("ESHOP_TEST_REGISTRY", "localhost:5000"),
+            base = env_or("ESHOP_TEST_BASE_IMAGE", "eshop-base:local"),
+        );
+        std::fs::write(dir.path().join("eshop.toml"), toml).unwrap();
+        Project {
+            name,
+            dir,
+            pricing,
+            inventory,
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("eshop.toml")
+    }
+
+    fn eshop(&self, args: &[&str]) -> Output {
+        eshop_in(self.dir.path(), &self.config(), args)
+    }
+
+    fn label(&self) -> String {
+        format!("label=eshop/project={}", self.name)
+    }
+
+    fn container_ids(&self) -> Vec<String> {
+        let mut ids = lines(docker(&[
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &self.label(),
+        ]));
+        ids.sort();
+        ids
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        // Leave nothing behind even when an assertion failed half-way.
+        let _ = self.eshop(&["destroy", "--yes", "--purge-data"]);
+    }
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    t.subsec_nanos() ^ std::process::id()
+}
+
+fn eshop_in(dir: &Path, config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eshop"))
+        .current_dir(dir)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run eshop")
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "eshop failed ({:?}):\n{stdout}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+async fn http_get(url: &str) -> (u16, String) {
+    let res = reqwest::get(url).await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_labelled() {
+    let p = Project::new("up");
+    let out = ok(&p.eshop(&["up"]));
+    assert!(
+        out.contains(&format!("http://127.0.0.1:{}/", p.pricing)),
+        "{out}"
+    );
+
+    // The shop answers through the containers.
+    let inv = format!("http://127.0.0.1:{}", p.inventory);
+    let res = reqwest::Client::new()
+        .post(format!("{inv}/products"))
+        .json(&serde_json::json!({"id": "SKU-1", "name": "Green tea", "unit_price_minor": 1999, "currency": "EUR", "quantity": 40}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let (status, page) = http_get(&format!(
+        "http://127.0.0.1:{}/?product_id=SKU-1&quantity=12",
+        p.pricing
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("EUR 273.47"), "{page}");
+    let (status, body) = http_get(&format!(
+        "http://127.0.0.1:{}/calculate_price?product_id=SKU-1&quantity=2",
+        p.pricing
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Hardened as promised: non-root, read-only root, no capabilities.
+    let c = format!("eshop-{}-inventory", p.name);
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Config.User}}", &c]),
+        "65532:65532"
+    );
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", &c]),
+        "true"
+    );
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.HostConfig.CapDrop}}", &c]),
+        "[ALL]"
+    );
+
+    // Second up: nothing to do, nothing recreated.
+    let before = p.container_ids();
+    assert_eq!(before.len(), 2);
+    let out = ok(&p.eshop(&["up"]));
+    assert!(out.contains("up: 0 change(s)"), "{out}");
+    assert_eq!(p.container_ids(), before);
+    let plan = ok(&p.eshop(&["plan"]));
+    assert!(
+        plan.contains("0 to create, 0 to update, 0 to delete"),
+        "{plan}"
+    );
+
+    // Images are small, tagged by content (never latest), and pullable by digest.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.dir.path().join(".eshop/local.json")).unwrap())
+            .unwrap();
+    let pushed = state["phases"]["images"]["pushed"].as_object().unwrap();
+    assert_eq!(pushed.len(), 2);
+    for (reference, digest) in pushed {
+        assert!(!reference.ends_with(":latest"));
+        let size: u64 = docker(&["image", "inspect", "-f", "{{.Size}}", reference])
+            .parse()
+            .unwrap();
+        assert!(size < 25_000_000, "{reference} is {size} bytes");
+        let repo = reference.rsplit_once(':').unwrap().0;
+        let by_digest = format!("{repo}@{}", digest.as_str().unwrap());
+        docker(&["pull", "-q", &by_digest]);
+        assert_eq!(
+            docker(&["image", "inspect", "-f", "{{.Id}}", &by_digest]),
+            docker(&["image", "inspect", "-f", "{{.Id}}", reference])
+        );
+    }
+
+    // Unlabelled look-alikes with the same name pattern.
+    let look = format!("eshop-{}-lookalike", p.name);
+    docker(&["create", "--name", &look, "eshop-base:local", "/nothing"]);
+    docker(&["network", "create", &look]);
+    docker(&["volume", "create", &look]);
+
+    let out = ok(&p.eshop(&["destroy", "--yes"]));
+    assert!(out.contains("destroy:"), "{out}");
+    assert!(p.container_ids().is_empty());
+    assert!(lines(docker(&["network", "ls", "-q", "--filter", &p.label()])).is_empty());
+    assert!(lines(docker(&["images", "-q", "--filter", &p.label()])).is_empty());
+    // Data survives a plain destroy…
+    assert_eq!(
+        lines(docker(&["volume", "ls", "-q", "--filter", &p.label()])).len(),
+        1
+    );
+    ok(&p.eshop(&["destroy", "--yes", "--purge-data"]));
+    // …and goes with --purge-data.
+    assert!(lines(docker(&["volume", "ls", "-q", "--filter", &p.label()])).is_empty());
+    // The look-alikes are untouched.
+    docker(&["container", "inspect", &look]);
+    docker(&["network", "inspect", &look]);
+    docker(&["volume", "inspect", &look]);
+    docker(&["rm", &look]);
+    docker(&["network", "rm", &look]);
+    docker(&["volume", "rm", &look]);
+    // Destroying twice is fine.
+    ok(&p.eshop(&["destroy", "--yes"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_up_mid_run_and_rerunning_converges() {
+    let p = Project::new("kill");
+    // Phase 1 first, so the kill lands in phase 2 (images and containers).
+    ok(&p.eshop(&["phase", "build", "apply"]));
+    for delay_ms in [300u64, 1200, 2500] {
+        ok(&p.eshop(&["destroy", "--yes"]));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eshop"))
+            .current_dir(p.dir.path())
+            .arg("--config")
+            .arg(p.config())
+            .arg("up")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL: no cleanup, no lock release by the program
+        let _ = child.wait();
+        let out = ok(&p.eshop(&["up"]));
+        assert!(
+            out.contains("the shop is up"),
+            "after kill at {delay_ms} ms: {out}"
+        );
+        assert_eq!(p.container_ids().len(), 2, "after kill at {delay_ms} ms");
+        let out = ok(&p.eshop(&["up"]));
+        assert!(
+            out.contains("up: 0 change(s)"),
+            "after kill at {delay_ms} ms: {out}"
+        );
+    }
+}
+
+#[test]
+fn config_errors_exit_2_with_key_and_line_before_any_docker_call() {
+    // A fake Docker socket that counts connections: there must be none.
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("docker.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    for (text, want) in [
+        (
+            "project = \"ok\"\n[images]\nregistri = \"x\"\n",
+            "eshop.toml:3:1: unknown field `registri`",
+        ),
+        (
+            "[local]\npricing_port = 0\n",
+            "eshop.toml:2:16: local.pricing_port",
+        ),
+        ("target = \"gcp\"\n", "eshop.toml:1:10: target"),
+        (
+            "[images]\npush = true\n",
+            "images.push is true but images.registry is empty",
+        ),
+        ("project = [1]\n", "eshop.toml:1:11"),
+    ] {
+        let cfg = dir.path().join("eshop.toml");
+        std::fs::write(&cfg, text).unwrap();
+        for cmd in [
+            &["up"][..],
+            &["plan"],
+            &["destroy", "--yes"],
+            &["phase", "images", "apply"],
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
+                .current_dir(dir.path())
+                .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+                .arg("--config")
+                .arg(&cfg)
+                .args(cmd)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd:?} {text:?}: {stderr}");
+            assert!(stderr.contains(want), "{cmd:?} {text:?}: {stderr}");
+        }
+    }
+    assert!(
+        listener.accept().is_err(),
+        "eshop connected to Docker despite a bad config"
+    );
+    // Usage errors are exit 2 too.
+    let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
+        .args(["phase", "nine", "apply"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
+        .args(["frobnicate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn phases_render_and_completions_need_no_engine() {
+    let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
+        .args(["phases", "--output", "json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["build", "images"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
+        .current_dir(dir.path())
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .args(["render", "images", "--out", "rendered"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let df = std::fs::read_to_string(dir.path().join("rendered/inventory/Dockerfile")).unwrap();
+    assert!(df.contains("USER 65532:65532"));
+    assert!(df.contains("HEALTHCHECK"));
+    assert!(df.contains("FROM gcr.io/distroless/cc-debian12:nonroot"));
+    assert!(!df.contains("{{"), "unrendered placeholder:\n{df}");
+    let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("eshop"));
+}
