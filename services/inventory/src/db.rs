@@ -352,12 +352,44 @@ impl Store {
         }
     }
 
+    /// Products by stock state and total units on hand, for the metrics.
+    /// Casts keep PostgreSQL's SUM (NUMERIC) as BIGINT for both backends.
+    pub async fn stock_summary(&self, low: i64) -> Result<StockSummary> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), \
+               CAST(COALESCE(SUM(CASE WHEN quantity = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN quantity > 0 AND quantity <= $1 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(quantity), 0) AS BIGINT) \
+             FROM products",
+        )
+        .bind(low)
+        .fetch_one(&self.pool)
+        .await?;
+        let total: i64 = row.try_get(0)?;
+        let out: i64 = row.try_get(1)?;
+        let low: i64 = row.try_get(2)?;
+        Ok(StockSummary {
+            in_stock: total - out - low,
+            low,
+            out,
+            units: row.try_get(3)?,
+        })
+    }
+
     pub async fn count(&self) -> Result<i64> {
         Ok(sqlx::query("SELECT COUNT(*) FROM products")
             .fetch_one(&self.pool)
             .await?
             .try_get::<i64, _>(0)?)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StockSummary {
+    pub in_stock: i64,
+    pub low: i64,
+    pub out: i64,
+    pub units: i64,
 }
 
 fn product(r: &AnyRow) -> Result<Product, sqlx::Error> {

@@ -6,6 +6,7 @@ pub mod db;
 pub mod error;
 pub mod model;
 pub mod openapi;
+pub mod stock_metrics;
 
 use kit::config::{ConfigError, Reader, Source};
 use std::future::Future;
@@ -24,6 +25,9 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     /// Read cache size on SQLite (0 = off); ignored on PostgreSQL.
     pub cache_entries: usize,
+    /// At or below this many units a product counts as low on stock.
+    pub low_stock: i64,
+    pub stock_metrics_interval: Duration,
 }
 
 impl Config {
@@ -60,6 +64,12 @@ impl Config {
                 10..=60_000,
             )?),
             cache_entries: r.int_in("CACHE_ENTRIES", 10_000, 0..=10_000_000)? as usize,
+            low_stock: r.int_in("LOW_STOCK_THRESHOLD", 5, 0..=1_000_000)? as i64,
+            stock_metrics_interval: Duration::from_millis(r.int_in(
+                "STOCK_METRICS_INTERVAL_MS",
+                5_000,
+                100..=3_600_000,
+            )?),
         })
     }
 }
@@ -71,6 +81,9 @@ pub struct Application {
     router: axum::Router,
     store: db::Store,
     drain: Duration,
+    stock: stock_metrics::StockMetrics,
+    low_stock: i64,
+    stock_interval: Duration,
 }
 
 impl Application {
@@ -105,7 +118,10 @@ impl Application {
                 }
             })
         });
-        let router = kit::server::App::new(api::routes(store.clone()))
+        let stock = stock_metrics::StockMetrics::default();
+        let mut app = kit::server::App::new(api::routes(store.clone()));
+        stock.register(app.metrics_mut());
+        let router = app
             .readiness(readiness)
             .openapi(openapi::document())
             .into_router();
@@ -114,6 +130,9 @@ impl Application {
             router,
             store,
             drain: config.common.shutdown_timeout,
+            stock,
+            low_stock: config.low_stock,
+            stock_interval: config.stock_metrics_interval,
         })
     }
 
@@ -134,7 +153,11 @@ impl Application {
         if let Ok(addr) = self.listener.local_addr() {
             tracing::info!(%addr, backend = ?self.store.backend(), "inventory listening");
         }
+        let refresher = self
+            .stock
+            .spawn(self.store.clone(), self.low_stock, self.stock_interval);
         let res = kit::server::serve(self.listener, self.router, shutdown, self.drain).await;
+        refresher.abort();
         self.store.close().await;
         res
     }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{spawn_app, Backend};
+use common::{spawn_app, spawn_app_with, Backend};
 use serde_json::{json, Value};
 
 on_both_backends!(
@@ -18,7 +18,40 @@ on_both_backends!(
     concurrent_optimistic_updates_lose_no_update,
     every_bad_input_gets_a_problem_json_4xx,
     health_metrics_and_openapi_are_served,
+    stock_levels_are_exported_as_gauges,
 );
+
+async fn stock_levels_are_exported_as_gauges(b: Backend) {
+    let app = spawn_app_with(
+        b,
+        &[
+            ("STOCK_METRICS_INTERVAL_MS", "100"),
+            ("LOW_STOCK_THRESHOLD", "5"),
+        ],
+    )
+    .await;
+    for (id, qty) in [("a", 0), ("b", 3), ("c", 5), ("d", 6), ("e", 100)] {
+        app.create(id, 10, qty).await;
+    }
+    let want = [
+        r#"inventory_products{stock="out_of_stock"} 1"#,
+        r#"inventory_products{stock="low"} 2"#,
+        r#"inventory_products{stock="in_stock"} 2"#,
+        "inventory_stock_units 114",
+    ];
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = app.get("/metrics").await.text().await.unwrap();
+        if want.iter().all(|w| metrics.contains(w)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for w in want {
+        assert!(metrics.contains(w), "missing {w} in\n{metrics}");
+    }
+    app.stop().await;
+}
 
 async fn a_created_product_can_be_read_back_with_its_etag(b: Backend) {
     let app = spawn_app(b).await;
