@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; AS_PG=(sudo -u postgres); fi
 log() { printf '[test-setup] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------
-want=(postgresql chromium chromium-driver wrk)
+want=(postgresql chromium chromium-driver wrk prometheus)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

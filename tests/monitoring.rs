@@ -1,0 +1,320 @@
+//! The monitoring templates against a real Prometheus (Debian's package):
+//! promtool checks and unit-tests every alert; Prometheus scrapes the real
+//! services while a bounded load runs, and every dashboard query and every
+//! alert expression returns data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn templates() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/monitoring")
+}
+
+fn tool(name: &str) -> PathBuf {
+    let p = PathBuf::from(format!("/usr/bin/{name}"));
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/test-setup.sh",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn promtool_accepts_the_rules_and_every_alert_passes_its_unit_tests() {
+    let out = Command::new(tool("promtool"))
+        .args(["check", "rules"])
+        .arg(templates().join("rules.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = Command::new(tool("promtool"))
+        .current_dir(templates())
+        .args(["test", "rules", "rules.test.yml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every alert has at least one test.
+    let rules = std::fs::read_to_string(templates().join("rules.yml")).unwrap();
+    let tests = std::fs::read_to_string(templates().join("rules.test.yml")).unwrap();
+    for line in rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+    {
+        assert!(
+            tests.contains(&format!("alertname: {line}")),
+            "alert {line} has no promtool test"
+        );
+    }
+}
+
+fn dashboard() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(templates().join("dashboards/eshop-services.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_dashboard_is_valid_grafana_json_wired_to_the_provisioned_datasource() {
+    let d = dashboard();
+    let ds = std::fs::read_to_string(templates().join("grafana/datasource.yml")).unwrap();
+    assert!(ds.contains("uid: eshop-prometheus"));
+    assert_eq!(d["uid"], "eshop-services");
+    assert!(d["schemaVersion"].as_i64().unwrap() >= 30);
+    let panels = d["panels"].as_array().unwrap();
+    assert!(panels.len() >= 7);
+    let mut ids = std::collections::HashSet::new();
+    for p in panels {
+        assert!(ids.insert(p["id"].as_i64().unwrap()), "duplicate panel id");
+        assert_eq!(p["datasource"]["uid"], "eshop-prometheus", "{}", p["title"]);
+        for k in ["x", "y", "w", "h"] {
+            assert!(p["gridPos"][k].is_i64(), "{} gridPos.{k}", p["title"]);
+        }
+        let targets = p["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{} has no query", p["title"]);
+        for t in targets {
+            assert_eq!(t["datasource"]["uid"], "eshop-prometheus");
+            assert!(t["refId"].is_string() && t["expr"].is_string());
+        }
+    }
+    let titles: Vec<&str> = panels
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for want in [
+        "Request rate",
+        "Error ratio",
+        "Latency p50 / p95 / p99",
+        "In-flight",
+        "memory",
+        "CPU",
+        "stock",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.contains(want)),
+            "no panel for {want}: {titles:?}"
+        );
+    }
+}
+
+struct Prom(Child);
+impl Drop for Prom {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn query(c: &reqwest::Client, base: &str, expr: &str) -> serde_json::Value {
+    let v: serde_json::Value = c
+        .get(format!("{base}/api/v1/query"))
+        .query(&[("query", expr)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "success", "{expr}: {v}");
+    v["data"]["result"].clone()
+}
+
+/// The measured side of an alert: the expression without its threshold.
+fn measured(expr: &str) -> String {
+    let e = expr.trim();
+    for op in [">=", "<=", "==", "!=", ">", "<"] {
+        if let Some(i) = e.rfind(op) {
+            let rhs = e[i + op.len()..].trim();
+            if rhs.parse::<f64>().is_ok() {
+                return e[..i].trim().to_owned();
+            }
+        }
+    }
+    e.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
+    use kit::config::Map;
+    // Real services on port 0.
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/inv.db?mode=rwc", dir.path().display());
+    let inv_cfg = inventory::Config::from_source(&Map::new([
+        ("DATABASE_URL", db.as_str()),
+        ("LOG_LEVEL", "warn"),
+        ("STOCK_METRICS_INTERVAL_MS", "200"),
+    ]))
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let inv_addr = l.local_addr().unwrap();
+    let inv = inventory::Application::build_with_listener(inv_cfg, l)
+        .await
+        .unwrap();
+    tokio::spawn(inv.run(std::future::pending()));
+    let inv_url = format!("http://{inv_addr}");
+    let pr_cfg = pricing::Config::from_source(&Map::new([
+        ("INVENTORY_URL", inv_url.as_str()),
+        ("LOG_LEVEL", "warn"),
+    ]))
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pr_addr = l.local_addr().unwrap();
+    tokio::spawn(pricing::Application::build_with_listener(pr_cfg, l).run(std::future::pending()));
+
+    // Prometheus with the rendered config and the real rules.
+    let vars = std::collections::BTreeMap::from([
+        ("scrape_interval", "1s".to_owned()),
+        (
+            "rules_path",
+            templates().join("rules.yml").display().to_string(),
+        ),
+        ("inventory_target", inv_addr.to_string()),
+        ("pricing_target", pr_addr.to_string()),
+    ]);
+    let yml = eshop::render::render(
+        &std::fs::read_to_string(templates().join("prometheus.yml")).unwrap(),
+        &vars,
+        &[],
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("prometheus.yml"), yml).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _prom = Prom(
+        Command::new(tool("prometheus"))
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let prom = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::new();
+
+    // Bounded load: at most 8 s and 4000 requests, a mix of hits, misses,
+    // bad input and stock moves.
+    c.post(format!("{inv_url}/products"))
+        .json(&serde_json::json!({"id": "SKU-1", "name": "Tea", "unit_price_minor": 199, "currency": "EUR", "quantity": 3}))
+        .send()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < Duration::from_secs(8) && sent < 4000 {
+        let urls = [
+            format!("http://{pr_addr}/calculate_price?product_id=SKU-1&quantity=2"),
+            format!("http://{pr_addr}/?product_id=NOPE&quantity=1"),
+            format!("{inv_url}/products/SKU-1/price"),
+            format!("{inv_url}/products?limit=5"),
+        ];
+        let batch: Vec<_> = urls.iter().map(|u| c.get(u).send()).collect();
+        for r in futures_util::future::join_all(batch).await {
+            r.unwrap();
+        }
+        sent += 4;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Wait until Prometheus has scraped both jobs a few times.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = query(&c, &prom, "count_over_time(up[1m])").await;
+        let ok = r.as_array().is_some_and(|a| {
+            a.len() == 2
+                && a.iter().all(|s| {
+                    s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()) >= Some(3.0)
+                })
+        });
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not scrape both services: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Every dashboard query returns data.
+    for p in dashboard()["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "30s")
+                .replace("$job", "inventory|pricing");
+            let r = query(&c, &prom, &expr).await;
+            assert!(
+                r.as_array().is_some_and(|a| !a.is_empty()),
+                "panel {:?} query {expr} returned no data",
+                p["title"]
+            );
+        }
+    }
+    // Every alert expression evaluates, and what it measures has data.
+    let rules = std::fs::read_to_string(templates().join("rules.yml")).unwrap();
+    let exprs = alert_exprs(&rules);
+    assert_eq!(exprs.len(), 5);
+    for e in exprs {
+        query(&c, &prom, &e).await;
+        let m = measured(&e);
+        let r = query(&c, &prom, &m).await;
+        assert!(
+            r.as_array().is_some_and(|a| !a.is_empty()),
+            "alert expression {m} has no data"
+        );
+    }
+}
+
+/// The `expr:` values of rules.yml (single-line or `|` blocks).
+fn alert_exprs(yaml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let lines: Vec<&str> = yaml.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let l = lines[i].trim_start();
+        if let Some(rest) = l.strip_prefix("expr:") {
+            let rest = rest.trim();
+            if rest == "|" {
+                let indent = lines[i + 1].len() - lines[i + 1].trim_start().len();
+                let mut e = String::new();
+                i += 1;
+                while i < lines.len()
+                    && lines[i].len() - lines[i].trim_start().len() >= indent
+                    && !lines[i].trim().is_empty()
+                {
+                    e.push_str(lines[i].trim());
+                    e.push(' ');
+                    i += 1;
+                }
+                out.push(e.trim().to_owned());
+                continue;
+            }
+            out.push(rest.to_owned());
+        }
+        i += 1;
+    }
+    out
+}
