@@ -19,6 +19,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: kit::config::Common,
+    /// OTLP trace export; None when no endpoint is configured.
+    pub otlp: Option<kit::otlp::OtlpConfig>,
     /// `sqlite://…` (default, a file under DATA_DIR) or `postgres://…`.
     pub database_url: String,
     pub db_max_connections: u32,
@@ -34,6 +36,7 @@ impl Config {
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let r = Reader::new(src);
         let common = kit::config::Common::from_source(&r, DEFAULT_LISTEN)?;
+        let otlp = kit::otlp::OtlpConfig::from_source(&r, "inventory")?;
         let database_url = match r.raw("DATABASE_URL") {
             Some(url) => {
                 if db::Backend::from_url(&url).is_none() {
@@ -56,6 +59,7 @@ impl Config {
         };
         Ok(Self {
             common,
+            otlp,
             database_url,
             db_max_connections: r.int_in("DB_MAX_CONNECTIONS", 8, 1..=256)? as u32,
             db_acquire_timeout: Duration::from_millis(r.int_in(
@@ -122,6 +126,7 @@ impl Application {
         let mut app = kit::server::App::new(api::routes(store.clone()));
         stock.register(app.metrics_mut());
         let router = app
+            .tracer(config.otlp.map(kit::otlp::Tracer::start))
             .readiness(readiness)
             .openapi(openapi::document())
             .into_router();

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod money;
+pub mod otlp;
 pub mod problem;
 pub mod server;
 pub mod telemetry;

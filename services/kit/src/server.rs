@@ -30,6 +30,13 @@ pub struct App {
     metrics: Metrics,
     readiness: Readiness,
     openapi: Option<axum::body::Bytes>,
+    tracer: Option<crate::otlp::Tracer>,
+}
+
+/// What the observe middleware needs.
+struct Observe {
+    metrics: Arc<Metrics>,
+    tracer: Option<crate::otlp::Tracer>,
 }
 
 impl App {
@@ -39,7 +46,14 @@ impl App {
             metrics: Metrics::new(),
             readiness: health::always_ready(),
             openapi: None,
+            tracer: None,
         }
+    }
+
+    /// Export a server span per request over OTLP (see `otlp.rs`).
+    pub fn tracer(mut self, tracer: Option<crate::otlp::Tracer>) -> Self {
+        self.tracer = tracer;
+        self
     }
 
     /// Service-specific metrics are registered on this before `into_router`.
@@ -86,7 +100,13 @@ impl App {
             .method_not_allowed_fallback(problem::method_not_allowed_fallback)
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
-            .layer(mw::from_fn_with_state(metrics, observe))
+            .layer(mw::from_fn_with_state(
+                Arc::new(Observe {
+                    metrics,
+                    tracer: self.tracer,
+                }),
+                observe,
+            ))
     }
 }
 
@@ -98,8 +118,10 @@ fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 /// Per request: request id and trace context, a log span carrying both,
 /// RED metrics by matched route, and one access-log line.
-async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
+async fn observe(State(obs): State<Arc<Observe>>, mut req: Request, next: Next) -> Response {
+    let metrics = &obs.metrics;
     let start = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let ctx = RequestContext {
         request_id: telemetry::request_id_from(req.headers()),
         trace: TraceContext::from_headers(req.headers()),
@@ -119,6 +141,7 @@ async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Ne
         span_id = %ctx.trace.span_id,
     );
     let request_id = HeaderValue::from_str(&ctx.request_id).ok();
+    let trace = ctx.trace.clone();
     req.extensions_mut().insert(ctx);
     metrics.in_flight().inc();
     let mut res = next.run(req).instrument(span.clone()).await;
@@ -134,6 +157,9 @@ async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Ne
     // than serving it (a JSON line per request), so they are DEBUG on the
     // `access` target (`LOG_LEVEL=info,access=debug` to see them all).
     // Client errors are INFO, server errors and slow requests WARN.
+    if let Some(tracer) = &obs.tracer {
+        record_span(tracer, &trace, method, &route, status, started_at);
+    }
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if status >= 500 || elapsed >= SLOW {
@@ -145,6 +171,41 @@ async fn observe(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Ne
         }
     });
     res
+}
+
+/// Probes and scrapes would drown the traces, so they are not exported.
+fn record_span(
+    tracer: &crate::otlp::Tracer,
+    trace: &TraceContext,
+    method: &'static str,
+    route: &str,
+    status: u16,
+    started_at: std::time::SystemTime,
+) {
+    use crate::otlp::{hex_to_bytes, SpanData, Value};
+    if !trace.sampled || matches!(route, "/metrics" | "/healthz" | "/readyz") {
+        return;
+    }
+    let (Some(trace_id), Some(span_id)) =
+        (hex_to_bytes(&trace.trace_id), hex_to_bytes(&trace.span_id))
+    else {
+        return;
+    };
+    tracer.record(SpanData {
+        trace_id,
+        span_id,
+        parent_span_id: trace.parent_span_id.as_deref().and_then(hex_to_bytes),
+        name: format!("{method} {route}"),
+        kind: 2,
+        start: started_at,
+        end: std::time::SystemTime::now(),
+        attributes: vec![
+            ("http.request.method", Value::Str(method.to_owned())),
+            ("http.route", Value::Str(route.to_owned())),
+            ("http.response.status_code", Value::Int(status as i64)),
+        ],
+        error: status >= 500,
+    });
 }
 
 /// Binds the service's address, with an error that names it.

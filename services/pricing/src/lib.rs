@@ -20,6 +20,8 @@ pub const DEFAULT_INVENTORY_URL: &str = "http://127.0.0.1:8081";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: kit::config::Common,
+    /// OTLP trace export; None when no endpoint is configured.
+    pub otlp: Option<kit::otlp::OtlpConfig>,
     pub inventory_url: String,
     pub inventory_timeout: Duration,
     pub inventory_deadline: Duration,
@@ -34,6 +36,7 @@ impl Config {
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let r = Reader::new(src);
         let common = kit::config::Common::from_source(&r, DEFAULT_LISTEN)?;
+        let otlp = kit::otlp::OtlpConfig::from_source(&r, "pricing")?;
         let inventory_url = r.with_or("INVENTORY_URL", DEFAULT_INVENTORY_URL.to_owned(), |v| {
             let rest = v
                 .strip_prefix("http://")
@@ -60,6 +63,7 @@ impl Config {
         let tax_ppm = r.with_or("TAX_RATE_PERCENT", 200_000, kit::money::parse_percent_ppm)?;
         Ok(Self {
             common,
+            otlp,
             inventory_url,
             inventory_timeout: Duration::from_millis(timeout),
             inventory_deadline: Duration::from_millis(deadline),
@@ -120,6 +124,7 @@ impl Application {
             )
             .with_state(state.clone());
         let router = kit::server::App::new(routes)
+            .tracer(config.otlp.map(kit::otlp::Tracer::start))
             .readiness(readiness)
             .openapi(openapi::document(state.max_quantity))
             .into_router();

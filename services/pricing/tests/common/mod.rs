@@ -48,13 +48,17 @@ pub struct Inventory {
 }
 
 pub async fn spawn_inventory() -> Inventory {
+    spawn_inventory_with(&[]).await
+}
+
+pub async fn spawn_inventory_with(extra: &[(&str, &str)]) -> Inventory {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/inventory.db?mode=rwc", dir.path().display());
-    let config = inventory::Config::from_source(&Map::new([
-        ("DATABASE_URL", url.as_str()),
-        ("LOG_LEVEL", "warn"),
-    ]))
-    .unwrap();
+    let mut map = Map::new([("DATABASE_URL", url.as_str()), ("LOG_LEVEL", "warn")]);
+    for (k, v) in extra {
+        map.0.insert((*k).into(), (*v).into());
+    }
+    let config = inventory::Config::from_source(&map).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = inventory::Application::build_with_listener(config, listener)

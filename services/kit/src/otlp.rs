@@ -1,0 +1,344 @@
+//! OpenTelemetry trace export over OTLP/HTTP (binary protobuf), the format
+//! every OTLP receiver accepts, Dynatrace's ingest included.
+//!
+//! The services' spans are simple (one server span per request), so instead
+//! of the full OpenTelemetry SDK this encodes the few OTLP messages needed
+//! by hand: no extra runtime, no global state, nothing at all when no
+//! endpoint is configured. Spans are queued without blocking the request
+//! (dropped and counted if the queue is full) and sent in batches.
+//!
+//! Settings (the standard OpenTelemetry variables):
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (full URL) or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (base URL; `/v1/traces` is appended),
+//! `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k2=v2`, e.g. a Dynatrace
+//! `Authorization=Api-Token …`; never logged), `OTEL_SERVICE_NAME`.
+
+use crate::config::{ConfigError, Reader};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+const QUEUE: usize = 4096;
+const BATCH: usize = 512;
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
+pub struct OtlpConfig {
+    pub url: String,
+    /// Sent with every export; may hold credentials, so never printed.
+    pub headers: Vec<(String, String)>,
+    pub service_name: String,
+}
+
+impl std::fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpConfig")
+            .field("url", &self.url)
+            .field("headers", &format!("<{} redacted>", self.headers.len()))
+            .field("service_name", &self.service_name)
+            .finish()
+    }
+}
+
+impl OtlpConfig {
+    /// `None` when no endpoint is set: export off.
+    pub fn from_source(r: &Reader<'_>, default_service: &str) -> Result<Option<Self>, ConfigError> {
+        let url = match (
+            r.raw("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            r.raw("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(full), _) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", full),
+            (None, Some(base)) => (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("{}/v1/traces", base.trim_end_matches('/')),
+            ),
+            (None, None) => return Ok(None),
+        };
+        let (key, url) = url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::new(
+                key,
+                &url,
+                "must be an http:// or https:// URL",
+            ));
+        }
+        let mut headers = Vec::new();
+        if let Some(h) = r.raw("OTEL_EXPORTER_OTLP_HEADERS") {
+            for pair in h.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    ConfigError::new(
+                        "OTEL_EXPORTER_OTLP_HEADERS",
+                        "<redacted>",
+                        "must be key=value pairs separated by commas",
+                    )
+                })?;
+                headers.push((k.trim().to_owned(), percent_decode(v.trim())));
+            }
+        }
+        Ok(Some(Self {
+            url,
+            headers,
+            service_name: r.string_or("OTEL_SERVICE_NAME", default_service),
+        }))
+    }
+}
+
+/// The spec allows percent-encoded values (`Api-Token%20abc`).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A finished span, as the middleware records it.
+#[derive(Debug, Clone)]
+pub struct SpanData {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub name: String,
+    /// 2 = SERVER, 3 = CLIENT (OTLP SpanKind).
+    pub kind: u64,
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub attributes: Vec<(&'static str, Value)>,
+    pub error: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+}
+
+/// Handle the middleware records spans into. Cheap to clone.
+#[derive(Clone)]
+pub struct Tracer {
+    tx: mpsc::Sender<SpanData>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracer").finish_non_exhaustive()
+    }
+}
+
+impl Tracer {
+    /// Starts the exporter task (needs a Tokio runtime).
+    pub fn start(cfg: OtlpConfig) -> Tracer {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(export_loop(cfg, rx));
+        Tracer {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Never waits: a full queue drops the span (and counts it) rather
+    /// than slowing the request down.
+    pub fn record(&self, span: SpanData) {
+        if self.tx.try_send(span).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n, "trace export queue full; dropping spans");
+            }
+        }
+    }
+}
+
+async fn export_loop(cfg: OtlpConfig, mut rx: mpsc::Receiver<SpanData>) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client builds");
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let closed = tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => n == 0,
+            _ = tokio::time::sleep(FLUSH_EVERY) => false,
+        };
+        if !batch.is_empty() {
+            let body = encode_request(&cfg.service_name, &batch);
+            batch.clear();
+            let mut req = http
+                .post(&cfg.url)
+                .header("content-type", "application/x-protobuf")
+                .body(body);
+            for (k, v) in &cfg.headers {
+                req = req.header(k, v);
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => tracing::warn!(status = %r.status(), "trace export rejected"),
+                Err(e) => tracing::warn!(error = %e, "trace export failed"),
+            }
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+pub fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+pub fn hex_to_bytes<const N: usize>(hex: &str) -> Option<[u8; N]> {
+    if hex.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+// --- protobuf, just what OTLP traces need --------------------------------
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn key(out: &mut Vec<u8>, field: u32, wire: u8) {
+    varint(out, ((field as u64) << 3) | wire as u64);
+}
+
+fn bytes_field(out: &mut Vec<u8>, field: u32, b: &[u8]) {
+    key(out, field, 2);
+    varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn varint_field(out: &mut Vec<u8>, field: u32, v: u64) {
+    key(out, field, 0);
+    varint(out, v);
+}
+
+fn fixed64_field(out: &mut Vec<u8>, field: u32, v: u64) {
+    key(out, field, 1);
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// KeyValue { string key = 1; AnyValue value = 2 }, AnyValue { string_value = 1 | int_value = 3 }.
+fn key_value(k: &str, v: &Value) -> Vec<u8> {
+    let mut any = Vec::new();
+    match v {
+        Value::Str(s) => bytes_field(&mut any, 1, s.as_bytes()),
+        Value::Int(i) => varint_field(&mut any, 3, *i as u64),
+    }
+    let mut kv = Vec::new();
+    bytes_field(&mut kv, 1, k.as_bytes());
+    bytes_field(&mut kv, 2, &any);
+    kv
+}
+
+fn span(s: &SpanData) -> Vec<u8> {
+    let mut b = Vec::with_capacity(128);
+    bytes_field(&mut b, 1, &s.trace_id);
+    bytes_field(&mut b, 2, &s.span_id);
+    if let Some(p) = &s.parent_span_id {
+        bytes_field(&mut b, 4, p);
+    }
+    bytes_field(&mut b, 5, s.name.as_bytes());
+    varint_field(&mut b, 6, s.kind);
+    fixed64_field(&mut b, 7, unix_nanos(s.start));
+    fixed64_field(&mut b, 8, unix_nanos(s.end));
+    for (k, v) in &s.attributes {
+        bytes_field(&mut b, 9, &key_value(k, v));
+    }
+    // Status { code = 3 }: 2 = ERROR; UNSET otherwise (the OTLP default).
+    if s.error {
+        let mut st = Vec::new();
+        varint_field(&mut st, 3, 2);
+        bytes_field(&mut b, 15, &st);
+    }
+    b
+}
+
+/// ExportTraceServiceRequest { ResourceSpans { Resource, ScopeSpans { scope, spans } } }.
+pub fn encode_request(service: &str, spans: &[SpanData]) -> Vec<u8> {
+    let mut resource = Vec::new();
+    bytes_field(
+        &mut resource,
+        1,
+        &key_value("service.name", &Value::Str(service.to_owned())),
+    );
+    let mut scope = Vec::new();
+    bytes_field(&mut scope, 1, b"eshop-kit");
+    bytes_field(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
+    let mut scope_spans = Vec::new();
+    bytes_field(&mut scope_spans, 1, &scope);
+    for s in spans {
+        bytes_field(&mut scope_spans, 2, &span(s));
+    }
+    let mut rs = Vec::new();
+    bytes_field(&mut rs, 1, &resource);
+    bytes_field(&mut rs, 2, &scope_spans);
+    let mut req = Vec::new();
+    bytes_field(&mut req, 1, &rs);
+    req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_match_the_protobuf_spec() {
+        let mut v = Vec::new();
+        varint(&mut v, 300);
+        assert_eq!(v, [0xAC, 0x02]);
+        let mut v = Vec::new();
+        varint(&mut v, 1);
+        assert_eq!(v, [1]);
+    }
+
+    #[test]
+    fn config_reads_the_standard_variables_and_hides_headers() {
+        let src = crate::config::Map::new([
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "Authorization=Api-Token%20secret",
+            ),
+        ]);
+        let c = OtlpConfig::from_source(&Reader::new(&src), "pricing")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.url, "http://collector:4318/v1/traces");
+        assert_eq!(
+            c.headers,
+            [("Authorization".to_owned(), "Api-Token secret".to_owned())]
+        );
+        assert_eq!(c.service_name, "pricing");
+        assert!(!format!("{c:?}").contains("secret"));
+        let none = crate::config::Map::default();
+        assert!(OtlpConfig::from_source(&Reader::new(&none), "x")
+            .unwrap()
+            .is_none());
+        let bad = crate::config::Map::new([("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]);
+        assert!(OtlpConfig::from_source(&Reader::new(&bad), "x").is_err());
+    }
+}
