@@ -4,7 +4,8 @@
 #   - starts dockerd if no daemon answers (no systemd needed)
 #   - with --registry: starts a registry on 127.0.0.1:5000 if none answers
 #   - builds the local base image eshop-base:local (glibc + CA certificates +
-#     a non-root user, from this machine's own files) if it is absent.
+#     a non-root user, from this machine's own files) if it is absent
+#   - builds eshop-prometheus:local (Debian's prometheus on that base) if absent.
 # Machines without internet cannot pull the default distroless base; the
 # local base is the offline stand-in (point images.base_image at it).
 set -euo pipefail
@@ -14,7 +15,7 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 log() { printf '[docker-setup] %s\n' "$*" >&2; }
 want_registry=0; [ "${1:-}" = "--registry" ] && want_registry=1
 
-pkgs=(docker.io)
+pkgs=(docker.io prometheus)
 [ "$want_registry" = 1 ] && pkgs+=(docker-registry)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -68,5 +69,23 @@ if ! docker image inspect eshop-base:local >/dev/null 2>&1; then
   chmod 1777 "$root/tmp"
   tar --numeric-owner --owner=0 --group=0 -C "$root" -c . \
     | docker import -m "eshop local base: glibc + CA certificates, non-root user 65532" - eshop-base:local >/dev/null
+fi
+if ! docker image inspect eshop-prometheus:local >/dev/null 2>&1; then
+  log "building eshop-prometheus:local from Debian's prometheus"
+  ctx="$(mktemp -d)"
+  cp /usr/bin/prometheus "$ctx/prometheus"
+  mkdir -p "$ctx/rootfs/prometheus" "$ctx/rootfs/etc/prometheus"
+  cat > "$ctx/Dockerfile" <<'DOCKERFILE'
+FROM eshop-base:local
+COPY prometheus /bin/prometheus
+COPY --chown=65534:65534 rootfs/ /
+USER 65534:65534
+EXPOSE 9090
+VOLUME /prometheus
+ENTRYPOINT ["/bin/prometheus"]
+CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
+DOCKERFILE
+  docker build -q -t eshop-prometheus:local "$ctx" >/dev/null
+  rm -rf "$ctx"
 fi
 log "docker ready"

@@ -64,5 +64,6 @@ export ESHOP_TEST_CHROMEDRIVER=/usr/bin/chromedriver
 export ESHOP_TEST_CHROMIUM=/usr/bin/chromium
 export ESHOP_TEST_REGISTRY=localhost:5000
 export ESHOP_TEST_BASE_IMAGE=eshop-base:local
+export ESHOP_TEST_PROMETHEUS_IMAGE=eshop-prometheus:local
 ENV
 log "ready; test environment in $tools/env"

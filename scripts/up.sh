@@ -12,4 +12,15 @@ if [ -z "${ESHOP_IMAGES_BASE_IMAGE:-}" ] && ! grep -qs '^\s*base_image' eshop.to
   echo "[up] cannot pull $base (offline?); using the local base image eshop-base:local" >&2
   export ESHOP_IMAGES_BASE_IMAGE=eshop-base:local
 fi
+# Monitoring images (phase 7): fall back to what this machine can provide.
+if [ -z "${ESHOP_MONITORING_PROMETHEUS_IMAGE:-}" ] && ! grep -qs '^\s*prometheus_image' eshop.toml \
+   && ! timeout 30 docker pull -q prom/prometheus:v2.53.2 >/dev/null 2>&1; then
+  echo "[up] cannot pull prom/prometheus; using eshop-prometheus:local (Debian's prometheus)" >&2
+  export ESHOP_MONITORING_PROMETHEUS_IMAGE=eshop-prometheus:local
+fi
+if [ -z "${ESHOP_MONITORING_GRAFANA_IMAGE:-}" ] && ! grep -qs '^\s*grafana_image' eshop.toml \
+   && ! timeout 30 docker pull -q grafana/grafana:11.2.0 >/dev/null 2>&1; then
+  echo "[up] cannot pull grafana/grafana and no local substitute exists: Grafana is skipped" >&2
+  export ESHOP_MONITORING_GRAFANA_IMAGE=none
+fi
 exec cargo run --release --quiet --bin eshop -- up "$@"

@@ -63,6 +63,8 @@ struct File {
     #[serde(default)]
     local: FileLocal,
     #[serde(default)]
+    monitoring: FileMonitoring,
+    #[serde(default)]
     services: BTreeMap<Spanned<String>, FileService>,
 }
 
@@ -94,6 +96,16 @@ struct FileLocal {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileMonitoring {
+    prometheus_image: Option<Spanned<String>>,
+    grafana_image: Option<Spanned<String>>,
+    prometheus_port: Option<Spanned<i64>>,
+    grafana_port: Option<Spanned<i64>>,
+    scrape_interval_secs: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileService {
     #[serde(default)]
     env: BTreeMap<String, String>,
@@ -119,6 +131,12 @@ pub struct Config {
     pub pricing_port: u16,
     pub inventory_port: u16,
     pub ready_timeout: std::time::Duration,
+    pub prometheus_image: String,
+    /// Empty: no Grafana.
+    pub grafana_image: String,
+    pub prometheus_port: u16,
+    pub grafana_port: u16,
+    pub scrape_interval_secs: u16,
     /// Extra environment per service (`[services.pricing.env]`).
     pub service_env: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -128,6 +146,8 @@ pub const SERVICES: [&str; 2] = ["inventory", "pricing"];
 /// A distroless-style base with glibc and CA certificates, non-root.
 pub const DEFAULT_BASE_IMAGE: &str = "gcr.io/distroless/cc-debian12:nonroot";
 pub const DEFAULT_BUILDER_IMAGE: &str = "rust:1.95-bookworm";
+pub const DEFAULT_PROMETHEUS_IMAGE: &str = "prom/prometheus:v2.53.2";
+pub const DEFAULT_GRAFANA_IMAGE: &str = "grafana/grafana:11.2.0";
 
 /// Reads `ESHOP_*` variables; injectable so tests never mutate the process
 /// environment.
@@ -329,6 +349,72 @@ impl Config {
                 "must differ from local.pricing_port",
             );
         }
+        let prometheus_port = port(
+            "ESHOP_MONITORING_PROMETHEUS_PORT",
+            "monitoring.prometheus_port",
+            &file.monitoring.prometheus_port,
+            9090,
+        )?;
+        let grafana_port = port(
+            "ESHOP_MONITORING_GRAFANA_PORT",
+            "monitoring.grafana_port",
+            &file.monitoring.grafana_port,
+            3000,
+        )?;
+        let mut used = vec![pricing_port, inventory_port];
+        for (p, key, span) in [
+            (
+                prometheus_port,
+                "monitoring.prometheus_port",
+                file.monitoring.prometheus_port.as_ref().map(|p| p.span()),
+            ),
+            (
+                grafana_port,
+                "monitoring.grafana_port",
+                file.monitoring.grafana_port.as_ref().map(|p| p.span()),
+            ),
+        ] {
+            if used.contains(&p) {
+                return o.err(
+                    span.unwrap_or(0..0),
+                    key,
+                    "must differ from the other published ports",
+                );
+            }
+            used.push(p);
+        }
+        let prometheus_image = match env.var("ESHOP_MONITORING_PROMETHEUS_IMAGE") {
+            Some(v) => check_image_ref(&v).map_err(|m| {
+                ConfigError(format!("ESHOP_MONITORING_PROMETHEUS_IMAGE={v:?}: {m}"))
+            })?,
+            None => match &file.monitoring.prometheus_image {
+                Some(r) => check_image_ref(r.get_ref())
+                    .or_else(|m| o.err(r.span(), "monitoring.prometheus_image", m))?,
+                None => DEFAULT_PROMETHEUS_IMAGE.to_owned(),
+            },
+        };
+        let grafana_image = match env.var("ESHOP_MONITORING_GRAFANA_IMAGE") {
+            Some(v) if v == "none" => String::new(),
+            Some(v) => check_image_ref(&v)
+                .map_err(|m| ConfigError(format!("ESHOP_MONITORING_GRAFANA_IMAGE={v:?}: {m}")))?,
+            None => match &file.monitoring.grafana_image {
+                Some(r) if r.get_ref().is_empty() => String::new(),
+                Some(r) => check_image_ref(r.get_ref())
+                    .or_else(|m| o.err(r.span(), "monitoring.grafana_image", m))?,
+                None => DEFAULT_GRAFANA_IMAGE.to_owned(),
+            },
+        };
+        let scrape_interval_secs = match &file.monitoring.scrape_interval_secs {
+            Some(t) if (1..=300).contains(t.get_ref()) => *t.get_ref() as u16,
+            Some(t) => {
+                return o.err(
+                    t.span(),
+                    "monitoring.scrape_interval_secs",
+                    "must be between 1 and 300",
+                )
+            }
+            None => 5,
+        };
         let ready_timeout = match &file.local.ready_timeout_secs {
             Some(t) if (1..=600).contains(t.get_ref()) => {
                 std::time::Duration::from_secs(*t.get_ref() as u64)
@@ -374,6 +460,11 @@ impl Config {
             pricing_port,
             inventory_port,
             ready_timeout,
+            prometheus_image,
+            grafana_image,
+            prometheus_port,
+            grafana_port,
+            scrape_interval_secs,
             service_env,
         })
     }

@@ -45,21 +45,25 @@ struct Project {
     dir: tempfile::TempDir,
     pricing: u16,
     inventory: u16,
+    prometheus: u16,
 }
 
 impl Project {
     fn new(tag: &str) -> Project {
         let name = format!("t{tag}{:x}", rand_u32());
         let dir = tempfile::tempdir().unwrap();
-        let (pricing, inventory) = (free_port(), free_port());
+        let (pricing, inventory, prometheus) = (free_port(), free_port(), free_port());
         let toml = format!(
             "project = \"{name}\"\n\
              [build]\nsource_dir = \"{src}\"\n\
              [images]\nregistry = \"{reg}\"\nbase_image = \"{base}\"\n\
-             [local]\npricing_port = {pricing}\ninventory_port = {inventory}\n",
+             [local]\npricing_port = {pricing}\ninventory_port = {inventory}\n\
+             [monitoring]\nprometheus_image = \"{prom}\"\nprometheus_port = {prometheus}\n\
+             grafana_image = \"\"\nscrape_interval_secs = 1\n",
             src = env!("CARGO_MANIFEST_DIR"),
             reg = env_or("ESHOP_TEST_REGISTRY", "localhost:5000"),
             base = env_or("ESHOP_TEST_BASE_IMAGE", "eshop-base:local"),
+            prom = env_or("ESHOP_TEST_PROMETHEUS_IMAGE", "eshop-prometheus:local"),
         );
         std::fs::write(dir.path().join("eshop.toml"), toml).unwrap();
         Project {
@@ -67,6 +71,7 @@ impl Project {
             dir,
             pricing,
             inventory,
+            prometheus,
         }
     }
 
@@ -183,9 +188,42 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
         "[ALL]"
     );
 
+    // Phase 7: Prometheus scrapes both services and loaded every alert rule.
+    let prom = format!("http://127.0.0.1:{}", p.prometheus);
+    let mut up = serde_json::Value::Null;
+    for _ in 0..60 {
+        up = reqwest::get(format!("{prom}/api/v1/query?query=up%3D%3D1"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if up["data"]["result"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(up["data"]["result"].as_array().unwrap().len(), 2, "{up}");
+    let rules: serde_json::Value = reqwest::get(format!("{prom}/api/v1/rules"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let n: usize = rules["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["rules"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(n, 5, "{rules}");
+
     // Second up: nothing to do, nothing recreated.
     let before = p.container_ids();
-    assert_eq!(before.len(), 2);
+    assert_eq!(before.len(), 3);
     let out = ok(&p.eshop(&["up"]));
     assert!(out.contains("up: 0 change(s)"), "{out}");
     assert_eq!(p.container_ids(), before);
@@ -227,10 +265,10 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     assert!(p.container_ids().is_empty());
     assert!(lines(docker(&["network", "ls", "-q", "--filter", &p.label()])).is_empty());
     assert!(lines(docker(&["images", "-q", "--filter", &p.label()])).is_empty());
-    // Data survives a plain destroy…
+    // Data (inventory's database, Prometheus' TSDB) survives a plain destroy…
     assert_eq!(
         lines(docker(&["volume", "ls", "-q", "--filter", &p.label()])).len(),
-        1
+        2
     );
     ok(&p.eshop(&["destroy", "--yes", "--purge-data"]));
     // …and goes with --purge-data.
@@ -270,7 +308,7 @@ async fn killing_up_mid_run_and_rerunning_converges() {
             out.contains("the shop is up"),
             "after kill at {delay_ms} ms: {out}"
         );
-        assert_eq!(p.container_ids().len(), 2, "after kill at {delay_ms} ms");
+        assert_eq!(p.container_ids().len(), 3, "after kill at {delay_ms} ms");
         let out = ok(&p.eshop(&["up"]));
         assert!(
             out.contains("up: 0 change(s)"),
@@ -357,7 +395,7 @@ fn phases_render_and_completions_need_no_engine() {
                 .to_owned()
         })
         .collect();
-    assert_eq!(names, ["build", "images"]);
+    assert_eq!(names, ["build", "images", "monitoring"]);
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
         .current_dir(dir.path())

@@ -2,8 +2,8 @@
 //! eshop's ownership labels applied and errors that name the object.
 
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, HealthStatusEnum, NetworkCreateRequest,
-    VolumeCreateOptions,
+    ContainerCreateBody, ContainerSummary, HealthStatusEnum, HostConfig, Mount, MountTypeEnum,
+    NetworkCreateRequest, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateOptions,
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListImagesOptions,
@@ -12,6 +12,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
 pub const LABEL_PROJECT: &str = "eshop/project";
@@ -28,14 +29,110 @@ pub fn labels(project: &str, target: &str, phase: &str) -> HashMap<String, Strin
     ])
 }
 
-fn owner_filter(project: &str, target: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([(
-        "label".to_owned(),
-        vec![
-            format!("{LABEL_PROJECT}={project}"),
-            format!("{LABEL_TARGET}={target}"),
-        ],
-    )])
+/// This project and target; with `phase`, only that phase's objects.
+fn owner_filter(project: &str, target: &str, phase: Option<&str>) -> HashMap<String, Vec<String>> {
+    let mut labels = vec![
+        format!("{LABEL_PROJECT}={project}"),
+        format!("{LABEL_TARGET}={target}"),
+    ];
+    if let Some(p) = phase {
+        labels.push(format!("{LABEL_PHASE}={p}"));
+    }
+    HashMap::from([("label".to_owned(), labels)])
+}
+
+/// A container as eshop runs them: on the project's network, read-only
+/// root, no capabilities, no privilege escalation, a small /tmp, restarted
+/// unless stopped. `body()` also returns the hash of the whole spec, stored
+/// as the `eshop/spec` label: equal hash, nothing to change.
+pub struct ContainerSpec {
+    pub image: String,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub network: String,
+    /// (container port, host ip, host port)
+    pub ports: Vec<(u16, String, u16)>,
+    /// (volume name, mount point)
+    pub volumes: Vec<(String, String)>,
+}
+
+impl ContainerSpec {
+    pub fn body(&self) -> (ContainerCreateBody, String) {
+        let mut body = ContainerCreateBody {
+            image: Some(self.image.clone()),
+            env: Some(self.env.clone()),
+            labels: Some(self.labels.clone()),
+            exposed_ports: Some(
+                self.ports
+                    .iter()
+                    .map(|(p, _, _)| (format!("{p}/tcp"), HashMap::new()))
+                    .collect(),
+            ),
+            host_config: Some(HostConfig {
+                network_mode: Some(self.network.clone()),
+                port_bindings: Some(
+                    self.ports
+                        .iter()
+                        .map(|(p, ip, hp)| {
+                            (
+                                format!("{p}/tcp"),
+                                Some(vec![PortBinding {
+                                    host_ip: Some(ip.clone()),
+                                    host_port: Some(hp.to_string()),
+                                }]),
+                            )
+                        })
+                        .collect(),
+                ),
+                readonly_rootfs: Some(true),
+                tmpfs: Some(HashMap::from([(
+                    "/tmp".to_owned(),
+                    "rw,noexec,nosuid,size=16m".to_owned(),
+                )])),
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                mounts: (!self.volumes.is_empty()).then(|| {
+                    self.volumes
+                        .iter()
+                        .map(|(v, target)| Mount {
+                            target: Some(target.clone()),
+                            source: Some(v.clone()),
+                            typ: Some(MountTypeEnum::VOLUME),
+                            ..Default::default()
+                        })
+                        .collect()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // Through a Value: its maps are sorted, so the hash does not depend
+        // on HashMap iteration order.
+        let canonical = serde_json::to_value(&body)
+            .and_then(|v| serde_json::to_vec(&v))
+            .unwrap_or_default();
+        let spec: String = Sha256::digest(canonical)
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if let Some(l) = body.labels.as_mut() {
+            l.insert(LABEL_SPEC.into(), spec.clone());
+        }
+        (body, spec)
+    }
+}
+
+/// A container eshop found: id, spec hash label, running or not.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub id: String,
+    pub spec: String,
+    pub running: bool,
 }
 
 pub struct Engine {
@@ -152,15 +249,72 @@ impl Engine {
         &self,
         project: &str,
         target: &str,
+        phase: Option<&str>,
     ) -> anyhow::Result<Vec<ContainerSummary>> {
         self.docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
-                filters: Some(owner_filter(project, target)),
+                filters: Some(owner_filter(project, target, phase)),
                 ..Default::default()
             }))
             .await
             .map_err(|e| anyhow::anyhow!("listing containers: {e}"))
+    }
+
+    /// This project's containers by name.
+    pub async fn containers_by_name(
+        &self,
+        project: &str,
+        target: &str,
+    ) -> anyhow::Result<HashMap<String, Found>> {
+        let list = self.containers(project, target, None).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names?.first()?.trim_start_matches('/').to_owned();
+                let spec = c
+                    .labels
+                    .unwrap_or_default()
+                    .get(LABEL_SPEC)
+                    .cloned()
+                    .unwrap_or_default();
+                let running = c.state.map(|s| s.to_string() == "running").unwrap_or(false);
+                Some((
+                    name,
+                    Found {
+                        id: c.id.unwrap_or_default(),
+                        spec,
+                        running,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Creates the container unless one with the same spec is running;
+    /// returns whether anything changed.
+    pub async fn converge(
+        &self,
+        name: &str,
+        spec: &ContainerSpec,
+        have: &HashMap<String, Found>,
+    ) -> anyhow::Result<bool> {
+        let (body, hash) = spec.body();
+        match have.get(name) {
+            Some(f) if f.running && f.spec == hash => return Ok(false),
+            Some(_) => self.remove_container(name).await?,
+            None => {}
+        }
+        self.create_and_start(name, body).await.or_else(|e| {
+            let msg = e.to_string();
+            if msg.contains("port is already allocated") || msg.contains("address already in use") {
+                anyhow::bail!(
+                    "{e}\nanother program uses that port: choose another one in eshop.toml"
+                )
+            }
+            Err(e)
+        })?;
+        Ok(true)
     }
 
     pub async fn ensure_network(
@@ -243,6 +397,8 @@ impl Engine {
                 name,
                 Some(RemoveContainerOptions {
                     force: true,
+                    // Anonymous volumes declared by images go with them.
+                    v: true,
                     ..Default::default()
                 }),
             )
@@ -275,22 +431,32 @@ impl Engine {
         })
     }
 
-    pub async fn networks(&self, project: &str, target: &str) -> anyhow::Result<Vec<String>> {
+    pub async fn networks(
+        &self,
+        project: &str,
+        target: &str,
+        phase: Option<&str>,
+    ) -> anyhow::Result<Vec<String>> {
         let nets = self
             .docker
             .list_networks(Some(ListNetworksOptions {
-                filters: Some(owner_filter(project, target)),
+                filters: Some(owner_filter(project, target, phase)),
             }))
             .await
             .map_err(|e| anyhow::anyhow!("listing networks: {e}"))?;
         Ok(nets.into_iter().filter_map(|n| n.name).collect())
     }
 
-    pub async fn volumes(&self, project: &str, target: &str) -> anyhow::Result<Vec<String>> {
+    pub async fn volumes(
+        &self,
+        project: &str,
+        target: &str,
+        phase: Option<&str>,
+    ) -> anyhow::Result<Vec<String>> {
         let vols = self
             .docker
             .list_volumes(Some(ListVolumesOptions {
-                filters: Some(owner_filter(project, target)),
+                filters: Some(owner_filter(project, target, phase)),
             }))
             .await
             .map_err(|e| anyhow::anyhow!("listing volumes: {e}"))?;
@@ -307,11 +473,12 @@ impl Engine {
         &self,
         project: &str,
         target: &str,
+        phase: Option<&str>,
     ) -> anyhow::Result<Vec<(String, Vec<String>)>> {
         let imgs = self
             .docker
             .list_images(Some(ListImagesOptions {
-                filters: Some(owner_filter(project, target)),
+                filters: Some(owner_filter(project, target, phase)),
                 ..Default::default()
             }))
             .await

@@ -9,15 +9,11 @@
 
 use super::{Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
 use crate::config::{Config, Target, Variant};
-use crate::engines::docker::{self, Engine, LABEL_SPEC};
+use crate::engines::docker::{self, ContainerSpec, Engine};
 use crate::phases::build::{built_binaries, hex};
-use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountTypeEnum, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
-};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub struct Images;
@@ -219,8 +215,8 @@ fn pushed(ctx: &Ctx) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// The whole desired container, hashed into its `eshop/spec` label.
-fn container_spec(ctx: &Ctx, svc: &Svc, image_ref: &str) -> (ContainerCreateBody, String) {
+/// The whole desired container for a service.
+fn container_spec(ctx: &Ctx, svc: &Svc, image_ref: &str) -> ContainerSpec {
     let cfg = &ctx.config;
     let mut env: Vec<String> = Vec::new();
     if svc.name == "pricing" {
@@ -237,81 +233,20 @@ fn container_spec(ctx: &Ctx, svc: &Svc, image_ref: &str) -> (ContainerCreateBody
     } else {
         cfg.inventory_port
     };
-    let port_key = format!("{}/tcp", svc.port);
     let mut labels = docker::labels(&cfg.project, cfg.target.as_str(), NAME);
     labels.insert("eshop/service".into(), svc.name.into());
-    let mounts = svc.data.then(|| {
-        vec![Mount {
-            target: Some(DATA_DIR.into()),
-            source: Some(volume_name(cfg)),
-            typ: Some(MountTypeEnum::VOLUME),
-            ..Default::default()
-        }]
-    });
-    let mut body = ContainerCreateBody {
-        image: Some(image_ref.to_owned()),
-        env: Some(env),
-        labels: Some(labels),
-        exposed_ports: Some(HashMap::from([(port_key.clone(), HashMap::new())])),
-        host_config: Some(HostConfig {
-            network_mode: Some(network_name(cfg)),
-            port_bindings: Some(HashMap::from([(
-                port_key,
-                Some(vec![PortBinding {
-                    host_ip: Some(cfg.bind.to_string()),
-                    host_port: Some(host_port.to_string()),
-                }]),
-            )])),
-            // As in production: read-only root, no capabilities, writable
-            // only /tmp and the data volume.
-            readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_owned(),
-                "rw,noexec,nosuid,size=16m".to_owned(),
-            )])),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
-            mounts,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    // Through a Value: its maps are sorted, so the hash does not depend on
-    // HashMap iteration order.
-    let canonical = serde_json::to_value(&body)
-        .and_then(|v| serde_json::to_vec(&v))
-        .unwrap_or_default();
-    let spec = hex(&Sha256::digest(canonical))[..16].to_owned();
-    if let Some(l) = body.labels.as_mut() {
-        l.insert(LABEL_SPEC.into(), spec.clone());
+    ContainerSpec {
+        image: image_ref.to_owned(),
+        env,
+        labels,
+        network: network_name(cfg),
+        ports: vec![(svc.port, cfg.bind.to_string(), host_port)],
+        volumes: if svc.data {
+            vec![(volume_name(cfg), DATA_DIR.to_owned())]
+        } else {
+            Vec::new()
+        },
     }
-    (body, spec)
-}
-
-/// What exists now, by container name: (id, spec label, running).
-async fn existing(
-    engine: &Engine,
-    cfg: &Config,
-) -> anyhow::Result<HashMap<String, (String, String, bool)>> {
-    let list = engine.containers(&cfg.project, cfg.target.as_str()).await?;
-    Ok(list
-        .into_iter()
-        .filter_map(|c| {
-            let name = c.names?.first()?.trim_start_matches('/').to_owned();
-            let spec = c
-                .labels
-                .unwrap_or_default()
-                .get(LABEL_SPEC)
-                .cloned()
-                .unwrap_or_default();
-            let running = c.state.map(|s| s.to_string() == "running").unwrap_or(false);
-            Some((name, (c.id.unwrap_or_default(), spec, running)))
-        })
-        .collect())
 }
 
 impl Images {
@@ -361,25 +296,31 @@ impl Images {
             }
         }
         if cfg.target == Target::Local {
-            let nets = engine.networks(&cfg.project, cfg.target.as_str()).await?;
+            let nets = engine
+                .networks(&cfg.project, cfg.target.as_str(), None)
+                .await?;
             let net = network_name(cfg);
             plan.push(if nets.contains(&net) {
                 Change::new(format!("network {net}"), Action::NoOp, "exists")
             } else {
                 Change::new(format!("network {net}"), Action::Create, "absent")
             });
-            let vols = engine.volumes(&cfg.project, cfg.target.as_str()).await?;
+            let vols = engine
+                .volumes(&cfg.project, cfg.target.as_str(), None)
+                .await?;
             let vol = volume_name(cfg);
             plan.push(if vols.contains(&vol) {
                 Change::new(format!("volume {vol}"), Action::NoOp, "exists")
             } else {
                 Change::new(format!("volume {vol}"), Action::Create, "absent")
             });
-            let have = existing(engine, cfg).await?;
+            let have = engine
+                .containers_by_name(&cfg.project, cfg.target.as_str())
+                .await?;
             for p in &images {
                 let name = container_name(cfg, p.svc.name);
-                let (_, spec) = container_spec(ctx, p.svc, &p.reference());
-                let change = match have.get(&name) {
+                let (_, spec) = container_spec(ctx, p.svc, &p.reference()).body();
+                let change = match have.get(&name).map(|f| (&f.id, &f.spec, &f.running)) {
                     None => Change::new(format!("container {name}"), Action::Create, "absent"),
                     Some((_, s, running)) if *s == spec && *running && p.context.is_some() => {
                         Change::new(
@@ -475,23 +416,16 @@ impl Images {
         if engine.ensure_volume(&volume_name(cfg), labels).await? {
             changed += 1;
         }
-        let have = existing(engine, cfg).await?;
+        let have = engine
+            .containers_by_name(&cfg.project, cfg.target.as_str())
+            .await?;
         for p in &images {
             let name = container_name(cfg, p.svc.name);
-            let (body, spec) = container_spec(ctx, p.svc, &p.reference());
-            match have.get(&name) {
-                Some((_, s, true)) if *s == spec => continue,
-                Some(_) => engine.remove_container(&name).await?,
-                None => {}
+            let spec = container_spec(ctx, p.svc, &p.reference());
+            if engine.converge(&name, &spec, &have).await? {
+                ctx.ui.info(NAME, &format!("started {name}"));
+                changed += 1;
             }
-            engine.create_and_start(&name, body).await.or_else(|e| {
-                if e.to_string().contains("port is already allocated") || e.to_string().contains("address already in use") {
-                    anyhow::bail!("{e}\nanother program uses that port: set local.pricing_port / local.inventory_port in eshop.toml")
-                }
-                Err(e)
-            })?;
-            ctx.ui.info(NAME, &format!("started {name}"));
-            changed += 1;
         }
         self.wait_healthy(ctx, engine).await?;
         ctx.ui.event(
@@ -540,7 +474,7 @@ impl Images {
     }
 }
 
-fn display_host(cfg: &Config) -> String {
+pub fn display_host(cfg: &Config) -> String {
     if cfg.bind.is_unspecified() {
         "127.0.0.1".into()
     } else {
@@ -576,50 +510,21 @@ impl Phase for Images {
         Box::pin(async move {
             let cfg = &ctx.config;
             let engine = ctx.docker().await?;
-            let (p, t) = (cfg.project.as_str(), cfg.target.as_str());
-            let mut changed = 0;
-            for c in engine.containers(p, t).await? {
-                let name = c.names.and_then(|n| n.first().cloned()).unwrap_or_default();
-                engine
-                    .remove_container(name.trim_start_matches('/'))
-                    .await?;
-                ctx.ui.info(
-                    NAME,
-                    &format!("removed container {}", name.trim_start_matches('/')),
-                );
-                changed += 1;
-            }
-            for n in engine.networks(p, t).await? {
+            // Containers first (of every phase: they all sit on this
+            // phase's network), then the network, volumes and images.
+            let mut changed =
+                super::remove_labelled(ctx, engine, None, NAME, super::Kinds::Containers).await?;
+            for n in engine
+                .networks(&cfg.project, cfg.target.as_str(), None)
+                .await?
+            {
                 engine.remove_network(&n).await?;
                 ctx.ui.info(NAME, &format!("removed network {n}"));
                 changed += 1;
             }
-            let vols = engine.volumes(p, t).await?;
-            if ctx.purge_data {
-                for v in vols {
-                    engine.remove_volume(&v).await?;
-                    ctx.ui.info(NAME, &format!("removed volume {v}"));
-                    changed += 1;
-                }
-            } else if !vols.is_empty() {
-                ctx.ui.info(
-                    NAME,
-                    &format!(
-                        "kept volume(s) {} (use --purge-data to delete data)",
-                        vols.join(", ")
-                    ),
-                );
-            }
-            for (id, tags) in engine.images(p, t).await? {
-                // Remove by tag first so shared layers of untagged look-alikes stay.
-                for tag in &tags {
-                    engine.remove_image(tag).await?;
-                }
-                engine.remove_image(&id).await?;
-                ctx.ui
-                    .info(NAME, &format!("removed image {}", tags.join(", ")));
-                changed += 1;
-            }
+            changed +=
+                super::remove_labelled(ctx, engine, None, NAME, super::Kinds::VolumesAndImages)
+                    .await?;
             ctx.clear_phase_state(NAME)?;
             Ok(Outcome { changed })
         })
@@ -630,7 +535,10 @@ impl Phase for Images {
             let cfg = &ctx.config;
             let engine = ctx.docker().await?;
             let mut out = Vec::new();
-            for (_, tags) in engine.images(&cfg.project, cfg.target.as_str()).await? {
+            for (_, tags) in engine
+                .images(&cfg.project, cfg.target.as_str(), None)
+                .await?
+            {
                 for t in tags {
                     out.push(Status {
                         resource: format!("image {t}"),

@@ -17,6 +17,8 @@ use std::pin::Pin;
 pub mod build;
 #[path = "02_images.rs"]
 pub mod images;
+#[path = "07_monitoring.rs"]
+pub mod monitoring;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
 
@@ -137,9 +139,70 @@ pub trait Phase: Send + Sync {
     }
 }
 
+/// What [`remove_labelled`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kinds {
+    Containers,
+    VolumesAndImages,
+    All,
+}
+
+/// Removes this project's and target's labelled containers, volumes (only
+/// with --purge-data; otherwise says what it kept) and images; with
+/// `phase`, only that phase's. Found by label, so no state file is needed.
+pub async fn remove_labelled(
+    ctx: &Ctx,
+    engine: &Engine,
+    phase: Option<&str>,
+    ui_phase: &str,
+    kinds: Kinds,
+) -> anyhow::Result<usize> {
+    let (p, t) = (ctx.config.project.as_str(), ctx.config.target.as_str());
+    let mut n = 0;
+    if kinds != Kinds::VolumesAndImages {
+        for c in engine.containers(p, t, phase).await? {
+            let name = c.names.and_then(|n| n.first().cloned()).unwrap_or_default();
+            let name = name.trim_start_matches('/');
+            engine.remove_container(name).await?;
+            ctx.ui.info(ui_phase, &format!("removed container {name}"));
+            n += 1;
+        }
+    }
+    if kinds == Kinds::Containers {
+        return Ok(n);
+    }
+    let vols = engine.volumes(p, t, phase).await?;
+    if ctx.purge_data {
+        for v in vols {
+            engine.remove_volume(&v).await?;
+            ctx.ui.info(ui_phase, &format!("removed volume {v}"));
+            n += 1;
+        }
+    } else if !vols.is_empty() {
+        ctx.ui.info(
+            ui_phase,
+            &format!(
+                "kept volume(s) {} (use --purge-data to delete data)",
+                vols.join(", ")
+            ),
+        );
+    }
+    for (id, tags) in engine.images(p, t, phase).await? {
+        // By tag first, so layers shared with untagged look-alikes stay.
+        for tag in &tags {
+            engine.remove_image(tag).await?;
+        }
+        engine.remove_image(&id).await?;
+        ctx.ui
+            .info(ui_phase, &format!("removed image {}", tags.join(", ")));
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// In execution order.
 pub fn registry() -> Vec<&'static dyn Phase> {
-    vec![&build::Build, &images::Images]
+    vec![&build::Build, &images::Images, &monitoring::Monitoring]
 }
 
 /// By number ("2", "02") or name ("images").
