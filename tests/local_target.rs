@@ -227,6 +227,21 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     let out = ok(&p.eshop(&["up"]));
     assert!(out.contains("up: 0 change(s)"), "{out}");
     assert_eq!(p.container_ids(), before);
+    // The same no-op for CI: one JSON object per line, ending in a summary.
+    let json_out = ok(&p.eshop(&["--output", "json", "up"]));
+    let events: Vec<serde_json::Value> = json_out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let summary = events
+        .iter()
+        .find(|e| e["event"] == "summary")
+        .expect("a summary event");
+    assert_eq!(summary["changed"], 0, "{json_out}");
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "phase" && e["phase"] == "monitoring"));
+    assert_eq!(p.container_ids(), before);
     let plan = ok(&p.eshop(&["plan"]));
     assert!(
         plan.contains("0 to create, 0 to update, 0 to delete"),
