@@ -136,14 +136,26 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
                 }
             }
             if res.is_ok() {
+                // The last line a newcomer reads says where the shop is.
+                let shop = (target == Target::Local && lo <= 2 && hi >= 2).then(|| {
+                    format!(
+                        "http://{}:{}/",
+                        phases::images::display_host(&ctx.config),
+                        ctx.config.pricing_port
+                    )
+                });
+                let tail = shop
+                    .as_deref()
+                    .map(|u| format!("; the shop: {u}"))
+                    .unwrap_or_default();
                 ui.event(
                     "summary",
                     None,
                     &format!(
-                        "up: {changed} change(s) in {:.1}s",
+                        "up: {changed} change(s) in {:.1}s{tail}",
                         started.elapsed().as_secs_f64()
                     ),
-                    json!({"changed": changed, "seconds": started.elapsed().as_secs_f64()}),
+                    json!({"changed": changed, "seconds": started.elapsed().as_secs_f64(), "url": shop}),
                 );
             }
             ("up", res)
