@@ -187,6 +187,15 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
         docker(&["inspect", "-f", "{{.HostConfig.CapDrop}}", &c]),
         "[ALL]"
     );
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+            &c
+        ]),
+        "268435456 256"
+    );
 
     // Phase 7: Prometheus scrapes both services and loaded every alert rule.
     let prom = format!("http://127.0.0.1:{}", p.prometheus);

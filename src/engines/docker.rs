@@ -54,7 +54,12 @@ pub struct ContainerSpec {
     pub ports: Vec<(u16, String, u16)>,
     /// (volume name, mount point)
     pub volumes: Vec<(String, String)>,
+    /// Hard memory limit in MiB (swap included, so it is a real limit).
+    pub memory_mib: i64,
 }
+
+/// Bounds every eshop container: a runaway process cannot fork-bomb the host.
+const PIDS_LIMIT: i64 = 256;
 
 impl ContainerSpec {
     pub fn body(&self) -> (ContainerCreateBody, String) {
@@ -85,6 +90,9 @@ impl ContainerSpec {
                         .collect(),
                 ),
                 readonly_rootfs: Some(true),
+                memory: Some(self.memory_mib * 1024 * 1024),
+                memory_swap: Some(self.memory_mib * 1024 * 1024),
+                pids_limit: Some(PIDS_LIMIT),
                 tmpfs: Some(HashMap::from([(
                     "/tmp".to_owned(),
                     "rw,noexec,nosuid,size=16m".to_owned(),

@@ -246,6 +246,8 @@ fn container_spec(ctx: &Ctx, svc: &Svc, image_ref: &str) -> ContainerSpec {
         } else {
             Vec::new()
         },
+        // Idle RSS is under 10 MB; 256 MiB leaves room for load and caches.
+        memory_mib: 256,
     }
 }
 

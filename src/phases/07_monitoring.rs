@@ -160,6 +160,7 @@ fn spec(cfg: &Config, b: &Bundle) -> ContainerSpec {
                 format!("eshop-{}-prometheus-data", cfg.project),
                 "/prometheus".into(),
             )],
+            memory_mib: 1024,
         },
         _ => {
             let mut env = vec![
@@ -182,6 +183,7 @@ fn spec(cfg: &Config, b: &Bundle) -> ContainerSpec {
                     format!("eshop-{}-grafana-data", cfg.project),
                     "/var/lib/grafana".into(),
                 )],
+                memory_mib: 512,
             }
         }
     }
