@@ -107,6 +107,20 @@ impl Drop for Project {
     }
 }
 
+struct LookAlike(String);
+
+impl Drop for LookAlike {
+    fn drop(&mut self) {
+        for args in [
+            vec!["rm", "-f", &self.0],
+            vec!["network", "rm", &self.0],
+            vec!["volume", "rm", &self.0],
+        ] {
+            let _ = Command::new("docker").args(args).output();
+        }
+    }
+}
+
 fn rand_u32() -> u32 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -278,11 +292,13 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
         );
     }
 
-    // Unlabelled look-alikes with the same name pattern.
-    let look = format!("eshop-{}-lookalike", p.name);
-    docker(&["create", "--name", &look, "eshop-base:local", "/nothing"]);
-    docker(&["network", "create", &look]);
-    docker(&["volume", "create", &look]);
+    // Unlabelled look-alikes with the same name pattern (removed by the
+    // guard even if an assertion below fails).
+    let guard = LookAlike(format!("eshop-{}-lookalike", p.name));
+    let look = guard.0.as_str();
+    docker(&["create", "--name", look, "eshop-base:local", "/nothing"]);
+    docker(&["network", "create", look]);
+    docker(&["volume", "create", look]);
 
     let out = ok(&p.eshop(&["destroy", "--yes"]));
     assert!(out.contains("destroy:"), "{out}");
@@ -298,12 +314,9 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     // …and goes with --purge-data.
     assert!(lines(docker(&["volume", "ls", "-q", "--filter", &p.label()])).is_empty());
     // The look-alikes are untouched.
-    docker(&["container", "inspect", &look]);
-    docker(&["network", "inspect", &look]);
-    docker(&["volume", "inspect", &look]);
-    docker(&["rm", &look]);
-    docker(&["network", "rm", &look]);
-    docker(&["volume", "rm", &look]);
+    docker(&["container", "inspect", look]);
+    docker(&["network", "inspect", look]);
+    docker(&["volume", "inspect", look]);
     // Destroying twice is fine.
     ok(&p.eshop(&["destroy", "--yes"]));
 }
