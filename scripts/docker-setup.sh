@@ -11,21 +11,14 @@
 set -euo pipefail
 tools="${ESHOP_TOOLS_DIR:-$HOME/.cache/eshop-test-tools}"
 mkdir -p "$tools"
-SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 log() { printf '[docker-setup] %s\n' "$*" >&2; }
 want_registry=0; [ "${1:-}" = "--registry" ] && want_registry=1
 
 pkgs=(docker.io prometheus)
 [ "$want_registry" = 1 ] && pkgs+=(docker-registry)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  log "installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+ensure_packages "${pkgs[@]}"
 
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"

@@ -7,22 +7,15 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 tools="${ESHOP_TOOLS_DIR:-$HOME/.cache/eshop-test-tools}"
 mkdir -p "$tools"
-SUDO=""; AS_PG=(runuser -u postgres --)
-if [ "$(id -u)" != 0 ]; then SUDO="sudo"; AS_PG=(sudo -u postgres); fi
+# shellcheck source=scripts/lib.sh
+. "$here/scripts/lib.sh"
+AS_PG=(runuser -u postgres --)
+[ "$(id -u)" = 0 ] || AS_PG=(sudo -u postgres)
 
 log() { printf '[test-setup] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------
-want=(postgresql chromium chromium-driver wrk prometheus)
-missing=()
-for p in "${want[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  log "installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+ensure_packages postgresql chromium chromium-driver wrk prometheus
 
 # --- PostgreSQL: a cluster on 127.0.0.1:5432 and a role that may create DBs --
 pg_ver="$(ls /usr/lib/postgresql | sort -V | tail -1)"
