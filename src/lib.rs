@@ -204,17 +204,7 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
             for p in phases::registry().into_iter().filter(runnable) {
                 for s in p.status(&ctx).await? {
                     all_ok &= s.healthy;
-                    ui.event(
-                        "result",
-                        Some(p.name()),
-                        &format!(
-                            "{} {}: {}",
-                            if s.healthy { "✔" } else { "✘" },
-                            s.resource,
-                            s.state
-                        ),
-                        serde_json::to_value(&s)?,
-                    );
+                    print_status(ui, p.name(), &s);
                 }
             }
             (
@@ -259,17 +249,7 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
                 }),
                 PhaseAction::Status => p.status(&ctx).await.map(|ss| {
                     for s in ss {
-                        ui.event(
-                            "result",
-                            Some(p.name()),
-                            &format!(
-                                "{} {}: {}",
-                                if s.healthy { "✔" } else { "✘" },
-                                s.resource,
-                                s.state
-                            ),
-                            json!(s),
-                        );
+                        print_status(ui, p.name(), &s);
                     }
                 }),
             };
@@ -317,6 +297,20 @@ fn print_change(ui: &Ui, phase: &str, c: &phases::Change) {
         Some(phase),
         &format!("{} {} ({})", c.action.symbol(), c.resource, c.reason),
         json!({"resource": c.resource, "action": c.action, "reason": c.reason}),
+    );
+}
+
+fn print_status(ui: &Ui, phase: &str, s: &phases::Status) {
+    ui.event(
+        "result",
+        Some(phase),
+        &format!(
+            "{} {}: {}",
+            if s.healthy { "✔" } else { "✘" },
+            s.resource,
+            s.state
+        ),
+        json!(s),
     );
 }
 

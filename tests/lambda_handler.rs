@@ -7,12 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn venv_bin(name: &str) -> std::path::PathBuf {
-    let home = std::env::var("ESHOP_TOOLS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::Path::new(&std::env::var("HOME").unwrap()).join(".cache/eshop-test-tools")
-        });
-    let p = home.join("venv/bin").join(name);
+    let p = kit::testing::venv_tool(name);
     assert!(
         p.exists(),
         "{} missing: run scripts/test-setup.sh",

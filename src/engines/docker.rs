@@ -135,10 +135,9 @@ impl ContainerSpec {
     }
 }
 
-/// A container eshop found: id, spec hash label, running or not.
+/// A container eshop found: its spec hash label, running or not.
 #[derive(Debug, Clone)]
 pub struct Found {
-    pub id: String,
     pub spec: String,
     pub running: bool,
 }
@@ -287,14 +286,7 @@ impl Engine {
                     .cloned()
                     .unwrap_or_default();
                 let running = c.state.map(|s| s.to_string() == "running").unwrap_or(false);
-                Some((
-                    name,
-                    Found {
-                        id: c.id.unwrap_or_default(),
-                        spec,
-                        running,
-                    },
-                ))
+                Some((name, Found { spec, running }))
             })
             .collect())
     }

@@ -77,14 +77,17 @@ pub fn built_binaries(ctx: &Ctx) -> Option<BTreeMap<String, PathBuf>> {
 
 impl Build {
     fn plan_now(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
-        let fp = fingerprint(&ctx.config.source_dir)?;
+        self.plan_for(ctx, &fingerprint(&ctx.config.source_dir)?)
+    }
+
+    fn plan_for(&self, ctx: &Ctx, fp: &str) -> anyhow::Result<Vec<Change>> {
         let recorded = ctx.phase_state(NAME).and_then(|s| {
             s.get("fingerprint")
                 .and_then(|f| f.as_str())
                 .map(str::to_owned)
         });
         let (action, reason) = match (recorded, built_binaries(ctx)) {
-            (Some(r), Some(_)) if r == fp => (
+            (Some(r), Some(_)) if r == *fp => (
                 Action::NoOp,
                 "sources unchanged since the last build".to_owned(),
             ),
@@ -196,14 +199,14 @@ impl Phase for Build {
 
     fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
         Box::pin(async move {
-            let plan = self.plan_now(ctx)?;
+            // Fingerprint before compiling: an edit during the build then
+            // shows up as a change on the next run instead of being lost.
+            let fp = fingerprint(&ctx.config.source_dir)?;
+            let plan = self.plan_for(ctx, &fp)?;
             if plan.iter().all(|c| c.action == Action::NoOp) {
                 ctx.ui.info(NAME, "up to date");
                 return Ok(Outcome::default());
             }
-            // Fingerprint before compiling: an edit during the build then
-            // shows up as a change on the next run instead of being lost.
-            let fp = fingerprint(&ctx.config.source_dir)?;
             let bins = tokio::task::block_in_place(|| {
                 if ctx.config.build_test {
                     self.run_cargo(ctx, &["test", "--no-run"], "compiling tests")?;

@@ -322,16 +322,14 @@ impl Images {
             for p in &images {
                 let name = container_name(cfg, p.svc.name);
                 let (_, spec) = container_spec(ctx, p.svc, &p.reference()).body();
-                let change = match have.get(&name).map(|f| (&f.id, &f.spec, &f.running)) {
+                let change = match have.get(&name) {
                     None => Change::new(format!("container {name}"), Action::Create, "absent"),
-                    Some((_, s, running)) if *s == spec && *running && p.context.is_some() => {
-                        Change::new(
-                            format!("container {name}"),
-                            Action::NoOp,
-                            "running, spec unchanged",
-                        )
-                    }
-                    Some((_, s, _)) if *s == spec && p.context.is_some() => {
+                    Some(f) if f.spec == spec && f.running && p.context.is_some() => Change::new(
+                        format!("container {name}"),
+                        Action::NoOp,
+                        "running, spec unchanged",
+                    ),
+                    Some(f) if f.spec == spec && p.context.is_some() => {
                         Change::new(format!("container {name}"), Action::Update, "not running")
                     }
                     Some(_) => Change::new(
@@ -403,7 +401,6 @@ impl Images {
                 changed += 1;
             }
         }
-        ctx.set_phase_state(NAME, json!({"pushed": pushed}))?;
         if cfg.target != Target::Local {
             return Ok(Outcome { changed });
         }

@@ -375,13 +375,6 @@ impl Store {
             units: row.try_get(3)?,
         })
     }
-
-    pub async fn count(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM products")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get::<i64, _>(0)?)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

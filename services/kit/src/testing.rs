@@ -13,15 +13,26 @@ pub fn tool(var: &str, default: &str) -> PathBuf {
     }
 }
 
+/// A tool in the test virtualenv that scripts/test-setup.sh fills, under
+/// `$ESHOP_TOOLS_DIR` (default `~/.cache/eshop-test-tools`).
+pub fn venv_tool(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ESHOP_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/eshop-test-tools")
+        });
+    dir.join("venv/bin").join(name)
+}
+
 /// Runs schemathesis against a running service's /openapi.json and panics
 /// with its report unless it passes. Every check is on by default; the
 /// service's `schemathesis.toml` lists (with reasons) the few exceptions.
 /// `--checks all` is deliberately not passed: CLI flags outrank the file.
 pub async fn schemathesis(base: &str, config: &Path, max_examples: u32) {
-    let bin = tool(
-        "ESHOP_TEST_SCHEMATHESIS",
-        "~/.cache/eshop-test-tools/venv/bin/schemathesis",
-    );
+    let bin = std::env::var_os("ESHOP_TEST_SCHEMATHESIS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| venv_tool("schemathesis"));
     // schemathesis keeps a crash cache in its working directory; keep it
     // out of the source tree.
     let scratch = std::env::temp_dir().join("eshop-schemathesis");

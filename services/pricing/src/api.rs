@@ -104,14 +104,22 @@ pub fn check_quantity(raw: Option<&str>, max: i64) -> Result<i64, PriceError> {
             q.chars().take(20).collect::<String>()
         )));
     }
-    match q.parse::<i64>() {
-        Ok(n) if n < 1 => Err(PriceError::BadQuantity(
+    // Digits too long for i64 are certainly above any maximum.
+    check_quantity_value(q.parse::<i64>().unwrap_or(i64::MAX), max)
+}
+
+/// The range rule, for quantities that arrive as numbers (JSON bodies).
+pub fn check_quantity_value(n: i64, max: i64) -> Result<i64, PriceError> {
+    if n < 1 {
+        Err(PriceError::BadQuantity(
             "The quantity must be at least 1.".into(),
-        )),
-        Ok(n) if n <= max => Ok(n),
-        _ => Err(PriceError::BadQuantity(format!(
+        ))
+    } else if n > max {
+        Err(PriceError::BadQuantity(format!(
             "The quantity must be at most {max}."
-        ))),
+        )))
+    } else {
+        Ok(n)
     }
 }
 
@@ -178,7 +186,7 @@ pub async fn post_price(
     Json(body): Json<PriceRequest>,
 ) -> Result<axum::Json<Quote>, PriceError> {
     let id = check_product_id(Some(&body.product_id))?;
-    let quantity = check_quantity(Some(&body.quantity.to_string()), state.max_quantity)?;
+    let quantity = check_quantity_value(body.quantity, state.max_quantity)?;
     Ok(axum::Json(calculate(&state, &ctx, &id, quantity).await?))
 }
 
