@@ -49,15 +49,14 @@ pub enum TargetArg {
 pub enum Command {
     /// Apply the phases in order (converges; safe to re-run).
     Up {
-        /// First phase to apply (number or name).
-        #[arg(long)]
-        from: Option<String>,
-        /// Last phase to apply (number or name).
-        #[arg(long)]
-        to: Option<String>,
+        #[command(flatten)]
+        range: Range,
     },
     /// Show what `up` would change, touching nothing.
-    Plan,
+    Plan {
+        #[command(flatten)]
+        range: Range,
+    },
     /// Remove everything eshop created for this project and target.
     Destroy {
         /// Also delete data volumes (the inventory database).
@@ -82,6 +81,17 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+/// Which phases `up` and `plan` cover; both ends included.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Range {
+    /// First phase (number or name).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last phase (number or name).
+    #[arg(long)]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -4,6 +4,8 @@
 //! Every error names the key and, for file values, the line, so a typo
 //! fails in milliseconds instead of half-way through a deployment.
 
+pub mod aws;
+
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +68,10 @@ struct File {
     monitoring: FileMonitoring,
     #[serde(default)]
     services: BTreeMap<Spanned<String>, FileService>,
+    #[serde(default)]
+    aws: aws::FileAws,
+    #[serde(default)]
+    schedule: aws::FileSchedule,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +145,8 @@ pub struct Config {
     pub scrape_interval_secs: u16,
     /// Extra environment per service (`[services.pricing.env]`).
     pub service_env: BTreeMap<String, BTreeMap<String, String>>,
+    pub aws: aws::Aws,
+    pub schedule: aws::Schedule,
 }
 
 pub const SERVICES: [&str; 2] = ["inventory", "pricing"];
@@ -441,6 +449,9 @@ impl Config {
             service_env.insert(name.into_inner(), svc.env);
         }
 
+        let aws = aws::aws(&o, &file.aws, env)?;
+        let schedule = aws::schedule(&o, &file.schedule)?;
+
         let source_dir = match file.build.source_dir {
             Some(d) => base.join(d),
             None => base.to_path_buf(),
@@ -466,6 +477,8 @@ impl Config {
             grafana_port,
             scrape_interval_secs,
             service_env,
+            aws,
+            schedule,
         })
     }
 }

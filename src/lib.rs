@@ -87,12 +87,18 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
         std::env::var_os("ESHOP_CONFIG").is_some() || cli.config.as_os_str() != "eshop.toml";
     let config = Config::load(&cli.config, explicit, &ProcessEnv, &flags)?;
     let (from, to) = match &cli.command {
-        Command::Up { from, to } => (
-            from.as_deref().map(find_phase).transpose()?,
-            to.as_deref().map(find_phase).transpose()?,
+        Command::Up { range } | Command::Plan { range } => (
+            range.from.as_deref().map(find_phase).transpose()?,
+            range.to.as_deref().map(find_phase).transpose()?,
         ),
         _ => (None, None),
     };
+    let lo = from.map_or(0, |p| p.number());
+    let hi = to.map_or(u8::MAX, |p| p.number());
+    if lo > hi {
+        return Err(UsageError("--from comes after --to".into()).into());
+    }
+    let in_range = move |p: &&'static dyn Phase| (lo..=hi).contains(&p.number());
     let single = match &cli.command {
         Command::Phase { phase, .. } | Command::Render { phase, .. } => Some(find_phase(phase)?),
         _ => None,
@@ -110,17 +116,13 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
 
     let (label, result) = match cli.command {
         Command::Up { .. } => {
-            let lo = from.map_or(0, |p| p.number());
-            let hi = to.map_or(u8::MAX, |p| p.number());
-            if lo > hi {
-                return Err(UsageError("--from comes after --to".into()).into());
-            }
             let mut changed = 0;
             let mut res = Ok(());
-            for p in phases::registry().into_iter().filter(runnable) {
-                if p.number() < lo || p.number() > hi {
-                    continue;
-                }
+            for p in phases::registry()
+                .into_iter()
+                .filter(runnable)
+                .filter(in_range)
+            {
                 ui.event(
                     "phase",
                     Some(p.name()),
@@ -160,9 +162,13 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
             }
             ("up", res)
         }
-        Command::Plan => {
+        Command::Plan { .. } => {
             let mut counts = [0usize; 4];
-            for p in phases::registry().into_iter().filter(runnable) {
+            for p in phases::registry()
+                .into_iter()
+                .filter(runnable)
+                .filter(in_range)
+            {
                 for c in p.plan(&ctx).await? {
                     print_change(ui, p.name(), &c);
                     counts[c.action as usize] += 1;

@@ -1,3 +1,4 @@
 //! Thin adapters over the engines eshop drives.
 
+pub mod aws;
 pub mod docker;

@@ -6,6 +6,7 @@
 //! here only once it works.
 
 use crate::config::{Config, Target};
+use crate::engines::aws::Clients;
 use crate::engines::docker::Engine;
 use crate::state::Store;
 use crate::ui::Ui;
@@ -17,8 +18,12 @@ use std::pin::Pin;
 pub mod build;
 #[path = "02_images.rs"]
 pub mod images;
+#[path = "03_infra.rs"]
+pub mod infra;
 #[path = "07_monitoring.rs"]
 pub mod monitoring;
+#[path = "04_schedule.rs"]
+pub mod schedule;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
 
@@ -83,6 +88,7 @@ pub struct Ctx {
     pub store: std::sync::Mutex<Store>,
     pub purge_data: bool,
     docker: tokio::sync::OnceCell<Engine>,
+    aws: tokio::sync::OnceCell<Clients>,
 }
 
 impl Ctx {
@@ -93,12 +99,20 @@ impl Ctx {
             store: std::sync::Mutex::new(store),
             purge_data,
             docker: tokio::sync::OnceCell::new(),
+            aws: tokio::sync::OnceCell::new(),
         }
     }
 
     /// Connects on first use, so commands that need no Docker never touch it.
     pub async fn docker(&self) -> anyhow::Result<&Engine> {
         self.docker.get_or_try_init(Engine::connect).await
+    }
+
+    /// Built on first use from `[aws]`; no call is made until a phase asks.
+    pub async fn aws(&self) -> &Clients {
+        self.aws
+            .get_or_init(|| Clients::connect(&self.config.aws))
+            .await
     }
 
     pub fn phase_state(&self, phase: &str) -> Option<serde_json::Value> {
@@ -202,7 +216,13 @@ pub async fn remove_labelled(
 
 /// In execution order.
 pub fn registry() -> Vec<&'static dyn Phase> {
-    vec![&build::Build, &images::Images, &monitoring::Monitoring]
+    vec![
+        &build::Build,
+        &images::Images,
+        &infra::Infra,
+        &schedule::Schedule,
+        &monitoring::Monitoring,
+    ]
 }
 
 /// By number ("2", "02") or name ("images").

@@ -1,0 +1,174 @@
+//! AWS through the SDK for Rust: one shared configuration (region,
+//! optional emulator endpoint, retries), the clients phases 3, 4 and 11 use,
+//! and the two things every call needs: eshop's tags and errors that name
+//! the resource, the API call and AWS's own message.
+
+use crate::config::aws::Aws as AwsConfig;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use std::time::Duration;
+
+pub const PROJECT_TAG: &str = "eshop/project";
+pub const TARGET_TAG: &str = "eshop/target";
+pub const PHASE_TAG: &str = "eshop/phase";
+/// What a resource is for when a phase owns several of one kind.
+pub const ROLE_TAG: &str = "eshop/role";
+
+pub struct Clients {
+    pub region: String,
+    pub ec2: aws_sdk_ec2::Client,
+    pub asg: aws_sdk_autoscaling::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub scheduler: aws_sdk_scheduler::Client,
+}
+
+impl Clients {
+    /// Credentials come from the standard chain (env, profile, SSO, IMDS)
+    /// and stay inside the SDK: nothing here prints or stores them.
+    pub async fn connect(cfg: &AwsConfig) -> Self {
+        // Throttling and 5xx are retried with jittered exponential backoff;
+        // eight attempts ride out a burst without hiding a real outage.
+        let retry = RetryConfig::standard()
+            .with_max_attempts(8)
+            .with_initial_backoff(Duration::from_millis(50))
+            .with_max_backoff(Duration::from_secs(5));
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(30))
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(cfg.region.clone()))
+            .retry_config(retry)
+            .timeout_config(timeouts);
+        if let Some(e) = &cfg.endpoint {
+            loader = loader.endpoint_url(e);
+        }
+        let sdk = loader.load().await;
+        Clients {
+            region: cfg.region.clone(),
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+            asg: aws_sdk_autoscaling::Client::new(&sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            scheduler: aws_sdk_scheduler::Client::new(&sdk),
+        }
+    }
+}
+
+/// eshop's ownership tags plus a Name, in a neutral form each service's
+/// own tag type is built from.
+pub fn tags(project: &str, phase: &str, role: &str) -> Vec<(String, String)> {
+    vec![
+        (PROJECT_TAG.into(), project.into()),
+        (TARGET_TAG.into(), "aws".into()),
+        (PHASE_TAG.into(), phase.into()),
+        (ROLE_TAG.into(), role.into()),
+        ("Name".into(), format!("eshop-{project}-{role}")),
+    ]
+}
+
+/// True when `have` carries this project's ownership tags.
+pub fn owned<'a>(project: &str, have: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
+    let mut p = false;
+    let mut t = false;
+    for (k, v) in have {
+        p |= k == PROJECT_TAG && v == project;
+        t |= k == TARGET_TAG && v == "aws";
+    }
+    p && t
+}
+
+/// The AWS error code of a failed call, if AWS sent one.
+pub fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    e.code()
+}
+
+/// Turns an SDK failure into "resource: Operation: Code: message".
+pub trait Call<T> {
+    fn call(self, resource: &str, op: &str) -> anyhow::Result<T>;
+}
+
+impl<T, E, R> Call<T> for Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    fn call(self, resource: &str, op: &str) -> anyhow::Result<T> {
+        self.map_err(|e| {
+            let why = match (e.code(), e.message()) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_owned(),
+                _ => aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
+            };
+            anyhow::anyhow!("{resource}: {op}: {why}")
+        })
+    }
+}
+
+/// For deletes: "already gone" is success, so destroy can be re-run.
+pub fn gone<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.code().is_some_and(|c| {
+        c.ends_with(".NotFound")
+            || c.ends_with("NotFound")
+            || c == "NoSuchEntity"
+            || c == "ResourceNotFoundException"
+            || c == "InvalidGroup.NotFound"
+    })
+}
+
+/// Retries `f` while AWS says a dependency is still in use (ENIs being
+/// released after instances terminate, IAM roles not yet visible to
+/// Lambda): eventual consistency the SDK's own retries don't cover.
+pub async fn until_settled<T, F, Fut>(
+    patience: Duration,
+    retryable: &[&str],
+    mut f: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, (Option<String>, anyhow::Error)>>,
+{
+    let start = std::time::Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err((Some(c), _))
+                if retryable.iter().any(|r| c == *r) && start.elapsed() < patience =>
+            {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err((_, e)) => return Err(e),
+        }
+    }
+}
+
+/// Stable short hash for names and idempotency tokens.
+pub fn short_hash(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// ELB and target group names: at most 32 characters of [A-Za-z0-9-].
+pub fn elb_name(project: &str, suffix: &str) -> String {
+    let n = format!("eshop-{project}-{suffix}");
+    if n.len() <= 32 {
+        n
+    } else {
+        format!("eshop-{}-{suffix}", &short_hash(&[project])[..10])
+    }
+}

@@ -1,0 +1,73 @@
+//! What several integration test files share: moto's real AWS server on a
+//! free loopback port, and the Python tools of the test virtualenv.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn venv_bin(name: &str) -> std::path::PathBuf {
+    let p = kit::testing::venv_tool(name);
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/test-setup.sh",
+        p.display()
+    );
+    p
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A moto server of the test's own; killed when dropped.
+pub struct Moto {
+    pub port: u16,
+    child: Child,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "moto_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Environment for boto3 and the AWS SDK: fake credentials, moto's URL.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.url()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_DEFAULT_REGION", "eu-west-1".into()),
+            ("AWS_REGION", "eu-west-1".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
