@@ -229,7 +229,7 @@ fn apply_creates_every_resource_as_configured_a_second_apply_is_a_no_op_and_dest
     let (lb_id, nodes_id) = (lb["id"].as_str().unwrap(), nodes["id"].as_str().unwrap());
     assert_eq!(
         lb["rules"],
-        serde_json::json!([["tcp", 443, 443, "0.0.0.0/0"], ["tcp", 80, 80, "0.0.0.0/0"]])
+        serde_json::json!([["tcp", 80, 80, "0.0.0.0/0"], ["tcp", 443, 443, "0.0.0.0/0"]])
     );
     let node_rules = nodes["rules"].as_array().unwrap();
     let has = |r: Value| node_rules.contains(&r);
@@ -355,9 +355,13 @@ fn apply_creates_every_resource_as_configured_a_second_apply_is_a_no_op_and_dest
         ids(&inv),
         "second apply replaced something"
     );
-    let status = shop.ok(&["status"]);
+    // Phases 1-2 need the repository and Docker; status per AWS phase.
+    let status =
+        shop.ok(&["phase", "infra", "status"]) + &shop.ok(&["phase", "schedule", "status"]);
     assert!(
-        status.contains("control plane") && status.contains("schedule stop"),
+        status.contains("control plane")
+            && status.contains("schedule stop")
+            && !status.contains('✘'),
         "{status}"
     );
 
@@ -380,7 +384,9 @@ fn apply_creates_every_resource_as_configured_a_second_apply_is_a_no_op_and_dest
     let rules = &sg_rules(&shop.inventory(), "nodes");
     assert!(!rules.iter().any(|r| r[3] == "0.0.0.0/0"), "{rules:?}");
 
-    // Destroy: nothing tagged remains, look-alikes untouched; twice is fine.
+    // Destroy without the state file (it is a cache): nothing tagged
+    // remains, look-alikes untouched; twice is fine.
+    std::fs::remove_dir_all(shop.dir.path().join(".eshop")).unwrap();
     shop.ok(&["--yes", "destroy"]);
     let after = shop.inventory();
     for (k, n) in counts(&after) {
@@ -412,6 +418,8 @@ fn kill_9_at_any_point_of_apply_then_apply_again_converges_without_duplicates() 
     let shop = Shop::new("kill");
     // Spread over the apply: moto answers in milliseconds, so the points
     // are early; each kill lands somewhere different in the sequence.
+    let full: usize = EXPECTED.iter().map(|(_, n)| n).sum();
+    let mut partial = Vec::new();
     for ms in [150u64, 400, 700, 1000, 1500] {
         let mut child = shop
             .cmd(&["--yes", "up", "--from", "infra", "--to", "schedule"])
@@ -422,7 +430,14 @@ fn kill_9_at_any_point_of_apply_then_apply_again_converges_without_duplicates() 
         std::thread::sleep(Duration::from_millis(ms));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
+        let have: usize = counts(&shop.inventory()).iter().map(|(_, n)| n).sum();
+        partial.push(have);
     }
+    // The kills must have landed inside apply, not before or after it.
+    assert!(
+        partial.iter().any(|n| *n > 0 && *n < full),
+        "no kill left a half-built shop: resources after each kill {partial:?} of {full}"
+    );
     shop.ok(&["--yes", "up", "--from", "infra", "--to", "schedule"]);
     let inv = shop.inventory();
     assert_converged(&inv);
@@ -448,7 +463,7 @@ fn bad_aws_config_exits_2_naming_key_and_line_before_any_api_call() {
     for (body, want) in [
         (
             "subnet_cidrs = [\"10.42.1.0/24\", \"10.42.1.128/25\"]\n",
-            "eshop.toml:6:34: aws.subnet_cidrs: 10.42.1.128/25 overlaps 10.42.1.0/24",
+            "eshop.toml:6:33: aws.subnet_cidrs: 10.42.1.128/25 overlaps 10.42.1.0/24",
         ),
         (
             "region = \"eu-middle-9\"\n",

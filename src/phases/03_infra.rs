@@ -1591,22 +1591,52 @@ async fn destroy(ctx: &Ctx) -> anyhow::Result<usize> {
         .await?;
         t.did(format!("deleted security group {id}"));
     }
+    // A route table with subnet associations cannot be deleted: let go of
+    // them first (AWS does not drop them when a subnet goes, moto neither).
+    if let Some((id, ..)) = &f.rtb {
+        let what = format!("route table {id}");
+        let r = c
+            .ec2
+            .describe_route_tables()
+            .route_table_ids(id)
+            .send()
+            .await;
+        let assocs: Vec<String> = match r {
+            Ok(r) => r
+                .route_tables()
+                .iter()
+                .flat_map(|t| t.associations())
+                .filter(|a| a.main() != Some(true))
+                .filter_map(|a| a.route_table_association_id().map(str::to_owned))
+                .collect(),
+            Err(e) if gone(&e) => Vec::new(),
+            Err(e) => return Err(e).call(&what, "DescribeRouteTables"),
+        };
+        for a in assocs {
+            match c
+                .ec2
+                .disassociate_route_table()
+                .association_id(&a)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if gone(&e) => {}
+                Err(e) => return Err(e).call(&what, "DisassociateRouteTable"),
+            }
+        }
+        delete_settled(patience, &what, "DeleteRouteTable", || {
+            c.ec2.delete_route_table().route_table_id(id).send()
+        })
+        .await?;
+        t.did(format!("deleted route table {id}"));
+    }
     for (id, cidr, _) in &f.subnets {
         delete_settled(patience, &format!("subnet {id}"), "DeleteSubnet", || {
             c.ec2.delete_subnet().subnet_id(id).send()
         })
         .await?;
         t.did(format!("deleted subnet {id} ({cidr})"));
-    }
-    if let Some((id, ..)) = &f.rtb {
-        delete_settled(
-            patience,
-            &format!("route table {id}"),
-            "DeleteRouteTable",
-            || c.ec2.delete_route_table().route_table_id(id).send(),
-        )
-        .await?;
-        t.did(format!("deleted route table {id}"));
     }
     if let Some((id, attached)) = &f.igw {
         for vpc in attached {
