@@ -69,6 +69,7 @@ pub enum Command {
     Phase {
         /// Number or name, e.g. 2 or images.
         phase: String,
+        #[command(subcommand)]
         action: PhaseAction,
     },
     /// List the phases and the targets they run on.
@@ -94,10 +95,28 @@ pub struct Range {
     pub to: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum PhaseAction {
+    /// What apply would change, touching nothing.
     Plan,
+    /// Converge the phase (safe to re-run).
     Apply,
+    /// Remove what the phase owns.
     Destroy,
+    /// What exists, healthy or not.
     Status,
+    /// Phase 6 only: a key, a certificate signed by the cluster and a
+    /// kubeconfig for a user who may create, list, get, update and delete
+    /// pods in the shop's namespace.
+    AddUser {
+        /// The user's name (the certificate's common name).
+        name: String,
+        /// How long the certificate is valid (Kubernetes cannot revoke
+        /// one: keep it short).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=365))]
+        days: u32,
+        /// Where to write the kubeconfig (default .eshop/users/NAME.kubeconfig).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }

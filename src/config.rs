@@ -5,6 +5,7 @@
 //! fails in milliseconds instead of half-way through a deployment.
 
 pub mod aws;
+pub mod kube;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -72,6 +73,10 @@ struct File {
     aws: aws::FileAws,
     #[serde(default)]
     schedule: aws::FileSchedule,
+    #[serde(default)]
+    kubernetes: kube::FileKube,
+    #[serde(default)]
+    ssh: kube::FileSsh,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +152,8 @@ pub struct Config {
     pub service_env: BTreeMap<String, BTreeMap<String, String>>,
     pub aws: aws::Aws,
     pub schedule: aws::Schedule,
+    pub kube: kube::Kube,
+    pub ssh: kube::Ssh,
 }
 
 pub const SERVICES: [&str; 2] = ["inventory", "pricing"];
@@ -451,6 +458,18 @@ impl Config {
 
         let aws = aws::aws(&o, &file.aws, env)?;
         let schedule = aws::schedule(&o, &file.schedule)?;
+        let state_dir = base.join(".eshop");
+        let kube = kube::kube(
+            &o,
+            &file.kubernetes,
+            env,
+            base,
+            &state_dir,
+            &project,
+            target,
+            aws.node_port as u16,
+        )?;
+        let ssh = kube::ssh(&o, &file.ssh, base, target)?;
 
         let source_dir = match file.build.source_dir {
             Some(d) => base.join(d),
@@ -460,7 +479,7 @@ impl Config {
             project,
             target,
             source_dir,
-            state_dir: base.join(".eshop"),
+            state_dir,
             build_test: file.build.test.unwrap_or(false),
             registry,
             base_image,
@@ -479,6 +498,8 @@ impl Config {
             service_env,
             aws,
             schedule,
+            kube,
+            ssh,
         })
     }
 }

@@ -258,6 +258,30 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
                         print_status(ui, p.name(), &s);
                     }
                 }),
+                PhaseAction::AddUser { name, days, out } => {
+                    if p.name() != phases::security::PHASE {
+                        return Err(UsageError(format!(
+                            "add-user belongs to phase security, not {}",
+                            p.name()
+                        ))
+                        .into());
+                    }
+                    phases::security::add_user(&ctx, &name, days, out.as_deref())
+                        .await
+                        .map(|path| {
+                            ui.event(
+                                "result",
+                                Some(p.name()),
+                                &format!(
+                                    "wrote {} for user {name}: pods in namespace {} (try: kubectl --kubeconfig {} get pods)",
+                                    path.display(),
+                                    ctx.config.kube.namespace,
+                                    path.display()
+                                ),
+                                json!({"kubeconfig": path, "user": name}),
+                            )
+                        })
+                }
             };
             ("phase", res)
         }

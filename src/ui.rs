@@ -1,7 +1,7 @@
 //! Reporting: indicatif progress and plain lines for people, or one JSON
 //! object per event on stdout for CI (`--output json`).
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::time::Duration;
@@ -17,11 +17,18 @@ pub struct Ui {
     pub output: Output,
     /// -1 quiet, 0 normal, 1+ verbose.
     pub verbosity: i8,
+    /// Holds every spinner, so several (one per node) share the terminal
+    /// and plain lines print above them instead of through them.
+    multi: MultiProgress,
 }
 
 impl Ui {
     pub fn new(output: Output, verbosity: i8) -> Self {
-        Self { output, verbosity }
+        Self {
+            output,
+            verbosity,
+            multi: MultiProgress::new(),
+        }
     }
 
     /// One event. `fields` are merged into the JSON object; people see `msg`.
@@ -49,11 +56,13 @@ impl Ui {
                     return;
                 }
                 let prefix = phase.map(|p| format!("[{p}] ")).unwrap_or_default();
-                if kind == "result" || kind == "summary" {
-                    println!("{prefix}{msg}");
-                } else {
-                    eprintln!("{prefix}{msg}");
-                }
+                self.multi.suspend(|| {
+                    if kind == "result" || kind == "summary" {
+                        println!("{prefix}{msg}");
+                    } else {
+                        eprintln!("{prefix}{msg}");
+                    }
+                });
             }
         }
     }
@@ -70,7 +79,7 @@ impl Ui {
     /// stderr is not a terminal (indicatif's own check).
     pub fn spinner(&self, phase: &str, msg: &str) -> Progress {
         let pb = (self.output == Output::Human && self.verbosity >= 0).then(|| {
-            let pb = ProgressBar::new_spinner();
+            let pb = self.multi.add(ProgressBar::new_spinner());
             pb.set_style(
                 ProgressStyle::with_template("{spinner} [{prefix}] {msg} ({elapsed})")
                     .expect("valid template"),

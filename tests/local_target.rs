@@ -432,7 +432,10 @@ fn phases_render_and_completions_need_no_engine() {
                 .to_owned()
         })
         .collect();
-    assert_eq!(names, ["build", "images", "monitoring"]);
+    assert_eq!(
+        names,
+        ["build", "images", "infra", "schedule", "monitoring"]
+    );
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
         .current_dir(dir.path())

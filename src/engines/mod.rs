@@ -2,3 +2,5 @@
 
 pub mod aws;
 pub mod docker;
+pub mod kube;
+pub mod ssh;

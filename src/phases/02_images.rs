@@ -209,6 +209,28 @@ fn plan_images(ctx: &Ctx) -> anyhow::Result<Vec<Planned>> {
     Ok(out)
 }
 
+/// Service → the reference a cluster should pull: `repo:tag@digest` once
+/// pushed (the digest pins the content; the tag tells people what it is).
+fn current(images: &[Planned], pushed: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    images
+        .iter()
+        .map(|p| {
+            let r = p.reference();
+            let pinned = match pushed.get(&r) {
+                Some(d) if !d.is_empty() => format!("{r}@{d}"),
+                _ => r,
+            };
+            (p.svc.name.to_owned(), pinned)
+        })
+        .collect()
+}
+
+/// What phase 2 last made current, for phase 5 (None before any push).
+pub fn current_images(ctx: &Ctx) -> Option<BTreeMap<String, String>> {
+    ctx.phase_state(NAME)
+        .and_then(|s| serde_json::from_value(s.get("current")?.clone()).ok())
+}
+
 fn pushed(ctx: &Ctx) -> BTreeMap<String, String> {
     ctx.phase_state(NAME)
         .and_then(|s| serde_json::from_value(s.get("pushed")?.clone()).ok())
@@ -397,9 +419,23 @@ impl Images {
                 let digest = digest.unwrap_or_default();
                 progress.finish(&format!("pushed {r} {digest}"));
                 pushed.insert(r.clone(), digest);
-                ctx.set_phase_state(NAME, json!({"pushed": pushed}))?;
+                ctx.set_phase_state(
+                    NAME,
+                    json!({"pushed": pushed, "current": current(&images, &pushed)}),
+                )?;
                 changed += 1;
             }
+        }
+        // Phase 5 deploys what this run made current; written only when it
+        // moved, so a no-op run leaves the state file alone.
+        let now = current(&images, &pushed);
+        if cfg.push
+            && ctx
+                .phase_state(NAME)
+                .and_then(|s| s.get("current").cloned())
+                != Some(json!(now))
+        {
+            ctx.set_phase_state(NAME, json!({"pushed": pushed, "current": now}))?;
         }
         if cfg.target != Target::Local {
             return Ok(Outcome { changed });

@@ -1731,6 +1731,50 @@ where
     Ok(())
 }
 
+/// A running machine of this phase, as phase 5 needs it.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    /// `control-plane` or `worker` (the `eshop/role` tag).
+    pub role: String,
+    pub public_ip: String,
+    pub private_ip: String,
+}
+
+/// The project's running instances (control plane and group members),
+/// found by tag, the control plane first.
+pub async fn instances(c: &Clients, project: &str) -> anyhow::Result<Vec<Instance>> {
+    let mut filters = owner_filters(project);
+    filters.push(
+        et::Filter::builder()
+            .name("instance-state-name")
+            .values("running")
+            .build(),
+    );
+    let r = c
+        .ec2
+        .describe_instances()
+        .set_filters(Some(filters))
+        .send()
+        .await
+        .call("instances", "DescribeInstances")?;
+    let mut out: Vec<Instance> = r
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| Instance {
+            id: i.instance_id().unwrap_or_default().to_owned(),
+            role: tag_of(i.tags(), aws::ROLE_TAG)
+                .unwrap_or("worker")
+                .to_owned(),
+            public_ip: i.public_ip_address().unwrap_or_default().to_owned(),
+            private_ip: i.private_ip_address().unwrap_or_default().to_owned(),
+        })
+        .collect();
+    out.sort_by(|a, b| (a.role != "control-plane", &a.id).cmp(&(b.role != "control-plane", &b.id)));
+    Ok(out)
+}
+
 async fn tagged_instances(c: &Clients, project: &str) -> anyhow::Result<Vec<String>> {
     let mut filters = owner_filters(project);
     filters.push(

@@ -20,10 +20,15 @@ pub mod build;
 pub mod images;
 #[path = "03_infra.rs"]
 pub mod infra;
+#[path = "05_kubernetes.rs"]
+pub mod kubernetes;
+pub mod manifests;
 #[path = "07_monitoring.rs"]
 pub mod monitoring;
 #[path = "04_schedule.rs"]
 pub mod schedule;
+#[path = "06_security.rs"]
+pub mod security;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
 
@@ -221,6 +226,8 @@ pub fn registry() -> Vec<&'static dyn Phase> {
         &images::Images,
         &infra::Infra,
         &schedule::Schedule,
+        &kubernetes::Kubernetes,
+        &security::Security,
         &monitoring::Monitoring,
     ]
 }

@@ -2,6 +2,9 @@
 //! free loopback port, and the Python tools of the test virtualenv.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod kube_mock;
+pub mod ssh_hosts;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -37,7 +37,17 @@ impl Config {
         let r = Reader::new(src);
         let common = kit::config::Common::from_source(&r, DEFAULT_LISTEN)?;
         let otlp = kit::otlp::OtlpConfig::from_source(&r, "inventory")?;
-        let database_url = match r.raw("DATABASE_URL") {
+        // DATABASE_URL_FILE: the URL from a file (a mounted Kubernetes
+        // Secret), so the password is in no environment a `ps e` shows.
+        let from_file = match r.raw("DATABASE_URL_FILE") {
+            Some(path) => Some(
+                std::fs::read_to_string(&path)
+                    .map(|s| s.trim_end().to_owned())
+                    .map_err(|e| ConfigError::new("DATABASE_URL_FILE", &path, e))?,
+            ),
+            None => None,
+        };
+        let database_url = match from_file.or_else(|| r.raw("DATABASE_URL")) {
             Some(url) => {
                 if db::Backend::from_url(&url).is_none() {
                     // Never echo the URL: it may carry a password.
@@ -191,4 +201,36 @@ fn sqlite_dir(url: &str) -> Option<String> {
     let dir = std::path::Path::new(path).parent()?;
     let s = dir.to_string_lossy().into_owned();
     (!s.is_empty()).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kit::config::Map;
+
+    #[test]
+    fn database_url_file_wins_over_the_variable_and_is_never_echoed() {
+        let dir = std::env::temp_dir().join(format!("inventory-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("database-url");
+        std::fs::write(&file, "postgres://u:s3cret@db/inventory\n").unwrap();
+        let path = file.to_str().unwrap();
+        let c = Config::from_source(&Map::new([
+            ("DATABASE_URL_FILE", path),
+            ("DATABASE_URL", "sqlite://x.db"),
+        ]))
+        .unwrap();
+        assert_eq!(c.database_url, "postgres://u:s3cret@db/inventory");
+        std::fs::write(&file, "mysql://u:s3cret@db/x").unwrap();
+        let e = Config::from_source(&Map::new([("DATABASE_URL_FILE", path)])).unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let missing = dir.join("absent");
+        let e = Config::from_source(&Map::new([(
+            "DATABASE_URL_FILE",
+            missing.to_str().unwrap(),
+        )]))
+        .unwrap_err();
+        assert!(e.to_string().contains("DATABASE_URL_FILE"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,0 +1,164 @@
+//! SSH to the nodes through the OpenSSH client (the `openssh` crate runs
+//! `ssh` with a control master), so ~/.ssh/config, the agent and
+//! known_hosts apply exactly as they do for the user's own `ssh`.
+//!
+//! Host keys are always verified: unknown keys are refused unless the
+//! configuration says `ssh.trust_on_first_use = true` (ssh's accept-new),
+//! and a changed key is refused either way.
+//!
+//! Scripts go to the node on standard input, never on the command line,
+//! so what they carry (a join token) shows up in no process list or log.
+
+use crate::config::kube::{Node, Ssh};
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use std::path::Path;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// Run as root: directly when the login is root, through sudo otherwise
+/// (`-n`: fail rather than wait for a password nobody will type).
+const REMOTE: &str = r#"sh -c '[ "$(id -u)" = 0 ] && exec bash -s || exec sudo -n bash -s'"#;
+
+/// Prepended to every script (see its header).
+const LIB: &str = include_str!("../../templates/kubeadm/lib.sh");
+
+pub struct Conn {
+    pub node: Node,
+    session: Session,
+}
+
+/// What a script printed on its way.
+#[derive(Debug, Default)]
+pub struct Ran {
+    /// Its `changed: …` lines.
+    pub changes: Vec<String>,
+    /// Everything else it printed to stdout (e.g. probe results).
+    pub stdout: String,
+}
+
+/// The whole script a node receives: the shared helpers, then `body`.
+pub fn script(body: &str) -> String {
+    format!("{LIB}\n{body}")
+}
+
+pub async fn connect(node: &Node, cfg: &Ssh, control_dir: &Path) -> anyhow::Result<Conn> {
+    let mut b = SessionBuilder::default();
+    b.known_hosts_check(if cfg.trust_on_first_use {
+        KnownHosts::Add
+    } else {
+        KnownHosts::Strict
+    })
+    .connect_timeout(cfg.connect_timeout)
+    .server_alive_interval(std::time::Duration::from_secs(15))
+    .control_directory(control_dir);
+    if let Some(u) = &cfg.user {
+        b.user(u.clone());
+    }
+    if let Some(p) = cfg.port {
+        b.port(p);
+    }
+    if let Some(k) = &cfg.identity_file {
+        b.keyfile(k);
+    }
+    if let Some(f) = &cfg.config_file {
+        b.config_file(f);
+    }
+    let session = b.connect(&node.address).await.map_err(|e| {
+        let why = e.to_string();
+        let hint = if why.contains("Host key verification failed") {
+            if cfg.trust_on_first_use {
+                " (the host key CHANGED since it was recorded: check the machine, then remove the old key with ssh-keygen -R)"
+            } else {
+                " (unknown host key: add it to known_hosts, e.g. ssh-keyscan, after checking its fingerprint, or set ssh.trust_on_first_use = true)"
+            }
+        } else {
+            ""
+        };
+        anyhow::anyhow!("node {} ({}): ssh: {why}{hint}", node.name, node.address)
+    })?;
+    Ok(Conn {
+        node: node.clone(),
+        session,
+    })
+}
+
+impl Conn {
+    /// Runs `body` (after the shared helpers) as root; `progress` sees each
+    /// `==> step`. A failure names the node, the script and its last lines.
+    pub async fn run(
+        &self,
+        name: &str,
+        body: &str,
+        progress: impl Fn(&str),
+    ) -> anyhow::Result<Ran> {
+        let n = &self.node;
+        let fail =
+            |what: String| anyhow::anyhow!("node {} ({}): {name}: {what}", n.name, n.address);
+        let mut child = self
+            .session
+            .raw_command(REMOTE)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| fail(format!("ssh: {e}")))?;
+        let mut stdin = child.stdin().take().expect("piped");
+        let stdout = child.stdout().take().expect("piped");
+        let mut stderr = child.stderr().take().expect("piped");
+        let text = script(body);
+        let write = async move {
+            // A node that fails early closes its end; its exit status and
+            // stderr say why, so a broken pipe here is not the error.
+            let _ = stdin.write_all(text.as_bytes()).await;
+            let _ = stdin.shutdown().await;
+        };
+        let read_out = async {
+            let mut ran = Ran::default();
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(step) = line.strip_prefix("==> ") {
+                    progress(step);
+                } else if let Some(c) = line.strip_prefix("changed: ") {
+                    ran.changes.push(c.to_owned());
+                } else {
+                    ran.stdout.push_str(&line);
+                    ran.stdout.push('\n');
+                }
+            }
+            ran
+        };
+        let read_err = async {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s).await;
+            s
+        };
+        let ((), ran, err) = tokio::join!(write, read_out, read_err);
+        let status = child.wait().await.map_err(|e| fail(format!("ssh: {e}")))?;
+        if !status.success() {
+            let tail: Vec<&str> = err.lines().rev().take(12).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(fail(format!(
+                "exited with {}:\n{}",
+                status
+                    .code()
+                    .map_or("a signal".to_owned(), |c| format!("status {c}")),
+                tail.join("\n")
+            )));
+        }
+        Ok(ran)
+    }
+
+    /// A file's content as root (the admin kubeconfig): returned, never
+    /// printed.
+    pub async fn read_file(&self, path: &str) -> anyhow::Result<String> {
+        let body = format!("cat '{}'", path.replace('\'', ""));
+        Ok(self
+            .run(&format!("read {path}"), &body, |_| {})
+            .await?
+            .stdout)
+    }
+
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
