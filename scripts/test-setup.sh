@@ -45,6 +45,11 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/scripts/test-requirements.txt"
+venv_k8s="$tools/venv-k8s"
+if [ ! -x "$venv_k8s/bin/python" ]; then
+  python3 -m venv "$venv_k8s"
+fi
+"$venv_k8s/bin/pip" install -q --disable-pip-version-check -r "$here/scripts/test-requirements-k8s.txt"
 
 # --- Docker, a registry on 127.0.0.1:5000 and the local base image ---------
 bash "$here/scripts/docker-setup.sh" --registry
@@ -58,5 +63,7 @@ export ESHOP_TEST_CHROMIUM=/usr/bin/chromium
 export ESHOP_TEST_REGISTRY=localhost:5000
 export ESHOP_TEST_BASE_IMAGE=eshop-base:local
 export ESHOP_TEST_PROMETHEUS_IMAGE=eshop-prometheus:local
+export ESHOP_TEST_KUBERNETES_VALIDATE=$venv_k8s/bin/kubernetes-validate
+export ESHOP_TEST_CHECKOV=$venv_k8s/bin/checkov
 ENV
 log "ready; test environment in $tools/env"

@@ -37,6 +37,8 @@ pub(super) struct FileKube {
     database_storage_gib: Option<Spanned<i64>>,
     storage_class: Option<Spanned<String>>,
     rollout_timeout_secs: Option<Spanned<i64>>,
+    #[serde(default)]
+    images: std::collections::BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +145,9 @@ pub struct Kube {
     pub database_storage_gib: u32,
     pub storage_class: Option<String>,
     pub rollout_timeout: std::time::Duration,
+    /// Service → image to deploy instead of what phase 2 pushed (images
+    /// built elsewhere, e.g. by CI).
+    pub images: std::collections::BTreeMap<String, String>,
 }
 
 impl Kube {
@@ -544,6 +549,19 @@ pub(super) fn kube(
         300,
         5..=3600,
     )? as u64);
+    let mut images = std::collections::BTreeMap::new();
+    for (svc, img) in &f.images {
+        if !super::SERVICES.contains(&svc.get_ref().as_str()) {
+            return o.err(
+                svc.span(),
+                &format!("kubernetes.images.{}", svc.get_ref()),
+                format!("unknown service; known: {}", super::SERVICES.join(", ")),
+            );
+        }
+        let key = format!("kubernetes.images.{}", svc.get_ref());
+        super::check_image_ref(img.get_ref()).or_else(|m| o.err(img.span(), &key, m))?;
+        images.insert(svc.get_ref().clone(), img.get_ref().clone());
+    }
     Ok(Kube {
         mode,
         kubeconfig,
@@ -567,6 +585,7 @@ pub(super) fn kube(
         database_storage_gib,
         storage_class,
         rollout_timeout,
+        images,
     })
 }
 

@@ -85,7 +85,8 @@ pub fn service_env(cfg: &Config, service: &str, port: u16) -> BTreeMap<String, S
 
 /// The images to run: what phase 2 last pushed, pinned by digest.
 fn images(ctx: &Ctx) -> anyhow::Result<BTreeMap<String, String>> {
-    let imgs = super::images::current_images(ctx).unwrap_or_default();
+    let mut imgs = super::images::current_images(ctx).unwrap_or_default();
+    imgs.extend(ctx.config.kube.images.clone());
     for (svc, _, _) in SERVICES {
         if !imgs.contains_key(svc) {
             if ctx.config.registry.is_empty() {
@@ -155,6 +156,9 @@ pub fn manifests(
     if k.storage_class.is_some() {
         db_flags.push("storage_class");
     }
+    if !k.postgres_image.contains("@sha256:") {
+        db_flags.push("postgres_by_tag");
+    }
     add(
         "20-database.yaml",
         render(
@@ -169,10 +173,9 @@ pub fn manifests(
         )?,
     )?;
     for (svc, port, db) in SERVICES {
-        let image = match images {
-            Some(m) => m.get(svc).cloned().unwrap_or_default(),
-            None => format!("{}:FROM-PHASE-2", super::images::repo(cfg, svc)),
-        };
+        let image = images
+            .and_then(|m| m.get(svc).cloned())
+            .unwrap_or_else(|| format!("{}:FROM-PHASE-2", super::images::repo(cfg, svc)));
         let config_hash = crate::engines::aws::short_hash(&[&yaml_map(&envs[svc])]);
         add(
             &format!("30-{svc}.yaml"),
@@ -924,8 +927,9 @@ impl Phase for Kubernetes {
     }
     fn render(&self, ctx: &Ctx, out: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
         let cfg = &ctx.config;
-        let imgs = super::images::current_images(ctx);
-        let files = manifests(cfg, imgs.as_ref(), None)?;
+        let mut imgs = super::images::current_images(ctx).unwrap_or_default();
+        imgs.extend(cfg.kube.images.clone());
+        let files = manifests(cfg, Some(&imgs), None)?;
         let mut written = manifests::write(out, &files)?;
         // The node scripts as the nodes receive them (join values are
         // only known at apply time).

@@ -56,7 +56,12 @@ pub fn parse(
         }
         let mut v = v;
         stamp(&mut v, labels);
-        if let Some(claims) = v["spec"]["volumeClaimTemplates"].as_array_mut() {
+        // get_mut, not indexing: IndexMut would add the keys it looks for.
+        let claims = v
+            .get_mut("spec")
+            .and_then(|s| s.get_mut("volumeClaimTemplates"))
+            .and_then(Value::as_array_mut);
+        if let Some(claims) = claims {
             for c in claims {
                 stamp(c, labels);
             }
@@ -68,6 +73,9 @@ pub fn parse(
 }
 
 fn stamp(v: &mut Value, labels: &BTreeMap<&str, String>) {
+    if !v["metadata"].is_object() {
+        v["metadata"] = json!({});
+    }
     let meta = &mut v["metadata"];
     if !meta["labels"].is_object() {
         meta["labels"] = json!({});
@@ -332,6 +340,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(objs.len(), 1);
+        let svc = parse(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {}\n",
+            "t.yaml",
+            &labels,
+        )
+        .unwrap();
+        assert_eq!(svc[0]["spec"], json!({}), "parsing must not add fields");
         assert_eq!(objs[0]["metadata"]["labels"]["eshop/project"], "p");
         assert_eq!(
             objs[0]["spec"]["volumeClaimTemplates"][0]["metadata"]["labels"]["eshop/project"],
