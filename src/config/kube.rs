@@ -431,6 +431,14 @@ pub(super) fn kube(
             role,
         });
     }
+    if mode == Mode::Existing && !nodes.is_empty() {
+        let span = f.nodes.first().map_or(0..0, |n| n.name.span());
+        return o.err(
+            span,
+            "kubernetes.nodes",
+            "only used with mode = \"bootstrap\"",
+        );
+    }
     if !nodes.is_empty() {
         let cps = nodes
             .iter()
@@ -449,14 +457,6 @@ pub(super) fn kube(
         return Err(ConfigError(
             "kubernetes.mode = \"bootstrap\" on target local needs [[kubernetes.nodes]] (one control-plane, any workers); on target aws phase 3's instances are used".into(),
         ));
-    }
-    if mode == Mode::Existing && !nodes.is_empty() {
-        let span = f.nodes.first().map_or(0..0, |n| n.name.span());
-        return o.err(
-            span,
-            "kubernetes.nodes",
-            "only used with mode = \"bootstrap\"",
-        );
     }
 
     let min_replicas = int(o, "kubernetes.min_replicas", &f.min_replicas, 2, 1..=100)? as u32;

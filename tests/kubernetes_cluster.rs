@@ -1,0 +1,554 @@
+//! Phases 5 and 6 in existing-cluster mode against a MOCK Kubernetes API
+//! server (tests/common/kube_mock.rs: an in-memory REST server, not
+//! Kubernetes; no API server can run on these machines). What eshop sends
+//! is checked on the mock's side: server-side apply as field manager
+//! `eshop`, order and rollout waits, pruning, destroy by label, the
+//! certificate request of add-user. `a_real_cluster_…` at the end runs the
+//! same against a real cluster when KUBECONFIG is set (ignored otherwise).
+
+mod common;
+
+use common::kube_mock::{KubeMock, Recorded};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const NS: &str = "shop";
+
+fn digest(c: char) -> String {
+    std::iter::repeat_n(c, 64).collect()
+}
+
+struct Shop {
+    mock: KubeMock,
+    dir: tempfile::TempDir,
+}
+
+impl Shop {
+    fn new(extra: &str) -> Shop {
+        let mock = KubeMock::start();
+        let dir = tempfile::tempdir().unwrap();
+        mock.write_kubeconfig(&dir.path().join("kubeconfig"), "mock");
+        let s = Shop { mock, dir };
+        s.configure(extra);
+        s
+    }
+
+    fn configure(&self, extra: &str) {
+        let timeout = if extra.contains("rollout_timeout_secs") {
+            ""
+        } else {
+            "rollout_timeout_secs = 20\n"
+        };
+        std::fs::write(
+            self.dir.path().join("eshop.toml"),
+            format!(
+                "project = \"{NS}\"\n[kubernetes]\nmode = \"existing\"\nkubeconfig = \"kubeconfig\"\n\
+                 context = \"mock\"\n{timeout}{extra}\n[kubernetes.images]\n\
+                 inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{}\"\n\
+                 pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{}\"\n",
+                digest('a'),
+                digest('b')
+            ),
+        )
+        .unwrap();
+    }
+
+    fn eshop(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_eshop"))
+            .arg("--config")
+            .arg(self.dir.path().join("eshop.toml"))
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.eshop(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "eshop {args:?} failed:\n{text}");
+        text
+    }
+
+    fn obj(&self, api_version: &str, plural: &str, name: &str) -> Option<Value> {
+        self.mock.get(api_version, plural, NS, name)
+    }
+}
+
+fn patches(reqs: &[Recorded]) -> Vec<&Recorded> {
+    reqs.iter().filter(|r| r.method == "PATCH").collect()
+}
+
+fn position(reqs: &[Recorded], method: &str, suffix: &str) -> usize {
+    reqs.iter()
+        .position(|r| r.method == method && r.path.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no {method} …{suffix}"))
+}
+
+fn last_position(reqs: &[Recorded], method: &str, suffix: &str) -> usize {
+    reqs.iter()
+        .rposition(|r| r.method == method && r.path.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no {method} …{suffix}"))
+}
+
+/// Every object eshop owns in the mock, as `Kind name`.
+fn owned(mock: &KubeMock, phase: &str) -> Vec<String> {
+    let mut v: Vec<String> = mock
+        .all()
+        .iter()
+        .filter(|o| {
+            o["metadata"]["labels"]["eshop/phase"] == phase
+                && o["metadata"]["labels"]["eshop/project"] == NS
+        })
+        .map(|o| {
+            format!(
+                "{} {}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+const SHOP_OBJECTS: [&str; 18] = [
+    "ConfigMap inventory",
+    "ConfigMap pricing",
+    "Deployment inventory",
+    "Deployment pricing",
+    "HorizontalPodAutoscaler inventory",
+    "HorizontalPodAutoscaler pricing",
+    "Namespace shop",
+    "PodDisruptionBudget inventory",
+    "PodDisruptionBudget pricing",
+    "Secret db",
+    "Service inventory",
+    "Service postgres",
+    "Service pricing",
+    "Service pricing-public",
+    "ServiceAccount inventory",
+    "ServiceAccount postgres",
+    "ServiceAccount pricing",
+    "StatefulSet postgres",
+];
+
+#[test]
+fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
+    let shop = Shop::new("");
+    let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "security"]);
+    assert!(
+        plan.contains("plan: 25 to create, 0 to update, 0 to delete"),
+        "{plan}"
+    );
+
+    let out = shop.ok(&["phase", "kubernetes", "apply"]);
+    assert!(out.contains("18 change(s)"), "{out}");
+    assert_eq!(owned(&shop.mock, "kubernetes"), SHOP_OBJECTS);
+    let reqs = shop.mock.requests();
+
+    // Server-side apply, as eshop, taking ownership; the namespace first.
+    let p = patches(&reqs);
+    assert_eq!(p.len(), 17, "every object but the Secret is applied");
+    for r in &p {
+        assert_eq!(
+            r.query.get("fieldManager").map(String::as_str),
+            Some("eshop"),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.query.get("force").map(String::as_str),
+            Some("true"),
+            "{r:?}"
+        );
+        assert!(!r.query.contains_key("dryRun"), "{r:?}");
+    }
+    assert_eq!(p[0].path, "/api/v1/namespaces/shop");
+
+    // The database password: created once (POST), never applied, never shown.
+    let secret = shop.obj("v1", "secrets", "db").unwrap();
+    let password = secret["stringData"]["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(password.len(), 32);
+    assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert!(secret["stringData"]["database-url"]
+        .as_str()
+        .unwrap()
+        .contains(&password));
+    assert!(!reqs
+        .iter()
+        .any(|r| r.method == "PATCH" && r.path.contains("/secrets/")));
+    assert!(!out.contains(&password), "the password was printed");
+    let state = std::fs::read_to_string(shop.dir.path().join(".eshop/local.json")).unwrap();
+    assert!(
+        !state.contains(&password),
+        "the password reached the state file"
+    );
+
+    // Rollout order: the database is ready before inventory is applied,
+    // inventory before pricing; each waited for (polled until ready).
+    let db_ready = last_position(&reqs, "GET", "/statefulsets/postgres");
+    let inv_apply = position(&reqs, "PATCH", "/deployments/inventory");
+    let inv_ready = last_position(&reqs, "GET", "/deployments/inventory");
+    let pricing_apply = position(&reqs, "PATCH", "/deployments/pricing");
+    assert!(
+        db_ready < inv_apply && inv_ready < pricing_apply,
+        "order: {db_ready} {inv_apply} {inv_ready} {pricing_apply}"
+    );
+    let polls = reqs
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/deployments/pricing"))
+        .count();
+    assert!(
+        polls >= 2,
+        "pricing's rollout was not waited for ({polls} GETs)"
+    );
+
+    // What was applied is what the templates say.
+    let inv = shop.obj("apps/v1", "deployments", "inventory").unwrap();
+    let c = &inv["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["image"],
+        format!("localhost:5000/shop-inventory:1a2b@sha256:{}", digest('a'))
+    );
+    assert_eq!(
+        c["env"][0],
+        json!({"name": "DATABASE_URL_FILE", "value": "/run/secrets/db/database-url"})
+    );
+    let pricing_cfg = shop.obj("v1", "configmaps", "pricing").unwrap();
+    assert_eq!(
+        pricing_cfg["data"]["INVENTORY_URL"],
+        "http://inventory.shop.svc:8081"
+    );
+    assert_eq!(
+        shop.obj("v1", "services", "pricing-public").unwrap()["spec"]["ports"][0]["nodePort"],
+        30080
+    );
+
+    // Converged: nothing to do, and no object changed on the server.
+    let versions = |m: &KubeMock| -> Vec<Value> {
+        m.all()
+            .iter()
+            .map(|o| o["metadata"]["resourceVersion"].clone())
+            .collect()
+    };
+    let before = versions(&shop.mock);
+    let again = shop.ok(&["phase", "kubernetes", "apply"]);
+    assert!(again.contains("0 change(s)"), "{again}");
+    let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "kubernetes"]);
+    assert!(
+        plan.contains("0 to create, 0 to update, 0 to delete, 18 unchanged"),
+        "{plan}"
+    );
+    assert_eq!(
+        versions(&shop.mock),
+        before,
+        "a converged run changed an object"
+    );
+    assert_eq!(
+        shop.obj("v1", "secrets", "db").unwrap()["stringData"]["password"],
+        password.as_str()
+    );
+
+    // A configuration change is an update of exactly what it touches.
+    shop.configure("max_replicas = 9");
+    let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "kubernetes"]);
+    assert!(
+        plan.contains("0 to create, 2 to update, 0 to delete"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("~ HorizontalPodAutoscaler shop/inventory"),
+        "{plan}"
+    );
+    shop.ok(&["phase", "kubernetes", "apply"]);
+    assert_eq!(
+        shop.obj("autoscaling/v2", "horizontalpodautoscalers", "pricing")
+            .unwrap()["spec"]["maxReplicas"],
+        9
+    );
+
+    // Prune: a labelled object no longer rendered goes; a foreign one stays.
+    let labels = json!({"eshop/project": NS, "eshop/target": "local", "eshop/phase": "kubernetes"});
+    shop.mock.put(
+        "v1",
+        "configmaps",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "leftover", "namespace": NS, "labels": labels}, "data": {}}),
+    );
+    shop.mock.put("v1", "configmaps", json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "foreign", "namespace": NS, "labels": {"eshop/project": "another"}}, "data": {}}));
+    let plan = shop.ok(&["phase", "kubernetes", "plan"]);
+    assert!(
+        plan.contains("- ConfigMap shop/leftover (no longer rendered)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("foreign"), "{plan}");
+    let out = shop.ok(&["phase", "kubernetes", "apply"]);
+    assert!(out.contains("pruned ConfigMap shop/leftover"), "{out}");
+    assert!(shop.obj("v1", "configmaps", "leftover").is_none());
+    assert!(shop.obj("v1", "configmaps", "foreign").is_some());
+
+    // Phase 6 on top.
+    let out = shop.ok(&["phase", "security", "apply"]);
+    assert!(out.contains("7 change(s)"), "{out}");
+    assert_eq!(
+        owned(&shop.mock, "security"),
+        [
+            "NetworkPolicy default-deny",
+            "NetworkPolicy dns-egress",
+            "NetworkPolicy inventory",
+            "NetworkPolicy postgres",
+            "NetworkPolicy pricing",
+            "Role pod-manager",
+            "RoleBinding pod-managers",
+        ]
+    );
+    let status = shop.ok(&["phase", "kubernetes", "status"]);
+    assert!(status.contains("✔ Deployment shop/pricing"), "{status}");
+
+    // Destroy by label: without --purge-data the database's claim (and so
+    // its namespace) stays; with it, everything eshop labelled goes.
+    shop.mock.put(
+        "v1",
+        "persistentvolumeclaims",
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data-postgres-0", "namespace": NS, "labels": labels}, "spec": {}}),
+    );
+    shop.ok(&["phase", "security", "destroy"]);
+    assert!(owned(&shop.mock, "security").is_empty());
+    let out = shop.ok(&["phase", "kubernetes", "destroy"]);
+    assert!(
+        out.contains("kept PersistentVolumeClaim shop/data-postgres-0, Namespace shop"),
+        "{out}"
+    );
+    assert_eq!(
+        owned(&shop.mock, "kubernetes"),
+        ["Namespace shop", "PersistentVolumeClaim data-postgres-0"]
+    );
+    assert!(shop.obj("v1", "configmaps", "foreign").is_some());
+    let out = shop.ok(&["--yes", "destroy", "--purge-data"]);
+    assert!(
+        out.contains("deleted PersistentVolumeClaim shop/data-postgres-0"),
+        "{out}"
+    );
+    assert!(owned(&shop.mock, "kubernetes").is_empty());
+    let twice = shop.ok(&["phase", "kubernetes", "destroy"]);
+    assert!(twice.contains("0 object(s) removed"), "{twice}");
+}
+
+#[test]
+fn add_user_gets_a_certificate_signed_through_the_mock_api_server_and_a_private_kubeconfig() {
+    let shop = Shop::new("");
+    // Without the binding the certificate would grant nothing.
+    let out = shop.eshop(&["phase", "security", "add-user", "alice"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run eshop phase security apply first"));
+    shop.ok(&["phase", "kubernetes", "apply"]);
+    shop.ok(&["phase", "security", "apply"]);
+
+    let out = shop.ok(&["phase", "security", "add-user", "alice", "--days", "7"]);
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+    let path = shop.dir.path().join(".eshop/users/alice.kubeconfig");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let kc: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let dec = |v: &Value| String::from_utf8(b64.decode(v.as_str().unwrap()).unwrap()).unwrap();
+    let user = &kc["users"][0];
+    assert_eq!(user["name"], "alice");
+    assert!(dec(&user["user"]["client-certificate-data"]).contains("MOCK alice"));
+    assert!(dec(&user["user"]["client-key-data"]).starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(kc["clusters"][0]["cluster"]["server"], shop.mock.url());
+    assert_eq!(kc["contexts"][0]["context"]["namespace"], NS);
+    assert_eq!(kc["current-context"], kc["contexts"][0]["name"]);
+
+    // The request: a client certificate for alice in the pod managers'
+    // group, 7 days, approved; cleaned up afterwards.
+    let reqs = shop.mock.requests();
+    let create = reqs
+        .iter()
+        .find(|r| r.method == "POST" && r.path.ends_with("/certificatesigningrequests"))
+        .unwrap();
+    let spec = &create.body.as_ref().unwrap()["spec"];
+    assert_eq!(spec["signerName"], "kubernetes.io/kube-apiserver-client");
+    assert_eq!(spec["usages"], json!(["client auth"]));
+    assert_eq!(spec["expirationSeconds"], 7 * 86_400);
+    let csr = dec(&spec["request"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("req.pem"), &csr).unwrap();
+    let subject = Command::new("openssl")
+        .args(["req", "-noout", "-subject", "-in"])
+        .arg(dir.path().join("req.pem"))
+        .output()
+        .unwrap();
+    let subject = String::from_utf8_lossy(&subject.stdout);
+    assert!(
+        subject.contains("CN = alice") && subject.contains("O = eshop-shop-pod-managers"),
+        "{subject}"
+    );
+    let approval = reqs
+        .iter()
+        .find(|r| r.method == "PUT" && r.path.ends_with("/approval"))
+        .unwrap();
+    assert_eq!(
+        approval.body.as_ref().unwrap()["status"]["conditions"][0]["type"],
+        "Approved"
+    );
+    assert!(shop
+        .mock
+        .all()
+        .iter()
+        .all(|o| o["kind"] != "CertificateSigningRequest"));
+
+    // Bad names and the wrong phase are usage errors.
+    for args in [
+        vec!["phase", "security", "add-user", "../../etc"],
+        vec!["phase", "kubernetes", "add-user", "bob"],
+    ] {
+        let out = shop.eshop(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_rollout_that_never_finishes_fails_naming_the_workload_on_a_mock_api_server() {
+    let shop = Shop::new("rollout_timeout_secs = 5");
+    shop.mock.stuck("deployments", NS, "inventory");
+    let start = std::time::Instant::now();
+    let out = shop.eshop(&["phase", "kubernetes", "apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Deployment shop/inventory did not finish rolling out in 5s"),
+        "{err}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    // pricing waits for inventory: it was never applied.
+    assert!(shop.obj("apps/v1", "deployments", "pricing").is_none());
+}
+
+#[test]
+fn bad_kubernetes_configuration_exits_2_naming_key_and_line_before_any_api_call() {
+    let shop = Shop::new("");
+    let head =
+        "project = \"shop\"\n[kubernetes]\nmode = \"existing\"\nkubeconfig = \"kubeconfig\"\n";
+    for (body, want) in [
+        (
+            "min_replicas = 5\nmax_replicas = 2\n",
+            "eshop.toml:5:16: kubernetes.min_replicas: 5 is larger than kubernetes.max_replicas 2",
+        ),
+        (
+            "namespace = \"Shop\"\n",
+            "eshop.toml:5:13: kubernetes.namespace",
+        ),
+        (
+            "entry = \"loadbalancer\"\n",
+            "eshop.toml:5:9: kubernetes.entry",
+        ),
+        (
+            "pod_cidr = \"10.96.0.0/16\"\n",
+            "kubernetes.service_cidr: 10.96.0.0/12 overlaps kubernetes.pod_cidr",
+        ),
+        (
+            "[kubernetes.images]\ncart = \"x:1\"\n",
+            "eshop.toml:6:1: kubernetes.images.cart: unknown service",
+        ),
+        (
+            "[[kubernetes.nodes]]\nname = \"w1\"\naddress = \"10.0.0.2\"\n",
+            "kubernetes.nodes: only used with mode = \"bootstrap\"",
+        ),
+    ] {
+        std::fs::write(shop.dir.path().join("eshop.toml"), format!("{head}{body}")).unwrap();
+        for args in [
+            vec!["phase", "kubernetes", "apply"],
+            vec!["plan"],
+            vec!["phase", "security", "add-user", "a"],
+        ] {
+            let out = shop.eshop(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{body} {args:?}: {err}");
+            assert!(
+                err.contains(want),
+                "{body} {args:?}\n got: {err}\nwant: {want}"
+            );
+        }
+    }
+    let bootstrap = "project = \"shop\"\n[kubernetes]\nmode = \"bootstrap\"\n\
+                     [[kubernetes.nodes]]\nname = \"w1\"\naddress = \"10.0.0.2\"\n";
+    std::fs::write(shop.dir.path().join("eshop.toml"), bootstrap).unwrap();
+    let out = shop.eshop(&["phase", "kubernetes", "apply"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("needs exactly one node with role = \"control-plane\", found 0"));
+    assert!(
+        shop.mock.requests().is_empty(),
+        "the API was called: {:?}",
+        shop.mock.requests()
+    );
+}
+
+/// Against a real cluster: `KUBECONFIG=… ESHOP_E2E_INVENTORY_IMAGE=…
+/// ESHOP_E2E_PRICING_IMAGE=… cargo test --test kubernetes_cluster -- --ignored`
+/// (images the cluster can pull, e.g. pushed by phase 2). Deploys phases 5
+/// and 6 into namespace eshop-e2e, checks they roll out and converge, then
+/// removes everything including the data.
+#[test]
+#[ignore = "needs a real cluster: KUBECONFIG and ESHOP_E2E_*_IMAGE"]
+fn a_real_cluster_runs_the_shop_converges_and_is_left_clean() {
+    let kubeconfig = PathBuf::from(std::env::var("KUBECONFIG").expect("KUBECONFIG"));
+    let image = |s: &str| {
+        std::env::var(format!("ESHOP_E2E_{s}_IMAGE"))
+            .unwrap_or_else(|_| panic!("ESHOP_E2E_{s}_IMAGE"))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("eshop.toml"),
+        format!(
+            "project = \"eshop-e2e\"\n[kubernetes]\nmode = \"existing\"\nkubeconfig = \"{}\"\n\
+             [kubernetes.images]\ninventory = \"{}\"\npricing = \"{}\"\n",
+            kubeconfig.display(),
+            image("INVENTORY"),
+            image("PRICING")
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
+            .arg("--config")
+            .arg(dir.path().join("eshop.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "eshop {args:?}:\n{text}");
+        text
+    };
+    run(&["up", "--from", "kubernetes", "--to", "security"]);
+    assert!(run(&["up", "--from", "kubernetes", "--to", "security"]).contains("up: 0 change(s)"));
+    run(&["phase", "kubernetes", "status"]);
+    run(&["phase", "security", "add-user", "e2e-user", "--days", "1"]);
+    run(&["--yes", "destroy", "--purge-data"]);
+    let _ = Path::new(".");
+}
