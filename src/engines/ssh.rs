@@ -63,7 +63,9 @@ pub async fn connect(node: &Node, cfg: &Ssh, control_dir: &Path) -> anyhow::Resu
         b.config_file(f);
     }
     let session = b.connect(&node.address).await.map_err(|e| {
-        let why = e.to_string();
+        // The source chain carries ssh's own words (e.g. "Host key
+        // verification failed").
+        let why = format!("{:#}", anyhow::Error::new(e));
         let hint = if why.contains("Host key verification failed") {
             if cfg.trust_on_first_use {
                 " (the host key CHANGED since it was recorded: check the machine, then remove the old key with ssh-keygen -R)"

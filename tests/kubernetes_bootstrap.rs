@@ -1,0 +1,282 @@
+//! Phase 5's bootstrap mode against real sshd hosts (each in its own
+//! network and mount namespace, tests/common/ssh_hosts.rs), running the
+//! real node scripts of templates/kubeadm. On those hosts kubeadm,
+//! kubectl, the package manager and the commands that would change this
+//! machine (systemctl, swapoff, modprobe, sysctl) are RECORDING STAND-INS
+//! (tests/ssh/standins): they log every call and emulate just enough
+//! state. The deploy step that follows talks to the MOCK API server
+//! (tests/common/kube_mock.rs), whose address the stand-in kubeadm puts
+//! in the admin kubeconfig.
+
+mod common;
+
+use common::kube_mock::KubeMock;
+use common::ssh_hosts::{Call, Hosts};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn digest(c: char) -> String {
+    std::iter::repeat_n(c, 64).collect()
+}
+
+struct Cluster {
+    hosts: Hosts,
+    mock: KubeMock,
+    dir: tempfile::TempDir,
+}
+
+/// A CA and an admin client certificate that eshop's Kubernetes client
+/// can parse (the stand-in kubeadm puts them into admin.conf).
+fn pki(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend(["-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", "/CN=test-ca", "-days", "2"]);
+    run(&a);
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend(["-keyout", "client-key.pem", "-out", "client.csr", "-subj", "/O=kubeadm:cluster-admins/CN=kubernetes-admin"]);
+    run(&a);
+    // v3 with extensions: rustls refuses version 1 certificates.
+    std::fs::write(dir.join("client.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
+    run(&[
+        "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-out",
+        "client.pem", "-days", "2", "-extfile", "client.ext",
+    ]);
+}
+
+impl Cluster {
+    fn start(extra_ssh: &str) -> Cluster {
+        let hosts = Hosts::start(&["cp", "w1", "w2"]);
+        let mock = KubeMock::start();
+        hosts.set_api_server(&mock.url());
+        pki(&hosts.cluster_dir());
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cluster { hosts, mock, dir };
+        c.configure(&c.hosts.ssh_config(), extra_ssh);
+        c
+    }
+
+    fn configure(&self, ssh_config: &Path, extra_ssh: &str) {
+        let mut nodes = String::new();
+        for (name, role) in [("cp", "control-plane"), ("w1", "worker"), ("w2", "worker")] {
+            nodes.push_str(&format!(
+                "[[kubernetes.nodes]]\nname = \"{name}\"\naddress = \"{name}\"\nprivate_address = \"{}\"\nrole = \"{role}\"\n",
+                self.hosts.host(name).addr
+            ));
+        }
+        std::fs::write(
+            self.dir.path().join("eshop.toml"),
+            format!(
+                "project = \"shop\"\n[kubernetes]\nmode = \"bootstrap\"\napi_server = \"{api}\"\n\
+                 rollout_timeout_secs = 20\n{nodes}[kubernetes.images]\n\
+                 inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{a}\"\n\
+                 pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{b}\"\n\
+                 [ssh]\nconfig_file = \"{cfg}\"\nconnect_timeout_secs = 5\n{extra_ssh}\n",
+                api = self.mock.url(),
+                a = digest('a'),
+                b = digest('b'),
+                cfg = ssh_config.display(),
+            ),
+        )
+        .unwrap();
+    }
+
+    fn eshop(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_eshop"))
+            .arg("--config")
+            .arg(self.dir.path().join("eshop.toml"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.eshop(args);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "eshop {args:?} failed:\n{text}");
+        text
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join(".eshop/shop-admin.kubeconfig")
+    }
+}
+
+fn find<'a>(calls: &'a [Call], cmd: &str, args: &[&str]) -> Option<&'a Call> {
+    calls.iter().find(|c| c.is(cmd, args))
+}
+
+fn t(calls: &[Call], cmd: &str, args: &[&str]) -> f64 {
+    find(calls, cmd, args)
+        .unwrap_or_else(|| panic!("no call {cmd} {args:?} in\n{}", calls.iter().map(Call::line).collect::<Vec<_>>().join("\n")))
+        .t
+}
+
+fn arg_after(c: &Call, flag: &str) -> String {
+    let i = c.args.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{flag} not in {c}"));
+    c.args[i + 1].clone()
+}
+
+/// Calls that change a node; a converged run makes none of them.
+fn mutating(c: &Call) -> bool {
+    c.is("apt-get", &["install"])
+        || c.is("kubeadm", &["init"])
+        || c.is("kubeadm", &["join"])
+        || c.is("kubeadm", &["token"])
+        || c.is("kubectl", &["apply"])
+        || c.is("kubectl", &["certificate"])
+        || c.is("systemctl", &["restart"])
+        || c.is("systemctl", &["enable"])
+        || c.is("swapoff", &[])
+        || c.is("gpg", &[])
+}
+
+#[test]
+fn bootstrap_runs_in_order_hands_the_join_token_over_and_a_second_run_does_nothing_on_real_sshd_hosts() {
+    let c = Cluster::start("");
+    let plan = c.ok(&["phase", "kubernetes", "plan"]);
+    assert!(plan.contains("+ node cp (cp) (install kubeadm 1.34.2-1.1, then kubeadm init)"), "{plan}");
+    assert!(plan.contains("+ node w2 (w2) (install kubeadm 1.34.2-1.1, then kubeadm join)"), "{plan}");
+
+    let out = c.ok(&["phase", "kubernetes", "apply"]);
+    let (cp, w1, w2) = (c.hosts.calls("cp"), c.hosts.calls("w1"), c.hosts.calls("w2"));
+
+    // Every node prepared with the pinned packages, held.
+    for calls in [&cp, &w1, &w2] {
+        let install = calls
+            .iter()
+            .find(|x| x.is("apt-get", &["install"]) && x.args.iter().any(|a| a.starts_with("kubeadm=")))
+            .expect("kubeadm installed");
+        for p in ["kubelet=1.34.2-1.1", "kubeadm=1.34.2-1.1", "kubectl=1.34.2-1.1"] {
+            assert!(install.args.iter().any(|a| a == p), "{install}");
+        }
+        assert!(find(calls, "apt-mark", &["hold"]).is_some());
+        assert!(find(calls, "swapoff", &["-a"]).is_some());
+    }
+    // Order: every node prepared → init → network → token → joins.
+    let prepared = [&cp, &w1, &w2]
+        .iter()
+        .map(|calls| t(calls, "systemctl", &["enable", "--now", "kubelet"]))
+        .fold(0.0, f64::max);
+    let init = t(&cp, "kubeadm", &["init"]);
+    let calico = cp
+        .iter()
+        .find(|x| x.is("kubectl", &["apply"]) && x.args.iter().any(|a| a.contains("calico")))
+        .expect("calico applied")
+        .t;
+    let token = t(&cp, "kubeadm", &["token", "create"]);
+    let joins = [t(&w1, "kubeadm", &["join"]), t(&w2, "kubeadm", &["join"])];
+    assert!(t(&cp, "systemctl", &["enable", "--now", "kubelet"]) < init);
+    assert!(init < calico && calico < token, "init {init}, calico {calico}, token {token}");
+    assert!(joins.iter().all(|j| *j > token), "joins {joins:?} before the token {token}");
+    let _ = prepared;
+    assert!(find(&w1, "kubeadm", &["init"]).is_none() && find(&cp, "kubeadm", &["join"]).is_none());
+
+    // The token the control plane made is the one the workers used, with
+    // its CA hash and their own names; and it was never printed.
+    let tokens = std::fs::read_to_string(c.hosts.cluster_dir().join("tokens")).unwrap();
+    // kubeadm init makes one of its own; eshop's `token create` is the
+    // last, and both workers share it.
+    let made: Vec<&str> = tokens.lines().rev().collect();
+    assert_eq!(made.len(), 2, "init's token and one for both workers: {made:?}");
+    for (calls, name) in [(&w1, "w1"), (&w2, "w2")] {
+        let join = find(calls, "kubeadm", &["join"]).unwrap();
+        assert_eq!(arg_after(join, "--token"), made[0]);
+        assert_eq!(arg_after(join, "--node-name"), name);
+        assert_eq!(join.args[1], format!("{}:6443", c.hosts.host("cp").addr), "{join}");
+        assert!(arg_after(join, "--discovery-token-ca-cert-hash").starts_with("sha256:"));
+    }
+    assert!(!out.contains(made[0]), "the join token was printed:\n{out}");
+    // Serving certificates of the cluster's own nodes approved.
+    assert!(find(&cp, "kubectl", &["certificate", "approve"]).is_some());
+
+    // The admin kubeconfig: private, named for the shop, pointing where
+    // configured; then the shop was deployed through it.
+    use std::os::unix::fs::PermissionsExt;
+    let kc = c.kubeconfig();
+    assert_eq!(std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&kc).unwrap();
+    assert!(text.contains("current-context: eshop-shop"), "{text}");
+    assert!(text.contains(&format!("server: {}", c.mock.url())), "{text}");
+    assert!(!out.contains("PRIVATE KEY") && !out.contains("client-key-data"), "{out}");
+    assert!(c.mock.get("apps/v1", "deployments", "shop", "pricing").is_some());
+
+    // A second run: no node changes anything, nothing changes in the API.
+    let counts: Vec<usize> = ["cp", "w1", "w2"].iter().map(|h| c.hosts.calls(h).len()).collect();
+    let again = c.ok(&["phase", "kubernetes", "apply"]);
+    assert!(again.contains("0 change(s)"), "{again}");
+    for (h, n) in ["cp", "w1", "w2"].iter().zip(counts) {
+        let calls = c.hosts.calls(h);
+        let changed: Vec<String> = calls[n..].iter().filter(|x| mutating(x)).map(Call::line).collect();
+        assert!(changed.is_empty(), "{h} changed on a converged run:\n{}", changed.join("\n"));
+    }
+    let plan = c.ok(&["plan", "--from", "kubernetes", "--to", "kubernetes"]);
+    assert!(plan.contains("0 to create, 0 to update, 0 to delete"), "{plan}");
+
+    // Destroy: kubeadm reset on every node, the kubeconfig removed.
+    c.ok(&["phase", "kubernetes", "destroy"]);
+    for h in ["cp", "w1", "w2"] {
+        assert!(find(&c.hosts.calls(h), "kubeadm", &["reset", "-f"]).is_some(), "{h} not reset");
+        assert!(c.hosts.file(h, "/etc/kubernetes/kubelet.conf").is_none(), "{h}");
+    }
+    assert!(!kc.exists());
+    c.ok(&["phase", "kubernetes", "destroy"]);
+}
+
+#[test]
+fn unknown_host_keys_are_refused_unless_trust_on_first_use_is_configured() {
+    let c = Cluster::start("");
+    let empty = c.dir.path().join("known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    // The user's ssh config says to trust anything; eshop's own check wins.
+    c.configure(&c.hosts.ssh_config_with_known_hosts(&empty, "no"), "");
+    let out = c.eshop(&["phase", "kubernetes", "apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("node cp (cp)") && err.contains("unknown host key"), "{err}");
+    assert!(c.hosts.calls("cp").is_empty(), "a script ran on an unverified host");
+    assert_eq!(std::fs::read_to_string(&empty).unwrap(), "", "a key was recorded");
+
+    // Trust on first use, said explicitly: accepted and remembered.
+    c.configure(&c.hosts.ssh_config_with_known_hosts(&empty, "yes"), "trust_on_first_use = true");
+    c.ok(&["phase", "kubernetes", "apply"]);
+    let known = std::fs::read_to_string(&empty).unwrap();
+    for h in ["cp", "w1", "w2"] {
+        assert!(known.contains(&c.hosts.host(h).addr.to_string()), "{h} not remembered:\n{known}");
+    }
+    // A host key that changes is refused even then.
+    let other = c.dir.path().join("known_hosts_other");
+    let cp_addr = c.hosts.host("cp").addr.to_string();
+    let forged = std::fs::read_to_string(c.hosts.known_hosts())
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains(&cp_addr))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + &format!("{cp_addr} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq6XQv0m2Cq3wJ7bVfKp0u3cE1nM8yD4kLzR2sT5uVw\n");
+    std::fs::write(&other, forged).unwrap();
+    c.configure(&c.hosts.ssh_config_with_known_hosts(&other, "yes"), "trust_on_first_use = true");
+    let out = c.eshop(&["phase", "kubernetes", "apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("node cp (cp)") && err.contains("CHANGED"), "{err}");
+}
+
+#[test]
+fn a_node_that_is_down_stops_the_bootstrap_with_an_error_naming_it() {
+    let c = Cluster::start("");
+    c.hosts.stop("w2");
+    let out = c.eshop(&["phase", "kubernetes", "apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("node w2 (w2): ssh:"), "{err}");
+    assert!(!err.contains("node w1"), "only the failing node is named: {err}");
+    // Nothing started on the reachable nodes: the problem is found first.
+    assert!(c.hosts.calls("cp").is_empty() && c.hosts.calls("w1").is_empty());
+}
