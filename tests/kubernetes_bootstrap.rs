@@ -29,23 +29,70 @@ struct Cluster {
 /// can parse (the stand-in kubeadm puts them into admin.conf).
 fn pki(dir: &Path) {
     let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
     let mut a = vec!["req", "-x509"];
     a.extend(ec);
-    a.extend(["-keyout", "ca-key.pem", "-out", "ca.pem", "-subj", "/CN=test-ca", "-days", "2"]);
+    a.extend([
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=test-ca",
+        "-days",
+        "2",
+    ]);
     run(&a);
     let mut a = vec!["req"];
     a.extend(ec);
-    a.extend(["-keyout", "client-key.pem", "-out", "client.csr", "-subj", "/O=kubeadm:cluster-admins/CN=kubernetes-admin"]);
+    a.extend([
+        "-keyout",
+        "client-key.pem",
+        "-out",
+        "client.csr",
+        "-subj",
+        "/O=kubeadm:cluster-admins/CN=kubernetes-admin",
+    ]);
     run(&a);
     // v3 with extensions: rustls refuses version 1 certificates.
-    std::fs::write(dir.join("client.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
     run(&[
-        "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-out",
-        "client.pem", "-days", "2", "-extfile", "client.ext",
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-out",
+        "client.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "client.ext",
     ]);
 }
 
@@ -98,7 +145,11 @@ impl Cluster {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.eshop(args);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(out.status.success(), "eshop {args:?} failed:\n{text}");
         text
     }
@@ -114,12 +165,21 @@ fn find<'a>(calls: &'a [Call], cmd: &str, args: &[&str]) -> Option<&'a Call> {
 
 fn t(calls: &[Call], cmd: &str, args: &[&str]) -> f64 {
     find(calls, cmd, args)
-        .unwrap_or_else(|| panic!("no call {cmd} {args:?} in\n{}", calls.iter().map(Call::line).collect::<Vec<_>>().join("\n")))
+        .unwrap_or_else(|| {
+            panic!(
+                "no call {cmd} {args:?} in\n{}",
+                calls.iter().map(Call::line).collect::<Vec<_>>().join("\n")
+            )
+        })
         .t
 }
 
 fn arg_after(c: &Call, flag: &str) -> String {
-    let i = c.args.iter().position(|a| a == flag).unwrap_or_else(|| panic!("{flag} not in {c}"));
+    let i = c
+        .args
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} not in {c}"));
     c.args[i + 1].clone()
 }
 
@@ -138,22 +198,39 @@ fn mutating(c: &Call) -> bool {
 }
 
 #[test]
-fn bootstrap_runs_in_order_hands_the_join_token_over_and_a_second_run_does_nothing_on_real_sshd_hosts() {
+fn bootstrap_runs_in_order_hands_the_join_token_over_and_a_second_run_does_nothing_on_real_sshd_hosts(
+) {
     let c = Cluster::start("");
     let plan = c.ok(&["phase", "kubernetes", "plan"]);
-    assert!(plan.contains("+ node cp (cp) (install kubeadm 1.34.2-1.1, then kubeadm init)"), "{plan}");
-    assert!(plan.contains("+ node w2 (w2) (install kubeadm 1.34.2-1.1, then kubeadm join)"), "{plan}");
+    assert!(
+        plan.contains("+ node cp (cp) (install kubeadm 1.34.2-1.1, then kubeadm init)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("+ node w2 (w2) (install kubeadm 1.34.2-1.1, then kubeadm join)"),
+        "{plan}"
+    );
 
     let out = c.ok(&["phase", "kubernetes", "apply"]);
-    let (cp, w1, w2) = (c.hosts.calls("cp"), c.hosts.calls("w1"), c.hosts.calls("w2"));
+    let (cp, w1, w2) = (
+        c.hosts.calls("cp"),
+        c.hosts.calls("w1"),
+        c.hosts.calls("w2"),
+    );
 
     // Every node prepared with the pinned packages, held.
     for calls in [&cp, &w1, &w2] {
         let install = calls
             .iter()
-            .find(|x| x.is("apt-get", &["install"]) && x.args.iter().any(|a| a.starts_with("kubeadm=")))
+            .find(|x| {
+                x.is("apt-get", &["install"]) && x.args.iter().any(|a| a.starts_with("kubeadm="))
+            })
             .expect("kubeadm installed");
-        for p in ["kubelet=1.34.2-1.1", "kubeadm=1.34.2-1.1", "kubectl=1.34.2-1.1"] {
+        for p in [
+            "kubelet=1.34.2-1.1",
+            "kubeadm=1.34.2-1.1",
+            "kubectl=1.34.2-1.1",
+        ] {
             assert!(install.args.iter().any(|a| a == p), "{install}");
         }
         assert!(find(calls, "apt-mark", &["hold"]).is_some());
@@ -173,8 +250,14 @@ fn bootstrap_runs_in_order_hands_the_join_token_over_and_a_second_run_does_nothi
     let token = t(&cp, "kubeadm", &["token", "create"]);
     let joins = [t(&w1, "kubeadm", &["join"]), t(&w2, "kubeadm", &["join"])];
     assert!(t(&cp, "systemctl", &["enable", "--now", "kubelet"]) < init);
-    assert!(init < calico && calico < token, "init {init}, calico {calico}, token {token}");
-    assert!(joins.iter().all(|j| *j > token), "joins {joins:?} before the token {token}");
+    assert!(
+        init < calico && calico < token,
+        "init {init}, calico {calico}, token {token}"
+    );
+    assert!(
+        joins.iter().all(|j| *j > token),
+        "joins {joins:?} before the token {token}"
+    );
     let _ = prepared;
     assert!(find(&w1, "kubeadm", &["init"]).is_none() && find(&cp, "kubeadm", &["join"]).is_none());
 
@@ -184,12 +267,20 @@ fn bootstrap_runs_in_order_hands_the_join_token_over_and_a_second_run_does_nothi
     // kubeadm init makes one of its own; eshop's `token create` is the
     // last, and both workers share it.
     let made: Vec<&str> = tokens.lines().rev().collect();
-    assert_eq!(made.len(), 2, "init's token and one for both workers: {made:?}");
+    assert_eq!(
+        made.len(),
+        2,
+        "init's token and one for both workers: {made:?}"
+    );
     for (calls, name) in [(&w1, "w1"), (&w2, "w2")] {
         let join = find(calls, "kubeadm", &["join"]).unwrap();
         assert_eq!(arg_after(join, "--token"), made[0]);
         assert_eq!(arg_after(join, "--node-name"), name);
-        assert_eq!(join.args[1], format!("{}:6443", c.hosts.host("cp").addr), "{join}");
+        assert_eq!(
+            join.args[1],
+            format!("{}:6443", c.hosts.host("cp").addr),
+            "{join}"
+        );
         assert!(arg_after(join, "--discovery-token-ca-cert-hash").starts_with("sha256:"));
     }
     assert!(!out.contains(made[0]), "the join token was printed:\n{out}");
@@ -200,30 +291,62 @@ fn bootstrap_runs_in_order_hands_the_join_token_over_and_a_second_run_does_nothi
     // configured; then the shop was deployed through it.
     use std::os::unix::fs::PermissionsExt;
     let kc = c.kubeconfig();
-    assert_eq!(std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let text = std::fs::read_to_string(&kc).unwrap();
     assert!(text.contains("current-context: eshop-shop"), "{text}");
-    assert!(text.contains(&format!("server: {}", c.mock.url())), "{text}");
-    assert!(!out.contains("PRIVATE KEY") && !out.contains("client-key-data"), "{out}");
-    assert!(c.mock.get("apps/v1", "deployments", "shop", "pricing").is_some());
+    assert!(
+        text.contains(&format!("server: {}", c.mock.url())),
+        "{text}"
+    );
+    assert!(
+        !out.contains("PRIVATE KEY") && !out.contains("client-key-data"),
+        "{out}"
+    );
+    assert!(c
+        .mock
+        .get("apps/v1", "deployments", "shop", "pricing")
+        .is_some());
 
     // A second run: no node changes anything, nothing changes in the API.
-    let counts: Vec<usize> = ["cp", "w1", "w2"].iter().map(|h| c.hosts.calls(h).len()).collect();
+    let counts: Vec<usize> = ["cp", "w1", "w2"]
+        .iter()
+        .map(|h| c.hosts.calls(h).len())
+        .collect();
     let again = c.ok(&["phase", "kubernetes", "apply"]);
     assert!(again.contains("0 change(s)"), "{again}");
     for (h, n) in ["cp", "w1", "w2"].iter().zip(counts) {
         let calls = c.hosts.calls(h);
-        let changed: Vec<String> = calls[n..].iter().filter(|x| mutating(x)).map(Call::line).collect();
-        assert!(changed.is_empty(), "{h} changed on a converged run:\n{}", changed.join("\n"));
+        let changed: Vec<String> = calls[n..]
+            .iter()
+            .filter(|x| mutating(x))
+            .map(Call::line)
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "{h} changed on a converged run:\n{}",
+            changed.join("\n")
+        );
     }
     let plan = c.ok(&["plan", "--from", "kubernetes", "--to", "kubernetes"]);
-    assert!(plan.contains("0 to create, 0 to update, 0 to delete"), "{plan}");
+    assert!(
+        plan.contains("0 to create, 0 to update, 0 to delete"),
+        "{plan}"
+    );
 
     // Destroy: kubeadm reset on every node, the kubeconfig removed.
     c.ok(&["phase", "kubernetes", "destroy"]);
     for h in ["cp", "w1", "w2"] {
-        assert!(find(&c.hosts.calls(h), "kubeadm", &["reset", "-f"]).is_some(), "{h} not reset");
-        assert!(c.hosts.file(h, "/etc/kubernetes/kubelet.conf").is_none(), "{h}");
+        assert!(
+            find(&c.hosts.calls(h), "kubeadm", &["reset", "-f"]).is_some(),
+            "{h} not reset"
+        );
+        assert!(
+            c.hosts.file(h, "/etc/kubernetes/kubelet.conf").is_none(),
+            "{h}"
+        );
     }
     assert!(!kc.exists());
     c.ok(&["phase", "kubernetes", "destroy"]);
@@ -239,16 +362,32 @@ fn unknown_host_keys_are_refused_unless_trust_on_first_use_is_configured() {
     let out = c.eshop(&["phase", "kubernetes", "apply"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("node cp (cp)") && err.contains("unknown host key"), "{err}");
-    assert!(c.hosts.calls("cp").is_empty(), "a script ran on an unverified host");
-    assert_eq!(std::fs::read_to_string(&empty).unwrap(), "", "a key was recorded");
+    assert!(
+        err.contains("node cp (cp)") && err.contains("unknown host key"),
+        "{err}"
+    );
+    assert!(
+        c.hosts.calls("cp").is_empty(),
+        "a script ran on an unverified host"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&empty).unwrap(),
+        "",
+        "a key was recorded"
+    );
 
     // Trust on first use, said explicitly: accepted and remembered.
-    c.configure(&c.hosts.ssh_config_with_known_hosts(&empty, "yes"), "trust_on_first_use = true");
+    c.configure(
+        &c.hosts.ssh_config_with_known_hosts(&empty, "yes"),
+        "trust_on_first_use = true",
+    );
     c.ok(&["phase", "kubernetes", "apply"]);
     let known = std::fs::read_to_string(&empty).unwrap();
     for h in ["cp", "w1", "w2"] {
-        assert!(known.contains(&c.hosts.host(h).addr.to_string()), "{h} not remembered:\n{known}");
+        assert!(
+            known.contains(&c.hosts.host(h).addr.to_string()),
+            "{h} not remembered:\n{known}"
+        );
     }
     // A host key that changes is refused even then.
     let other = c.dir.path().join("known_hosts_other");
@@ -261,11 +400,17 @@ fn unknown_host_keys_are_refused_unless_trust_on_first_use_is_configured() {
         .collect::<String>()
         + &format!("{cp_addr} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq6XQv0m2Cq3wJ7bVfKp0u3cE1nM8yD4kLzR2sT5uVw\n");
     std::fs::write(&other, forged).unwrap();
-    c.configure(&c.hosts.ssh_config_with_known_hosts(&other, "yes"), "trust_on_first_use = true");
+    c.configure(
+        &c.hosts.ssh_config_with_known_hosts(&other, "yes"),
+        "trust_on_first_use = true",
+    );
     let out = c.eshop(&["phase", "kubernetes", "apply"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("node cp (cp)") && err.contains("CHANGED"), "{err}");
+    assert!(
+        err.contains("node cp (cp)") && err.contains("CHANGED"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -276,7 +421,10 @@ fn a_node_that_is_down_stops_the_bootstrap_with_an_error_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("node w2 (w2): ssh:"), "{err}");
-    assert!(!err.contains("node w1"), "only the failing node is named: {err}");
+    assert!(
+        !err.contains("node w1"),
+        "only the failing node is named: {err}"
+    );
     // Nothing started on the reachable nodes: the problem is found first.
     assert!(c.hosts.calls("cp").is_empty() && c.hosts.calls("w1").is_empty());
 }

@@ -289,11 +289,9 @@ async fn nodes(ctx: &Ctx) -> anyhow::Result<Vec<Node>> {
             },
         })
         .collect();
+    // No control plane: phase 3 has not run (plan says so; apply fails).
     if !nodes.iter().any(|n| n.role == Role::ControlPlane) {
-        anyhow::bail!(
-            "no running control plane tagged for project {:?}: run phase 3 first (eshop phase infra apply), or list [[kubernetes.nodes]]",
-            cfg.project
-        );
+        return Ok(Vec::new());
     }
     Ok(nodes)
 }
@@ -522,8 +520,13 @@ fn control_dir() -> anyhow::Result<tempfile::TempDir> {
 /// Bootstrap mode: converge every node, then fetch the admin kubeconfig.
 async fn bootstrap(ctx: &Ctx) -> anyhow::Result<usize> {
     let cfg = &ctx.config;
-    let k = &cfg.kube;
     let nodes = nodes(ctx).await?;
+    if nodes.is_empty() {
+        anyhow::bail!(
+            "no running control plane tagged for project {:?}: run phase 3 first (eshop phase infra apply), or list [[kubernetes.nodes]]",
+            cfg.project
+        );
+    }
     let dir = control_dir()?;
     let conns = connect_all(ctx, &nodes, dir.path()).await?;
     let result = bootstrap_on(ctx, &conns).await;
@@ -534,7 +537,6 @@ async fn bootstrap(ctx: &Ctx) -> anyhow::Result<usize> {
     // The kubeconfig eshop and the admin use: the control plane's, with a
     // server address reachable from here and a context named for the shop.
     changed += usize::from(write_kubeconfig(cfg, &nodes, dir.path()).await?);
-    let _ = k;
     Ok(changed)
 }
 
@@ -694,10 +696,11 @@ pub fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
 async fn plan_bootstrap(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
     let nodes = nodes(ctx).await?;
     if nodes.is_empty() {
+        // The shop's objects follow from plan(): there is no kubeconfig yet.
         return Ok(vec![Change::new(
-            "cluster",
+            "cluster (kubeadm)",
             Action::Create,
-            "no nodes yet (phase 3 creates them)",
+            "no nodes yet: phase 3 creates them",
         )]);
     }
     let dir = control_dir()?;
@@ -811,18 +814,37 @@ async fn destroy(ctx: &Ctx) -> anyhow::Result<usize> {
         Mode::Bootstrap => {
             // Resetting the nodes removes the cluster and all it ran; no
             // machine left (phase 3 already destroyed) means nothing to do.
-            let nodes = nodes(ctx).await.or_else(|e| {
-                if cfg.kube.nodes.is_empty() {
-                    ctx.ui.info(PHASE, "no nodes left to reset");
-                    Ok(Vec::new())
-                } else {
-                    Err(e)
-                }
-            })?;
+            let nodes = nodes(ctx).await?;
             let mut n = 0;
-            if !nodes.is_empty() {
+            let discovered = cfg.kube.nodes.is_empty();
+            let bootstrapped = cfg.kube.kubeconfig.exists() || ctx.phase_state(PHASE).is_some();
+            if discovered && !bootstrapped && !nodes.is_empty() {
+                // Phase 3's machines with no sign of a cluster: nothing to
+                // reset, and phase 3's destroy terminates them anyway.
+                ctx.ui.info(
+                    PHASE,
+                    "no cluster was bootstrapped on phase 3's instances: nothing to reset",
+                );
+            } else if !nodes.is_empty() {
                 let dir = control_dir()?;
-                let conns = connect_all(ctx, &nodes, dir.path()).await?;
+                let conns = if discovered {
+                    // Best effort on phase 3's machines: one that cannot be
+                    // reached is about to be terminated anyway.
+                    let tries = futures_util::future::join_all(
+                        nodes.iter().map(|x| ssh::connect(x, &cfg.ssh, dir.path())),
+                    )
+                    .await;
+                    let mut ok = Vec::new();
+                    for t in tries {
+                        match t {
+                            Ok(c) => ok.push(c),
+                            Err(e) => ctx.ui.info(PHASE, &format!("{e:#}: not reset")),
+                        }
+                    }
+                    ok
+                } else {
+                    connect_all(ctx, &nodes, dir.path()).await?
+                };
                 let all: Vec<&Conn> = conns.iter().collect();
                 let reset = |_: &Node| Ok(RESET.to_owned());
                 let r = on_all(ctx, &all, "kubeadm reset", &reset).await;
