@@ -434,7 +434,15 @@ fn phases_render_and_completions_need_no_engine() {
         .collect();
     assert_eq!(
         names,
-        ["build", "images", "infra", "schedule", "monitoring"]
+        [
+            "build",
+            "images",
+            "infra",
+            "schedule",
+            "kubernetes",
+            "security",
+            "monitoring"
+        ]
     );
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
