@@ -102,7 +102,11 @@ pub enum PhaseAction {
     /// Converge the phase (safe to re-run).
     Apply,
     /// Remove what the phase owns.
-    Destroy,
+    Destroy {
+        /// Also delete the phase's data (database, metrics).
+        #[arg(long)]
+        purge_data: bool,
+    },
     /// What exists, healthy or not.
     Status,
     /// Phase 6 only: a key, a certificate signed by the cluster and a

@@ -110,6 +110,7 @@ struct FileLocal {
 struct FileMonitoring {
     prometheus_image: Option<Spanned<String>>,
     grafana_image: Option<Spanned<String>>,
+    kube_state_metrics_image: Option<Spanned<String>>,
     prometheus_port: Option<Spanned<i64>>,
     grafana_port: Option<Spanned<i64>>,
     scrape_interval_secs: Option<Spanned<i64>>,
@@ -145,6 +146,9 @@ pub struct Config {
     pub prometheus_image: String,
     /// Empty: no Grafana.
     pub grafana_image: String,
+    /// On Kubernetes: replicas, HPA and restarts for the dashboard and
+    /// alerts. Empty: none.
+    pub kube_state_metrics_image: String,
     pub prometheus_port: u16,
     pub grafana_port: u16,
     pub scrape_interval_secs: u16,
@@ -163,6 +167,8 @@ pub const DEFAULT_BASE_IMAGE: &str = "gcr.io/distroless/cc-debian12:nonroot";
 pub const DEFAULT_BUILDER_IMAGE: &str = "rust:1.95-bookworm";
 pub const DEFAULT_PROMETHEUS_IMAGE: &str = "prom/prometheus:v2.53.2";
 pub const DEFAULT_GRAFANA_IMAGE: &str = "grafana/grafana:11.2.0";
+pub const DEFAULT_KUBE_STATE_METRICS_IMAGE: &str =
+    "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.13.0";
 
 /// Reads `ESHOP_*` variables; injectable so tests never mutate the process
 /// environment.
@@ -419,6 +425,12 @@ impl Config {
                 None => DEFAULT_GRAFANA_IMAGE.to_owned(),
             },
         };
+        let kube_state_metrics_image = match &file.monitoring.kube_state_metrics_image {
+            Some(r) if r.get_ref().is_empty() => String::new(),
+            Some(r) => check_image_ref(r.get_ref())
+                .or_else(|m| o.err(r.span(), "monitoring.kube_state_metrics_image", m))?,
+            None => DEFAULT_KUBE_STATE_METRICS_IMAGE.to_owned(),
+        };
         let scrape_interval_secs = match &file.monitoring.scrape_interval_secs {
             Some(t) if (1..=300).contains(t.get_ref()) => *t.get_ref() as u16,
             Some(t) => {
@@ -492,6 +504,7 @@ impl Config {
             ready_timeout,
             prometheus_image,
             grafana_image,
+            kube_state_metrics_image,
             prometheus_port,
             grafana_port,
             scrape_interval_secs,

@@ -108,7 +108,14 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
     }
 
     let store = state::Store::open(&config.state_dir, &config.project, config.target.as_str())?;
-    let purge = matches!(cli.command, Command::Destroy { purge_data: true });
+    let purge = matches!(
+        cli.command,
+        Command::Destroy { purge_data: true }
+            | Command::Phase {
+                action: PhaseAction::Destroy { purge_data: true },
+                ..
+            }
+    );
     let ctx = Ctx::new(config, ui.clone(), store, purge);
     let target = ctx.config.target;
     let runnable = |p: &&'static dyn Phase| p.targets().contains(&target);
@@ -245,7 +252,7 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
                         json!({"changed": o.changed}),
                     )
                 }),
-                PhaseAction::Destroy => p.destroy(&ctx).await.map(|o| {
+                PhaseAction::Destroy { .. } => p.destroy(&ctx).await.map(|o| {
                     ui.event(
                         "summary",
                         Some(p.name()),

@@ -345,6 +345,133 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
     assert!(twice.contains("0 object(s) removed"), "{twice}");
 }
 
+const MONITORING_OBJECTS: [&str; 21] = [
+    "ConfigMap grafana-dashboards",
+    "ConfigMap grafana-provisioning",
+    "ConfigMap prometheus",
+    "Deployment grafana",
+    "Deployment kube-state-metrics",
+    "Deployment prometheus",
+    "NetworkPolicy grafana",
+    "NetworkPolicy kube-state-metrics",
+    "NetworkPolicy prometheus",
+    "PersistentVolumeClaim prometheus-data",
+    "Role kube-state-metrics",
+    "Role prometheus",
+    "RoleBinding kube-state-metrics",
+    "RoleBinding prometheus",
+    "Secret grafana-admin",
+    "Service grafana",
+    "Service prometheus",
+    "ServiceAccount grafana",
+    "ServiceAccount kube-state-metrics",
+    "ServiceAccount prometheus",
+    "ServiceAccount prometheus",
+];
+
+#[test]
+fn monitoring_runs_on_the_cluster_converges_prunes_grafana_and_keeps_its_data_on_a_mock_api_server()
+{
+    let shop = Shop::new("");
+    shop.ok(&["phase", "kubernetes", "apply"]);
+    let out = shop.ok(&["phase", "monitoring", "apply"]);
+    let mut want: Vec<&str> = MONITORING_OBJECTS.to_vec();
+    want.dedup();
+    assert_eq!(owned(&shop.mock, "monitoring"), want);
+    assert!(out.contains(&format!("{} change(s)", want.len())), "{out}");
+    // How to reach it, not a secret in sight.
+    assert!(out.contains("port-forward svc/grafana 3000"), "{out}");
+    let secret = shop.obj("v1", "secrets", "grafana-admin").unwrap();
+    let password = secret["stringData"]["admin-password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(password.len(), 32);
+    assert!(!out.contains(&password));
+
+    // Prometheus finds the pods of this namespace, with the rules loaded;
+    // Grafana gets the in-cluster datasource and both dashboards.
+    let cm = shop.obj("v1", "configmaps", "prometheus").unwrap();
+    let prom_yml = cm["data"]["prometheus.yml"].as_str().unwrap();
+    assert!(prom_yml.contains("role: pod") && prom_yml.contains("names: [\"shop\"]"));
+    assert!(cm["data"]["rules.yml"]
+        .as_str()
+        .unwrap()
+        .contains("EshopServiceDown"));
+    assert!(cm["data"]["rules-kubernetes.yml"]
+        .as_str()
+        .unwrap()
+        .contains("EshopAutoscalerAtMaximum"));
+    let prov = shop
+        .obj("v1", "configmaps", "grafana-provisioning")
+        .unwrap();
+    assert!(prov["data"]["datasource.yml"]
+        .as_str()
+        .unwrap()
+        .contains("url: http://prometheus.shop.svc:9090"));
+    let dash = shop.obj("v1", "configmaps", "grafana-dashboards").unwrap();
+    for d in ["eshop-services.json", "eshop-kubernetes.json"] {
+        let v: Value = serde_json::from_str(dash["data"][d].as_str().unwrap()).unwrap();
+        assert!(v["panels"].as_array().is_some_and(|p| !p.is_empty()), "{d}");
+    }
+    // The rollout was waited for, each workload in turn.
+    let reqs = shop.mock.requests();
+    for d in ["prometheus", "kube-state-metrics", "grafana"] {
+        assert!(
+            reqs.iter()
+                .any(|r| r.method == "GET" && r.path.ends_with(&format!("/deployments/{d}"))),
+            "{d}: no rollout check"
+        );
+    }
+
+    // Converged: nothing changes, the password stays.
+    let again = shop.ok(&["phase", "monitoring", "apply"]);
+    assert!(again.contains("0 change(s)"), "{again}");
+    let plan = shop.ok(&["plan", "--from", "monitoring", "--to", "monitoring"]);
+    assert!(
+        plan.contains(&format!(
+            "0 to create, 0 to update, 0 to delete, {} unchanged",
+            want.len()
+        )),
+        "{plan}"
+    );
+    assert_eq!(
+        shop.obj("v1", "secrets", "grafana-admin").unwrap()["stringData"]["admin-password"],
+        password.as_str()
+    );
+
+    // A changed scrape interval rolls Prometheus (its config hash).
+    shop.configure("[monitoring]\nscrape_interval_secs = 15");
+    let plan = shop.ok(&["phase", "monitoring", "plan"]);
+    assert!(plan.contains("~ ConfigMap shop/prometheus"), "{plan}");
+    assert!(plan.contains("~ Deployment shop/prometheus"), "{plan}");
+    assert!(!plan.contains("~ Deployment shop/grafana"), "{plan}");
+
+    // No Grafana any more: its objects are pruned, the rest stays.
+    shop.configure("[monitoring]\ngrafana_image = \"\"");
+    let out = shop.ok(&["phase", "monitoring", "apply"]);
+    assert!(out.contains("pruned Deployment shop/grafana"), "{out}");
+    assert!(shop.obj("apps/v1", "deployments", "grafana").is_none());
+    assert!(shop.obj("apps/v1", "deployments", "prometheus").is_some());
+
+    // Destroy by label keeps the metrics' claim unless --purge-data.
+    let out = shop.ok(&["phase", "monitoring", "destroy"]);
+    assert!(
+        out.contains("kept PersistentVolumeClaim shop/prometheus-data"),
+        "{out}"
+    );
+    assert_eq!(
+        owned(&shop.mock, "monitoring"),
+        ["PersistentVolumeClaim prometheus-data"]
+    );
+    assert!(
+        !owned(&shop.mock, "kubernetes").is_empty(),
+        "the shop stays"
+    );
+    shop.ok(&["phase", "monitoring", "destroy", "--purge-data"]);
+    assert!(owned(&shop.mock, "monitoring").is_empty());
+}
+
 #[test]
 fn add_user_gets_a_certificate_signed_through_the_mock_api_server_and_a_private_kubeconfig() {
     let shop = Shop::new("");

@@ -1,9 +1,10 @@
-//! What phases 5 and 6 render, checked without a cluster (none can run on
-//! these machines): every manifest passes `kubernetes-validate --strict`
-//! for the pinned Kubernetes version and checkov's Kubernetes checks with
-//! zero failures; the NetworkPolicies allow exactly the shop's flows; the
-//! RBAC role grants exactly five verbs on pods; the node scripts pass
-//! shellcheck.
+//! What phases 5, 6 and 7 render for Kubernetes, checked without a
+//! cluster (none can run on these machines): every manifest passes
+//! `kubernetes-validate --strict` for the pinned Kubernetes version and
+//! checkov's Kubernetes checks with zero failures; the NetworkPolicies
+//! allow exactly the shop's and monitoring's flows; the RBAC role grants
+//! exactly five verbs on pods and monitoring may only read what it
+//! scrapes; the node scripts pass shellcheck.
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -39,7 +40,7 @@ fn digest(c: char) -> String {
     std::iter::repeat_n(c, 64).collect()
 }
 
-/// Renders phases 5 and 6 for `extra` configuration into one directory
+/// Renders phases 5, 6 and 7 for `extra` configuration into one directory
 /// (YAML) plus `nodes/` (scripts); returns the directory.
 fn render(dir: &Path, extra: &str) -> PathBuf {
     let cfg = dir.join("eshop.toml");
@@ -55,7 +56,7 @@ fn render(dir: &Path, extra: &str) -> PathBuf {
     )
     .unwrap();
     let out = dir.join("rendered");
-    for phase in ["kubernetes", "security"] {
+    for phase in ["kubernetes", "security", "monitoring"] {
         let r = Command::new(env!("CARGO_BIN_EXE_eshop"))
             .arg("--config")
             .arg(&cfg)
@@ -99,9 +100,12 @@ fn objects(dir: &Path) -> Vec<Value> {
 const VARIANTS: [(&str, &str); 3] = [
     ("defaults (NodePort entry)", ""),
     (
-        "Ingress, a storage class, PostgreSQL by digest",
+        "Ingress, a storage class, every image by digest, no Grafana",
         "entry = \"ingress\"\ningress_host = \"shop.example.com\"\nstorage_class = \"gp3\"\n\
-         postgres_image = \"postgres@sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\"\n",
+         postgres_image = \"postgres@sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\"\n\
+         [monitoring]\ngrafana_image = \"\"\n\
+         prometheus_image = \"prom/prometheus@sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd\"\n\
+         kube_state_metrics_image = \"registry.k8s.io/kube-state-metrics/kube-state-metrics@sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee\"\n",
     ),
     (
         "one replica, extra service settings",
@@ -172,8 +176,9 @@ fn checkov_finds_no_failing_kubernetes_check_and_every_skip_says_why() {
             summary["passed"].as_u64().unwrap() > 200,
             "{what}: {summary}"
         );
-        // The only skip is the one the template carries, with its reason,
-        // and only while PostgreSQL is pinned by tag.
+        // The only skips are the ones the templates carry, with their
+        // reason, and only for images pinned by tag: PostgreSQL,
+        // Prometheus, kube-state-metrics and Grafana.
         let skipped = report["results"]["skipped_checks"]
             .as_array()
             .cloned()
@@ -181,7 +186,7 @@ fn checkov_finds_no_failing_kubernetes_check_and_every_skip_says_why() {
         let by_digest = extra.contains("postgres@sha256");
         assert_eq!(
             skipped.len(),
-            usize::from(!by_digest),
+            if by_digest { 0 } else { 4 },
             "{what}: {skipped:#?}"
         );
         for s in &skipped {
@@ -236,9 +241,15 @@ fn node_scripts_pass_shellcheck_as_the_nodes_receive_them() {
 fn the_pod_manager_role_grants_exactly_five_verbs_on_pods_and_nothing_else() {
     let tmp = scratch();
     let all = objects(&render(tmp.path(), ""));
+    let of_phase = |o: &&Value, phase: &str| o["metadata"]["labels"]["eshop/phase"] == phase;
+    assert!(
+        !all.iter()
+            .any(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding"),
+        "nothing cluster-wide"
+    );
     let roles: Vec<&Value> = all
         .iter()
-        .filter(|o| o["kind"] == "Role" || o["kind"] == "ClusterRole")
+        .filter(|o| o["kind"] == "Role" && of_phase(o, "security"))
         .collect();
     assert_eq!(roles.len(), 1, "one role only: {roles:#?}");
     let role = roles[0];
@@ -250,7 +261,7 @@ fn the_pod_manager_role_grants_exactly_five_verbs_on_pods_and_nothing_else() {
     );
     let bindings: Vec<&Value> = all
         .iter()
-        .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
+        .filter(|o| o["kind"] == "RoleBinding" && of_phase(o, "security"))
         .collect();
     assert_eq!(bindings.len(), 1);
     assert_eq!(bindings[0]["roleRef"]["name"], "pod-manager");
@@ -258,16 +269,58 @@ fn the_pod_manager_role_grants_exactly_five_verbs_on_pods_and_nothing_else() {
         bindings[0]["subjects"],
         json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "eshop-shop-pod-managers"}])
     );
-    // No workload may talk to the API: no token anywhere, no binding to
-    // a service account.
+    // Monitoring reads only what it scrapes, in the shop's namespace.
+    let role = |name: &str| {
+        all.iter()
+            .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no Role {name}"))["rules"]
+            .clone()
+    };
+    assert_eq!(
+        role("prometheus"),
+        json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}])
+    );
+    assert_eq!(
+        role("kube-state-metrics"),
+        json!([
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list", "watch"]}
+        ])
+    );
+    for name in ["prometheus", "kube-state-metrics"] {
+        let b = all
+            .iter()
+            .find(|o| o["kind"] == "RoleBinding" && o["metadata"]["name"] == name)
+            .unwrap();
+        assert_eq!(b["roleRef"]["name"], name);
+        assert_eq!(
+            b["subjects"],
+            json!([{"kind": "ServiceAccount", "name": name, "namespace": "shop"}])
+        );
+    }
+    // No automounted token anywhere; only the two readers of the API get
+    // one, mounted by hand into their own pod.
+    let mut with_token = Vec::new();
     for o in &all {
         if o["kind"] == "ServiceAccount" {
             assert_eq!(o["automountServiceAccountToken"], false, "{o:#}");
         }
         if let Some(pod) = o["spec"]["template"]["spec"].as_object() {
             assert_eq!(pod["automountServiceAccountToken"], false, "{o:#}");
+            let projected_token = pod["volumes"].as_array().into_iter().flatten().any(|v| {
+                v["projected"]["sources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|s| s["serviceAccountToken"].is_object())
+            });
+            if projected_token {
+                with_token.push(o["metadata"]["name"].as_str().unwrap().to_owned());
+            }
         }
     }
+    assert_eq!(with_token, ["prometheus", "kube-state-metrics"]);
 }
 
 // --- NetworkPolicy evaluation ----------------------------------------------
@@ -425,6 +478,7 @@ fn network_policies_allow_exactly_the_shops_flows() {
         )
     };
     let (pricing, inventory, db) = (pod("pricing"), pod("inventory"), pod("postgres"));
+    let (prometheus, grafana, ksm) = (pod("prometheus"), pod("grafana"), pod("kube-state-metrics"));
     let in_ns = |l: &[(&str, &str)]| {
         Peer::Pod(
             "shop".into(),
@@ -435,7 +489,6 @@ fn network_policies_allow_exactly_the_shops_flows() {
         )
     };
     let stranger = in_ns(&[("app.kubernetes.io/name", "debug")]);
-    let prometheus = in_ns(&[("app.kubernetes.io/name", "prometheus")]);
     let other_ns = Peer::Pod(
         "default".into(),
         ns_labels("default"),
@@ -551,6 +604,104 @@ fn network_policies_allow_exactly_the_shops_flows() {
             "TCP",
             false,
         ),
+        (
+            "prometheus → inventory /metrics",
+            &prometheus,
+            &inventory,
+            8081,
+            "TCP",
+            true,
+        ),
+        (
+            "prometheus → pricing /metrics",
+            &prometheus,
+            &pricing,
+            8080,
+            "TCP",
+            true,
+        ),
+        (
+            "prometheus → kube-state-metrics",
+            &prometheus,
+            &ksm,
+            8080,
+            "TCP",
+            true,
+        ),
+        (
+            "prometheus → the API server",
+            &prometheus,
+            &world,
+            6443,
+            "TCP",
+            true,
+        ),
+        (
+            "kube-state-metrics → the API server",
+            &ksm,
+            &world,
+            6443,
+            "TCP",
+            true,
+        ),
+        (
+            "grafana → prometheus",
+            &grafana,
+            &prometheus,
+            9090,
+            "TCP",
+            true,
+        ),
+        ("grafana → cluster DNS", &grafana, &dns, 53, "UDP", true),
+        (
+            "grafana → inventory",
+            &grafana,
+            &inventory,
+            8081,
+            "TCP",
+            false,
+        ),
+        (
+            "grafana → the internet",
+            &grafana,
+            &world,
+            443,
+            "TCP",
+            false,
+        ),
+        ("world → grafana", &world, &grafana, 3000, "TCP", false),
+        (
+            "world → prometheus",
+            &world,
+            &prometheus,
+            9090,
+            "TCP",
+            false,
+        ),
+        (
+            "pricing → prometheus",
+            &pricing,
+            &prometheus,
+            9090,
+            "TCP",
+            false,
+        ),
+        (
+            "another pod in the namespace → kube-state-metrics",
+            &stranger,
+            &ksm,
+            8080,
+            "TCP",
+            false,
+        ),
+        (
+            "kube-state-metrics → inventory",
+            &ksm,
+            &inventory,
+            8081,
+            "TCP",
+            false,
+        ),
     ];
     let mut wrong = Vec::new();
     for (what, from, to, port, proto, want) in &matrix {
@@ -581,7 +732,7 @@ fn the_workloads_meet_the_restricted_pod_security_profile() {
         .iter()
         .filter(|o| o["spec"]["template"].is_object())
         .collect();
-    assert_eq!(workloads.len(), 3);
+    assert_eq!(workloads.len(), 6, "3 of the shop's, 3 of monitoring");
     for w in workloads {
         let pod = &w["spec"]["template"]["spec"];
         let name = w["metadata"]["name"].as_str().unwrap();
@@ -608,7 +759,7 @@ fn the_workloads_meet_the_restricted_pod_security_profile() {
                 "{name}"
             );
         }
-        if w["kind"] == "Deployment" {
+        if w["kind"] == "Deployment" && w["metadata"]["labels"]["eshop/phase"] == "kubernetes" {
             assert_eq!(
                 w["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0,
                 "{name}"

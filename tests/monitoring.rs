@@ -1,7 +1,10 @@
 //! The monitoring templates against a real Prometheus (Debian's package):
-//! promtool checks and unit-tests every alert; Prometheus scrapes the real
-//! services while a bounded load runs, and every dashboard query and every
-//! alert expression returns data.
+//! promtool checks and unit-tests every alert (both rule files) and the
+//! in-cluster scrape configuration; Prometheus scrapes the real services
+//! while a bounded load runs, plus a kube-state-metrics FIXTURE (a recorded
+//! exposition served by the test: kube-state-metrics itself needs an API
+//! server, which cannot run here), and every panel of both dashboards and
+//! every alert expression returns data.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,59 +24,152 @@ fn tool(name: &str) -> PathBuf {
     p
 }
 
+const RULES: [(&str, &str); 2] = [
+    ("rules.yml", "rules.test.yml"),
+    ("rules-kubernetes.yml", "rules-kubernetes.test.yml"),
+];
+
 #[test]
 fn promtool_accepts_the_rules_and_every_alert_passes_its_unit_tests() {
-    let out = Command::new(tool("promtool"))
-        .args(["check", "rules"])
-        .arg(templates().join("rules.yml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    for (rules_file, tests_file) in RULES {
+        let out = Command::new(tool("promtool"))
+            .args(["check", "rules"])
+            .arg(templates().join(rules_file))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{rules_file}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let out = Command::new(tool("promtool"))
+            .current_dir(templates())
+            .args(["test", "rules", tests_file])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{tests_file}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Every alert has at least one test.
+        let rules = std::fs::read_to_string(templates().join(rules_file)).unwrap();
+        let tests = std::fs::read_to_string(templates().join(tests_file)).unwrap();
+        for line in rules
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        {
+            assert!(
+                tests.contains(&format!("alertname: {line}")),
+                "alert {line} has no promtool test"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_in_cluster_scrape_configuration_passes_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let yml = eshop::render::render(
+        &std::fs::read_to_string(templates().join("kubernetes/prometheus.yml")).unwrap(),
+        &std::collections::BTreeMap::from([
+            ("scrape_interval", "5s".to_owned()),
+            ("namespace", "shop".to_owned()),
+        ]),
+        &[],
+    )
+    .unwrap();
+    // Debian's Prometheus is built without Kubernetes discovery, so
+    // promtool checks everything else (relabelling, regexes, intervals)
+    // with the discovery swapped for a static target.
+    let checkable = yml.replace(
+        "kubernetes_sd_configs:\n      - role: pod\n        namespaces:\n          names: [\"shop\"]",
+        "static_configs:\n      - targets: [\"127.0.0.1:1\"]",
     );
+    assert_eq!(
+        checkable.matches("static_configs").count(),
+        2,
+        "{checkable}"
+    );
+    let f = dir.path().join("prometheus.yml");
+    std::fs::write(&f, &checkable).unwrap();
+    // Syntax only: the rule files live at their in-pod paths.
     let out = Command::new(tool("promtool"))
-        .current_dir(templates())
-        .args(["test", "rules", "rules.test.yml"])
+        .args(["check", "config", "--syntax-only"])
+        .arg(&f)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{text}{}",
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // Every alert has at least one test.
-    let rules = std::fs::read_to_string(templates().join("rules.yml")).unwrap();
-    let tests = std::fs::read_to_string(templates().join("rules.test.yml")).unwrap();
-    for line in rules
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("- alert: "))
-    {
-        assert!(
-            tests.contains(&format!("alertname: {line}")),
-            "alert {line} has no promtool test"
+    let v: serde_yaml::Value = serde_yaml::from_str(&yml).unwrap();
+    let jobs: Vec<&str> = v["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["shop", "kube-state-metrics"]);
+    for j in v["scrape_configs"].as_sequence().unwrap() {
+        let sd = &j["kubernetes_sd_configs"][0];
+        assert_eq!(sd["role"].as_str(), Some("pod"));
+        assert_eq!(
+            sd["namespaces"]["names"][0].as_str(),
+            Some("shop"),
+            "discovery limited to the shop's namespace (its Role allows no more)"
         );
     }
 }
 
-fn dashboard() -> serde_json::Value {
+const DASHBOARDS: [&str; 2] = ["eshop-services", "eshop-kubernetes"];
+
+fn dashboard(uid: &str) -> serde_json::Value {
     serde_json::from_str(
-        &std::fs::read_to_string(templates().join("dashboards/eshop-services.json")).unwrap(),
+        &std::fs::read_to_string(templates().join(format!("dashboards/{uid}.json"))).unwrap(),
     )
     .unwrap()
 }
 
 #[test]
-fn the_dashboard_is_valid_grafana_json_wired_to_the_provisioned_datasource() {
-    let d = dashboard();
+fn the_dashboards_are_valid_grafana_json_wired_to_the_provisioned_datasource() {
     let ds = std::fs::read_to_string(templates().join("grafana/datasource.yml")).unwrap();
     assert!(ds.contains("uid: eshop-prometheus"));
-    assert_eq!(d["uid"], "eshop-services");
+    for (uid, want) in [
+        (
+            "eshop-services",
+            &[
+                "Request rate",
+                "Error ratio",
+                "Latency p50 / p95 / p99",
+                "In-flight",
+                "memory",
+                "CPU",
+                "stock",
+            ][..],
+        ),
+        (
+            "eshop-kubernetes",
+            &[
+                "Replicas vs HPA",
+                "HPA targets",
+                "Deployment replicas",
+                "restarts",
+            ][..],
+        ),
+    ] {
+        check_dashboard(&dashboard(uid), uid, want);
+    }
+}
+
+fn check_dashboard(d: &serde_json::Value, uid: &str, want: &[&str]) {
+    assert_eq!(d["uid"], uid);
     assert!(d["schemaVersion"].as_i64().unwrap() >= 30);
     let panels = d["panels"].as_array().unwrap();
-    assert!(panels.len() >= 7);
+    assert!(panels.len() >= want.len(), "{uid}");
     let mut ids = std::collections::HashSet::new();
     for p in panels {
         assert!(ids.insert(p["id"].as_i64().unwrap()), "duplicate panel id");
@@ -92,18 +188,10 @@ fn the_dashboard_is_valid_grafana_json_wired_to_the_provisioned_datasource() {
         .iter()
         .map(|p| p["title"].as_str().unwrap())
         .collect();
-    for want in [
-        "Request rate",
-        "Error ratio",
-        "Latency p50 / p95 / p99",
-        "In-flight",
-        "memory",
-        "CPU",
-        "stock",
-    ] {
+    for want in want {
         assert!(
             titles.iter().any(|t| t.contains(want)),
-            "no panel for {want}: {titles:?}"
+            "{uid}: no panel for {want}: {titles:?}"
         );
     }
 }
@@ -138,6 +226,11 @@ fn measured(expr: &str) -> String {
             let rhs = e[i + op.len()..].trim();
             if rhs.parse::<f64>().is_ok() {
                 return e[..i].trim().to_owned();
+            }
+            // Series against series: compare with `bool`, which keeps
+            // every matched pair (0 or 1) instead of filtering.
+            if !rhs.is_empty() && !rhs.starts_with("bool") {
+                return format!("{} {op} bool {rhs}", e[..i].trim());
             }
         }
     }
@@ -188,6 +281,14 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
         &[],
     )
     .unwrap();
+    // kube-state-metrics as on the cluster (its own job, honor_labels), but
+    // served from the recorded FIXTURE.
+    let ksm = serve_fixture(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/monitoring/kube-state-metrics.txt"),
+    );
+    let yml = format!(
+        "{yml}  - job_name: kube-state-metrics\n    honor_labels: true\n    static_configs:\n      - targets: [\"{ksm}\"]\n"
+    );
     std::fs::write(dir.path().join("prometheus.yml"), yml).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -242,7 +343,7 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
     loop {
         let r = query(&c, &prom, "count_over_time(up[1m])").await;
         let ok = r.as_array().is_some_and(|a| {
-            a.len() == 2
+            a.len() == 3
                 && a.iter().all(|s| {
                     s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()) >= Some(3.0)
                 })
@@ -258,7 +359,10 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
     }
 
     // Every dashboard query returns data.
-    for p in dashboard()["panels"].as_array().unwrap() {
+    for p in DASHBOARDS
+        .iter()
+        .flat_map(|d| dashboard(d)["panels"].as_array().unwrap().clone())
+    {
         for t in p["targets"].as_array().unwrap() {
             let expr = t["expr"]
                 .as_str()
@@ -274,9 +378,13 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
         }
     }
     // Every alert expression evaluates, and what it measures has data.
-    let rules = std::fs::read_to_string(templates().join("rules.yml")).unwrap();
-    let exprs = alert_exprs(&rules);
-    assert_eq!(exprs.len(), 5);
+    let mut exprs = Vec::new();
+    for (rules_file, _) in RULES {
+        exprs.extend(alert_exprs(
+            &std::fs::read_to_string(templates().join(rules_file)).unwrap(),
+        ));
+    }
+    assert_eq!(exprs.len(), 8);
     for e in exprs {
         query(&c, &prom, &e).await;
         let m = measured(&e);
@@ -288,7 +396,28 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
     }
 }
 
-/// The `expr:` values of rules.yml (single-line or `|` blocks).
+/// Serves a file as a Prometheus exposition to every request, on a
+/// loopback port; returns host:port.
+fn serve_fixture(path: PathBuf) -> String {
+    use std::io::{Read, Write};
+    let body = std::fs::read_to_string(path).unwrap();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// The `expr:` values of a rules file (single-line or `|` blocks).
 fn alert_exprs(yaml: &str) -> Vec<String> {
     let mut out = Vec::new();
     let lines: Vec<&str> = yaml.lines().collect();

@@ -232,7 +232,7 @@ fn flat(files: Vec<(String, Vec<Value>)>) -> Vec<Value> {
 }
 
 /// 32 letters and digits: URL-safe inside DATABASE_URL, ~190 bits.
-fn password() -> String {
+pub fn password() -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();

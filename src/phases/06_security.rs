@@ -229,16 +229,7 @@ impl Phase for Security {
             }
             let objects = flat(cfg)?;
             if cfg.kube.mode == Mode::Bootstrap && !cfg.kube.kubeconfig.exists() {
-                return Ok(objects
-                    .iter()
-                    .map(|o| {
-                        Change::new(
-                            crate::engines::kube::describe(o),
-                            super::Action::Create,
-                            "the cluster is not bootstrapped yet",
-                        )
-                    })
-                    .collect());
+                return Ok(manifests::plan_without_cluster(&objects));
             }
             let cluster = super::kubernetes::cluster(cfg).await?;
             manifests::plan(&cluster, cfg, PHASE, &objects).await

@@ -1,19 +1,25 @@
-//! Phase 7, monitoring (local target): Prometheus scraping both services
-//! with eshop's alert rules, and Grafana with the Prometheus datasource and
-//! the services dashboard provisioned, as labelled containers beside the
-//! shop on its network.
+//! Phase 7, monitoring: Prometheus scraping both services with eshop's
+//! alert rules, and Grafana with the Prometheus datasource and dashboards
+//! provisioned. Where the shop runs decides where monitoring runs:
 //!
-//! The configuration is baked into small derived images (tag = hash of the
-//! rendered files and the base image reference), so no host paths are
-//! mounted and a changed rule or dashboard means a new tag and a new
-//! container, while nothing changed means nothing to do.
+//! - On Docker (kubernetes.mode = "off"): labelled containers beside the
+//!   shop on its network. The configuration is baked into small derived
+//!   images (tag = hash of the rendered files and the base image), so no
+//!   host paths are mounted and a changed rule or dashboard means a new
+//!   tag and a new container, while nothing changed means nothing to do.
+//! - On Kubernetes: Prometheus discovering the shop's pods (its own Role:
+//!   get/list/watch pods in the namespace, nothing else),
+//!   kube-state-metrics for replicas vs autoscalers and restarts, Grafana
+//!   with a generated admin password, and NetworkPolicies for all three,
+//!   applied like phase 5's objects (server-side apply, prune, by label).
 
-use super::{Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
+use super::{manifests, Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
+use crate::config::kube::Mode;
 use crate::config::{Config, Target};
 use crate::engines::docker::{self, ContainerSpec};
 use crate::phases::build::hex;
 use crate::phases::images::{container_name, network_name};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +37,18 @@ const DATASOURCE_YML: &str = include_str!("../../templates/monitoring/grafana/da
 const DASHBOARDS_YML: &str = include_str!("../../templates/monitoring/grafana/dashboards.yml");
 const SERVICES_DASHBOARD: &str =
     include_str!("../../templates/monitoring/dashboards/eshop-services.json");
+const KUBE_DASHBOARD: &str =
+    include_str!("../../templates/monitoring/dashboards/eshop-kubernetes.json");
+const KUBE_RULES_YML: &str = include_str!("../../templates/monitoring/rules-kubernetes.yml");
+const KUBE_PROMETHEUS_YML: &str =
+    include_str!("../../templates/monitoring/kubernetes/prometheus.yml");
+const KUBE_PROMETHEUS: &str =
+    include_str!("../../templates/monitoring/kubernetes/70-prometheus.yaml");
+const KUBE_KSM: &str =
+    include_str!("../../templates/monitoring/kubernetes/71-kube-state-metrics.yaml");
+const KUBE_GRAFANA: &str = include_str!("../../templates/monitoring/kubernetes/72-grafana.yaml");
+const KUBE_POLICIES: &str =
+    include_str!("../../templates/monitoring/kubernetes/73-network-policies.yaml");
 
 /// One derived image: its rendered files and where they come from.
 struct Bundle {
@@ -349,6 +367,225 @@ impl Monitoring {
     }
 }
 
+// --- on Kubernetes ----------------------------------------------------------
+
+fn on_kubernetes(cfg: &Config) -> bool {
+    cfg.kube.mode != Mode::Off
+}
+
+fn render_vars(t: &str, vars: &[(&'static str, String)], flags: &[&str]) -> anyhow::Result<String> {
+    crate::render::render(t, &vars.iter().cloned().collect::<BTreeMap<_, _>>(), flags)
+}
+
+fn by_tag(image: &str) -> bool {
+    !image.contains("@sha256:")
+}
+
+/// Phase 7's objects on Kubernetes, per file. `grafana_password` None
+/// renders a placeholder (for review); apply generates one, and the
+/// Secret is created once and never re-applied.
+pub fn kube_manifests(
+    cfg: &Config,
+    grafana_password: Option<&str>,
+) -> anyhow::Result<Vec<(String, Vec<Value>)>> {
+    let labels = manifests::owner_labels(cfg, NAME);
+    let ns = cfg.kube.namespace.clone();
+    let storage_class = cfg.kube.storage_class.clone().unwrap_or_default();
+    let mut files = Vec::new();
+
+    let prometheus_data = BTreeMap::from([
+        (
+            "prometheus.yml",
+            render_vars(
+                KUBE_PROMETHEUS_YML,
+                &[
+                    ("scrape_interval", format!("{}s", cfg.scrape_interval_secs)),
+                    ("namespace", ns.clone()),
+                ],
+                &[],
+            )?,
+        ),
+        ("rules.yml", RULES_YML.to_owned()),
+        ("rules-kubernetes.yml", KUBE_RULES_YML.to_owned()),
+    ]);
+    let hash_of = |data: &BTreeMap<&str, String>| {
+        let parts: Vec<&str> = data.values().map(String::as_str).collect();
+        crate::engines::aws::short_hash(&parts)
+    };
+    let mut flags = Vec::new();
+    if !storage_class.is_empty() {
+        flags.push("storage_class");
+    }
+    if by_tag(&cfg.prometheus_image) {
+        flags.push("prometheus_by_tag");
+    }
+    let text = render_vars(
+        KUBE_PROMETHEUS,
+        &[
+            ("namespace", ns.clone()),
+            ("storage_class", storage_class),
+            ("prometheus_image", cfg.prometheus_image.clone()),
+            ("config_hash", hash_of(&prometheus_data)),
+        ],
+        &flags,
+    )?;
+    let mut objects = manifests::parse(&text, "70-prometheus.yaml", &labels)?;
+    objects.insert(
+        0,
+        manifests::config_map("prometheus", &ns, &prometheus_data, &labels),
+    );
+    files.push(("70-prometheus.yaml".to_owned(), objects));
+
+    if !cfg.kube_state_metrics_image.is_empty() {
+        let text = render_vars(
+            KUBE_KSM,
+            &[
+                ("namespace", ns.clone()),
+                (
+                    "kube_state_metrics_image",
+                    cfg.kube_state_metrics_image.clone(),
+                ),
+            ],
+            if by_tag(&cfg.kube_state_metrics_image) {
+                &["ksm_by_tag"]
+            } else {
+                &[]
+            },
+        )?;
+        files.push((
+            "71-kube-state-metrics.yaml".to_owned(),
+            manifests::parse(&text, "71-kube-state-metrics.yaml", &labels)?,
+        ));
+    }
+
+    if !cfg.grafana_image.is_empty() {
+        let provisioning = BTreeMap::from([
+            (
+                "datasource.yml",
+                render_vars(
+                    DATASOURCE_YML,
+                    &[("prometheus_url", format!("http://prometheus.{ns}.svc:9090"))],
+                    &[],
+                )?,
+            ),
+            ("dashboards.yml", DASHBOARDS_YML.to_owned()),
+        ]);
+        let dashboards = BTreeMap::from([
+            ("eshop-services.json", SERVICES_DASHBOARD.to_owned()),
+            ("eshop-kubernetes.json", KUBE_DASHBOARD.to_owned()),
+        ]);
+        let mut all = provisioning.clone();
+        all.extend(dashboards.clone());
+        let text = render_vars(
+            KUBE_GRAFANA,
+            &[
+                ("namespace", ns.clone()),
+                ("grafana_image", cfg.grafana_image.clone()),
+                (
+                    "grafana_password",
+                    grafana_password.unwrap_or("GENERATED-AT-APPLY").to_owned(),
+                ),
+                ("config_hash", hash_of(&all)),
+            ],
+            if by_tag(&cfg.grafana_image) {
+                &["grafana_by_tag"]
+            } else {
+                &[]
+            },
+        )?;
+        let mut objects = vec![
+            manifests::config_map("grafana-provisioning", &ns, &provisioning, &labels),
+            manifests::config_map("grafana-dashboards", &ns, &dashboards, &labels),
+        ];
+        objects.extend(manifests::parse(&text, "72-grafana.yaml", &labels)?);
+        files.push(("72-grafana.yaml".to_owned(), objects));
+    }
+
+    let text = render_vars(KUBE_POLICIES, &[("namespace", ns)], &[])?;
+    files.push((
+        "73-network-policies.yaml".to_owned(),
+        manifests::parse(&text, "73-network-policies.yaml", &labels)?,
+    ));
+    Ok(files)
+}
+
+fn kube_objects(cfg: &Config, grafana_password: Option<&str>) -> anyhow::Result<Vec<Value>> {
+    Ok(kube_manifests(cfg, grafana_password)?
+        .into_iter()
+        .flat_map(|(_, o)| o)
+        .collect())
+}
+
+async fn kube_plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+    let cfg = &ctx.config;
+    let objects = kube_objects(cfg, None)?;
+    if cfg.kube.mode == Mode::Bootstrap && !cfg.kube.kubeconfig.exists() {
+        return Ok(manifests::plan_without_cluster(&objects));
+    }
+    let cluster = super::kubernetes::cluster(cfg).await?;
+    manifests::plan(&cluster, cfg, NAME, &objects).await
+}
+
+async fn kube_apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let cfg = &ctx.config;
+    // Only used if the Secret does not exist yet (create-only).
+    let password = super::kubernetes::password();
+    let objects = kube_objects(cfg, Some(&password))?;
+    let cluster = super::kubernetes::cluster(cfg).await?;
+    let changed = manifests::apply(ctx, &cluster, NAME, &objects).await?;
+    let ns = &cfg.kube.namespace;
+    let ctx_flag = cfg
+        .kube
+        .context
+        .as_ref()
+        .map(|c| format!(" --context {c}"))
+        .unwrap_or_default();
+    let kubectl = format!(
+        "kubectl --kubeconfig {}{ctx_flag} -n {ns}",
+        cfg.kube.kubeconfig.display()
+    );
+    ctx.ui.event(
+        "result",
+        Some(NAME),
+        &format!("Prometheus: {kubectl} port-forward svc/prometheus 9090, then http://127.0.0.1:9090/alerts"),
+        json!({"prometheus": format!("{kubectl} port-forward svc/prometheus 9090")}),
+    );
+    if !cfg.grafana_image.is_empty() {
+        ctx.ui.event(
+            "result",
+            Some(NAME),
+            &format!(
+                "Grafana: {kubectl} port-forward svc/grafana 3000, then http://127.0.0.1:3000/d/eshop-kubernetes (user admin; password: {kubectl} get secret grafana-admin -o jsonpath='{{.data.admin-password}}' | base64 -d)"
+            ),
+            json!({"grafana": format!("{kubectl} port-forward svc/grafana 3000")}),
+        );
+    }
+    Ok(Outcome { changed })
+}
+
+async fn kube_destroy(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let cfg = &ctx.config;
+    // A cluster eshop never bootstrapped holds nothing of this phase.
+    if cfg.kube.mode == Mode::Bootstrap && !cfg.kube.kubeconfig.exists() {
+        return Ok(Outcome::default());
+    }
+    let cluster = super::kubernetes::cluster(cfg).await?;
+    Ok(Outcome {
+        changed: manifests::destroy(ctx, &cluster, NAME).await?,
+    })
+}
+
+async fn kube_status(ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
+    let cfg = &ctx.config;
+    let cluster = super::kubernetes::cluster(cfg).await?;
+    manifests::status(&cluster, &kube_objects(cfg, None)?).await
+}
+
+/// On AWS the shop only runs on Kubernetes.
+fn nowhere(cfg: &Config) -> bool {
+    cfg.target == Target::Aws && !on_kubernetes(cfg)
+}
+
 impl Phase for Monitoring {
     fn number(&self) -> u8 {
         7
@@ -357,19 +594,42 @@ impl Phase for Monitoring {
         NAME
     }
     fn about(&self) -> &'static str {
-        "Prometheus (scraping both services, alert rules) and Grafana (datasource + dashboards) beside the shop"
+        "Prometheus (scraping both services, alert rules) and Grafana (datasource + dashboards): containers beside the shop, or on its cluster with kube-state-metrics"
     }
     fn targets(&self) -> &'static [Target] {
-        &[Target::Local]
+        &[Target::Local, Target::Aws]
     }
     fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>> {
-        Box::pin(self.plan_now(ctx))
+        Box::pin(async move {
+            if nowhere(&ctx.config) {
+                Ok(Vec::new())
+            } else if on_kubernetes(&ctx.config) {
+                kube_plan(ctx).await
+            } else {
+                self.plan_now(ctx).await
+            }
+        })
     }
     fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(self.apply_now(ctx))
+        Box::pin(async move {
+            if nowhere(&ctx.config) {
+                super::kubernetes::off_note(ctx, NAME);
+                Ok(Outcome::default())
+            } else if on_kubernetes(&ctx.config) {
+                kube_apply(ctx).await
+            } else {
+                self.apply_now(ctx).await
+            }
+        })
     }
     fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
         Box::pin(async move {
+            if nowhere(&ctx.config) {
+                return Ok(Outcome::default());
+            }
+            if on_kubernetes(&ctx.config) {
+                return kube_destroy(ctx).await;
+            }
             let engine = ctx.docker().await?;
             let changed =
                 super::remove_labelled(ctx, engine, Some(NAME), NAME, super::Kinds::All).await?;
@@ -379,6 +639,12 @@ impl Phase for Monitoring {
     fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>> {
         Box::pin(async move {
             let cfg = &ctx.config;
+            if nowhere(cfg) {
+                return Ok(Vec::new());
+            }
+            if on_kubernetes(cfg) {
+                return kube_status(ctx).await;
+            }
             let http = reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()?;
@@ -403,6 +669,9 @@ impl Phase for Monitoring {
         })
     }
     fn render(&self, ctx: &Ctx, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        if on_kubernetes(&ctx.config) {
+            return manifests::write(out, &kube_manifests(&ctx.config, None)?);
+        }
         let mut files = Vec::new();
         for b in bundles(&ctx.config)? {
             for (name, body) in &b.files {

@@ -72,6 +72,23 @@ pub fn parse(
     Ok(out)
 }
 
+/// A ConfigMap carrying files (data key = file name), with eshop's labels.
+pub fn config_map(
+    name: &str,
+    namespace: &str,
+    data: &BTreeMap<&str, String>,
+    labels: &BTreeMap<&str, String>,
+) -> Value {
+    let mut v = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data,
+    });
+    stamp(&mut v, labels);
+    v
+}
+
 fn stamp(v: &mut Value, labels: &BTreeMap<&str, String>) {
     if !v["metadata"].is_object() {
         v["metadata"] = json!({});
@@ -153,6 +170,20 @@ fn differing(a: &Value, b: &Value) -> String {
     } else {
         format!("{} differ(s)", fields.join(", "))
     }
+}
+
+/// The plan while the cluster does not exist yet: everything to create.
+pub fn plan_without_cluster(objects: &[Value]) -> Vec<Change> {
+    objects
+        .iter()
+        .map(|o| {
+            Change::new(
+                k8s::describe(o),
+                Action::Create,
+                "the cluster is not bootstrapped yet",
+            )
+        })
+        .collect()
 }
 
 pub async fn plan(
@@ -274,7 +305,7 @@ pub async fn destroy(ctx: &Ctx, cluster: &Cluster, phase: &str) -> anyhow::Resul
         ctx.ui.info(
             phase,
             &format!(
-                "kept {} (the database; use --purge-data to delete it)",
+                "kept {} (data; use --purge-data to delete it)",
                 kept.join(", ")
             ),
         );
