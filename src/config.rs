@@ -4,6 +4,7 @@
 //! Every error names the key and, for file values, the line, so a typo
 //! fails in milliseconds instead of half-way through a deployment.
 
+pub mod apm;
 pub mod aws;
 pub mod kube;
 
@@ -77,6 +78,8 @@ struct File {
     kubernetes: kube::FileKube,
     #[serde(default)]
     ssh: kube::FileSsh,
+    #[serde(default)]
+    apm: apm::FileApm,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +161,7 @@ pub struct Config {
     pub schedule: aws::Schedule,
     pub kube: kube::Kube,
     pub ssh: kube::Ssh,
+    pub apm: apm::Apm,
 }
 
 pub const SERVICES: [&str; 2] = ["inventory", "pricing"];
@@ -482,6 +486,7 @@ impl Config {
             aws.node_port as u16,
         )?;
         let ssh = kube::ssh(&o, &file.ssh, base, target)?;
+        let apm = apm::apm(&o, &file.apm, env, base)?;
 
         let source_dir = match file.build.source_dir {
             Some(d) => base.join(d),
@@ -513,6 +518,7 @@ impl Config {
             schedule,
             kube,
             ssh,
+            apm,
         })
     }
 }

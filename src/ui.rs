@@ -71,6 +71,16 @@ impl Ui {
         self.event("info", Some(phase), msg, Value::Null);
     }
 
+    /// Something the user should look at that does not fail the run.
+    pub fn warn(&self, phase: &str, msg: &str) {
+        self.event(
+            "warning",
+            Some(phase),
+            &format!("warning: {msg}"),
+            Value::Null,
+        );
+    }
+
     pub fn debug(&self, phase: &str, msg: &str) {
         self.event("debug", Some(phase), msg, Value::Null);
     }

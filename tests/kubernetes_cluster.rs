@@ -55,18 +55,27 @@ impl Shop {
     }
 
     fn eshop(&self, args: &[&str]) -> Output {
+        self.eshop_with(args, &[])
+    }
+
+    fn eshop_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_eshop"))
             .arg("--config")
             .arg(self.dir.path().join("eshop.toml"))
             .args(args)
             .env_remove("KUBECONFIG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
             .unwrap()
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.eshop(args);
+        self.ok_with(args, &[])
+    }
+
+    fn ok_with(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.eshop_with(args, env);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -470,6 +479,174 @@ fn monitoring_runs_on_the_cluster_converges_prunes_grafana_and_keeps_its_data_on
     );
     shop.ok(&["phase", "monitoring", "destroy", "--purge-data"]);
     assert!(owned(&shop.mock, "monitoring").is_empty());
+}
+
+const TOKENS: [(&str, &str); 2] = [
+    ("ESHOP_DYNATRACE_API_TOKEN", "dt0c01.APITOKEN-SECRET"),
+    ("ESHOP_DYNATRACE_DATA_INGEST_TOKEN", "dt0c01.INGEST-SECRET"),
+];
+
+#[test]
+fn apm_installs_the_dynatrace_operator_and_a_dynakube_and_points_traces_at_the_tenant_on_a_mock_api_server(
+) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apm/operator-fixture.yaml");
+    let shop = Shop::new(&format!(
+        "[apm]\ndynatrace_url = \"https://abc12345.live.dynatrace.com/\"\n\
+         dynatrace_operator_manifest = \"{}\"\n",
+        fixture.display()
+    ));
+    // Phase 5 wires the services' trace export to the tenant; the token
+    // travels in a Secret file, never in the ConfigMap.
+    let out = shop.ok_with(&["phase", "kubernetes", "apply"], &TOKENS);
+    let cm = shop.obj("v1", "configmaps", "pricing").unwrap();
+    assert_eq!(
+        cm["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"],
+        "https://abc12345.live.dynatrace.com/api/v2/otlp"
+    );
+    assert_eq!(
+        cm["data"]["OTEL_EXPORTER_OTLP_HEADERS_FILE"],
+        "/run/secrets/otlp/headers"
+    );
+    let otlp = shop.obj("v1", "secrets", "otlp").unwrap();
+    assert_eq!(
+        otlp["stringData"]["headers"],
+        "Authorization=Api-Token%20dt0c01.INGEST-SECRET"
+    );
+
+    let apply = shop.ok_with(&["phase", "apm", "apply"], &TOKENS);
+    let all = format!("{out}{apply}");
+    for (_, token) in TOKENS {
+        assert!(!all.contains(token), "a token was printed:\n{all}");
+        assert!(!all.contains("INGEST-SECRET") && !all.contains("APITOKEN-SECRET"));
+    }
+    assert_eq!(
+        owned(&shop.mock, "apm"),
+        [
+            "ClusterRole dynatrace-operator",
+            "ClusterRoleBinding dynatrace-operator",
+            "CustomResourceDefinition dynakubes.dynatrace.com",
+            "Deployment dynatrace-operator",
+            "DynaKube eshop-shop",
+            "Namespace dynatrace",
+            "Secret eshop-shop",
+            "Service dynatrace-webhook",
+            "ServiceAccount dynatrace-operator",
+            "ValidatingWebhookConfiguration dynatrace-webhook",
+        ]
+    );
+    let tokens = shop
+        .mock
+        .get("v1", "secrets", "dynatrace", "eshop-shop")
+        .unwrap();
+    assert_eq!(tokens["stringData"]["apiToken"], "dt0c01.APITOKEN-SECRET");
+    assert_eq!(
+        tokens["stringData"]["dataIngestToken"],
+        "dt0c01.INGEST-SECRET"
+    );
+    let dk = shop
+        .mock
+        .get(
+            "dynatrace.com/v1beta3",
+            "dynakubes",
+            "dynatrace",
+            "eshop-shop",
+        )
+        .unwrap();
+    assert_eq!(
+        dk["spec"]["apiUrl"],
+        "https://abc12345.live.dynatrace.com/api"
+    );
+    assert_eq!(dk["spec"]["tokens"], "eshop-shop");
+    // Order: definitions first, the webhook once the operator rolled out,
+    // the DynaKube last.
+    let reqs = shop.mock.requests();
+    let crd = position(
+        &reqs,
+        "PATCH",
+        "/customresourcedefinitions/dynakubes.dynatrace.com",
+    );
+    let deploy = position(&reqs, "PATCH", "/deployments/dynatrace-operator");
+    let rolled = last_position(&reqs, "GET", "/deployments/dynatrace-operator");
+    let webhook = position(
+        &reqs,
+        "PATCH",
+        "/validatingwebhookconfigurations/dynatrace-webhook",
+    );
+    let dynakube = position(&reqs, "PATCH", "/dynakubes/eshop-shop");
+    assert!(crd < deploy && deploy < rolled && rolled < webhook && webhook < dynakube);
+
+    // Converged; a rotated token is applied (its Secret is not create-only).
+    let again = shop.ok_with(&["phase", "apm", "apply"], &TOKENS);
+    assert!(again.contains("0 change(s)"), "{again}");
+    let rotated = [
+        TOKENS[0],
+        ("ESHOP_DYNATRACE_DATA_INGEST_TOKEN", "dt0c01.ROTATED"),
+    ];
+    shop.ok_with(&["phase", "apm", "apply"], &rotated);
+    assert_eq!(
+        shop.mock
+            .get("v1", "secrets", "dynatrace", "eshop-shop")
+            .unwrap()["stringData"]["dataIngestToken"],
+        "dt0c01.ROTATED"
+    );
+
+    // Destroy by label, even with [apm] gone from the configuration.
+    shop.configure("");
+    let out = shop.ok(&["phase", "apm", "destroy"]);
+    assert!(
+        out.contains("deleted DynaKube dynatrace/eshop-shop"),
+        "{out}"
+    );
+    assert!(owned(&shop.mock, "apm").is_empty());
+    assert!(
+        !owned(&shop.mock, "kubernetes").is_empty(),
+        "the shop stays"
+    );
+}
+
+#[test]
+fn apm_without_configuration_says_so_and_calls_nothing_and_missing_tokens_exit_2() {
+    let shop = Shop::new("");
+    let before = shop.mock.requests().len();
+    let out = shop.ok(&["phase", "apm", "apply"]);
+    assert!(out.contains("not configured, nothing to do"), "{out}");
+    assert_eq!(shop.mock.requests().len(), before, "no API call");
+
+    shop.configure("[apm]\ndynatrace_url = \"https://abc12345.live.dynatrace.com\"\n");
+    let out = shop.eshop_with(
+        &["phase", "apm", "apply"],
+        &[("ESHOP_DYNATRACE_API_TOKEN", "dt0c01.ONLY-ONE")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("eshop.toml:")
+            && err.contains("apm.dynatrace_url")
+            && err.contains("ESHOP_DYNATRACE_DATA_INGEST_TOKEN"),
+        "{err}"
+    );
+    assert!(!err.contains("ONLY-ONE"), "{err}");
+    for (bad, key) in [
+        (
+            "dynatrace_url = \"http://abc.live.dynatrace.com\"",
+            "apm.dynatrace_url",
+        ),
+        ("otlp_endpoint = \"collector:4318\"", "apm.otlp_endpoint"),
+        (
+            "otlp_endpoint = \"http://c:4318/v1/traces\"",
+            "apm.otlp_endpoint",
+        ),
+    ] {
+        shop.configure(&format!("[apm]\n{bad}\n"));
+        let out = shop.eshop_with(&["phase", "apm", "apply"], &TOKENS);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("eshop.toml:8:") && err.contains(key),
+            "{bad}: {err}"
+        );
+    }
+    assert_eq!(shop.mock.requests().len(), before, "no API call");
 }
 
 #[test]

@@ -62,6 +62,8 @@ fn render(dir: &Path, extra: &str) -> PathBuf {
             .arg(&cfg)
             .args(["render", phase, "--out"])
             .arg(&out)
+            // Used only where [apm] sets an endpoint (rendered as a placeholder).
+            .env("ESHOP_OTLP_HEADERS", "x-api-key=never-rendered")
             .output()
             .unwrap();
         assert!(
@@ -108,8 +110,9 @@ const VARIANTS: [(&str, &str); 3] = [
          kube_state_metrics_image = \"registry.k8s.io/kube-state-metrics/kube-state-metrics@sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee\"\n",
     ),
     (
-        "one replica, extra service settings",
-        "min_replicas = 1\nmax_replicas = 3\n[services.pricing.env]\nTAX_RATE_PERCENT = \"8.875\"\n",
+        "one replica, extra service settings, traces to a collector with headers",
+        "min_replicas = 1\nmax_replicas = 3\n[services.pricing.env]\nTAX_RATE_PERCENT = \"8.875\"\n\
+         [apm]\notlp_endpoint = \"http://collector.observability:4318\"\n",
     ),
 ];
 

@@ -441,7 +441,8 @@ fn phases_render_and_completions_need_no_engine() {
             "schedule",
             "kubernetes",
             "security",
-            "monitoring"
+            "monitoring",
+            "apm"
         ]
     );
     let dir = tempfile::tempdir().unwrap();

@@ -26,6 +26,13 @@ pub struct Kind {
 /// (namespace, identities, config), workloads after, what points at
 /// workloads last. Destroy walks it backwards.
 pub const KINDS: &[Kind] = &[
+    // Phase 10's operator brings its own resource types first.
+    k(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        false,
+    ),
     k("v1", "Namespace", "namespaces", false),
     k("v1", "ServiceAccount", "serviceaccounts", true),
     k(
@@ -78,6 +85,22 @@ pub const KINDS: &[Kind] = &[
         true,
     ),
     k("networking.k8s.io/v1", "Ingress", "ingresses", true),
+    // Webhooks only once the Deployment serving them has rolled out, or
+    // they would refuse what comes after.
+    k(
+        "admissionregistration.k8s.io/v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        false,
+    ),
+    k(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        false,
+    ),
+    // Custom resources last: their definitions and webhooks exist by now.
+    k("dynatrace.com/v1beta3", "DynaKube", "dynakubes", true),
 ];
 
 const fn k(
@@ -232,11 +255,12 @@ impl Cluster {
     pub async fn list(&self, kind: &Kind, labels: &[(&str, &str)]) -> anyhow::Result<Vec<Value>> {
         let sel: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let lp = ListParams::default().labels(&sel.join(","));
-        let list = self
-            .api(kind, None)
-            .list(&lp)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: list: {e}", kind.plural))?;
+        let list = match self.api(kind, None).list(&lp).await {
+            Ok(l) => l,
+            // A custom resource whose definition is not installed: none.
+            Err(e) if not_found(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(anyhow::anyhow!("{}: list: {e}", kind.plural)),
+        };
         list.items
             .into_iter()
             .map(|o| {

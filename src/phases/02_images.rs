@@ -247,6 +247,15 @@ fn container_spec(ctx: &Ctx, svc: &Svc, image_ref: &str) -> ContainerSpec {
             container_name(cfg, "inventory")
         ));
     }
+    // Phase 10's trace export: the endpoint, and its credentials (the
+    // container's environment is as private as Docker makes it).
+    if let Some((endpoint, headers)) = cfg.apm.otlp() {
+        env.push(format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}"));
+        env.push(format!("OTEL_SERVICE_NAME={}", svc.name));
+        if let Some(h) = headers {
+            env.push(format!("OTEL_EXPORTER_OTLP_HEADERS={}", h.expose()));
+        }
+    }
     if let Some(extra) = cfg.service_env.get(svc.name) {
         env.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
     }

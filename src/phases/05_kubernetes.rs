@@ -77,6 +77,18 @@ pub fn service_env(cfg: &Config, service: &str, port: u16) -> BTreeMap<String, S
             format!("http://inventory.{}.svc:8081", cfg.kube.namespace),
         );
     }
+    // Phase 10's trace export; credentials arrive as a file from the
+    // Secret `otlp` (15-secret.yaml), never in the ConfigMap.
+    if let Some((endpoint, headers)) = cfg.apm.otlp() {
+        env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint);
+        env.insert("OTEL_SERVICE_NAME".into(), service.to_owned());
+        if headers.is_some() {
+            env.insert(
+                "OTEL_EXPORTER_OTLP_HEADERS_FILE".into(),
+                "/run/secrets/otlp/headers".into(),
+            );
+        }
+    }
     if let Some(extra) = cfg.service_env.get(service) {
         env.extend(extra.clone());
     }
@@ -138,6 +150,18 @@ pub fn manifests(
             &[],
         )?,
     )?;
+    // `password` None means a render for review: no credential at all.
+    let otlp_headers = cfg.apm.otlp().and_then(|(_, h)| h);
+    let otlp_headers_text = match (&otlp_headers, password) {
+        (Some(h), Some(_)) => Value::String(h.expose().to_owned()).to_string(),
+        (Some(_), None) => "\"FROM-THE-ENVIRONMENT\"".to_owned(),
+        (None, _) => String::new(),
+    };
+    let otlp_flags: &[&str] = if otlp_headers.is_some() {
+        &["otlp_headers"]
+    } else {
+        &[]
+    };
     add(
         "15-secret.yaml",
         render(
@@ -148,8 +172,9 @@ pub fn manifests(
                     "db_password",
                     password.unwrap_or("GENERATED-AT-APPLY").to_owned(),
                 ),
+                ("otlp_headers", otlp_headers_text),
             ],
-            &[],
+            otlp_flags,
         )?,
     )?;
     let mut db_flags = Vec::new();
@@ -176,7 +201,16 @@ pub fn manifests(
         let image = images
             .and_then(|m| m.get(svc).cloned())
             .unwrap_or_else(|| format!("{}:FROM-PHASE-2", super::images::repo(cfg, svc)));
-        let config_hash = crate::engines::aws::short_hash(&[&yaml_map(&envs[svc])]);
+        // The headers file is read at start: a new token must roll pods.
+        let headers = otlp_headers.as_ref().map(|h| h.expose()).unwrap_or("");
+        let config_hash = crate::engines::aws::short_hash(&[&yaml_map(&envs[svc]), headers]);
+        let mut flags: Vec<&str> = Vec::new();
+        if db {
+            flags.push("db");
+        }
+        if otlp_headers.is_some() {
+            flags.push("otlp");
+        }
         add(
             &format!("30-{svc}.yaml"),
             render(
@@ -192,7 +226,7 @@ pub fn manifests(
                     ("cpu_target_percent", k.cpu_target_percent.to_string()),
                     ("memory_target_percent", k.memory_target_percent.to_string()),
                 ],
-                if db { &["db"] } else { &[] },
+                &flags,
             )?,
         )?;
     }

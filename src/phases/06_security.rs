@@ -45,14 +45,19 @@ pub fn manifests(cfg: &Config) -> anyhow::Result<Vec<(String, Vec<Value>)>> {
         &[("namespace", ns.clone()), ("users_group", users_group(cfg))],
         &[],
     )?;
+    // Traces leave for the configured receiver (phase 10), wherever it is.
+    let otlp_port = cfg.apm.otlp_port();
     let policies = render(
         POLICIES,
         &[
             ("namespace", ns),
             ("monitoring_namespace", monitoring_namespace(cfg)),
-            ("otlp_port", String::new()),
+            (
+                "otlp_port",
+                otlp_port.map(|p| p.to_string()).unwrap_or_default(),
+            ),
         ],
-        &[],
+        if otlp_port.is_some() { &["otlp"] } else { &[] },
     )?;
     Ok(vec![
         (

@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 
 /// Objects eshop creates once and never re-applies: a Secret holds a
 /// generated password that must not change under a running database.
+/// Secrets whose value comes from the environment (tokens) are applied
+/// every time instead, so a rotated token arrives.
 fn create_only(obj: &Value) -> bool {
-    obj["kind"] == "Secret"
+    obj["kind"] == "Secret" && obj["metadata"]["annotations"]["eshop/from-environment"] != "true"
 }
 
 fn is_workload(obj: &Value) -> bool {

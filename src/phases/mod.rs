@@ -14,6 +14,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
+#[path = "10_apm.rs"]
+pub mod apm;
 #[path = "01_build.rs"]
 pub mod build;
 #[path = "02_images.rs"]
@@ -229,6 +231,7 @@ pub fn registry() -> Vec<&'static dyn Phase> {
         &kubernetes::Kubernetes,
         &security::Security,
         &monitoring::Monitoring,
+        &apm::Apm,
     ]
 }
 

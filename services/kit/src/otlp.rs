@@ -11,7 +11,10 @@
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (full URL) or
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (base URL; `/v1/traces` is appended),
 //! `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k2=v2`, e.g. a Dynatrace
-//! `Authorization=Api-Token …`; never logged), `OTEL_SERVICE_NAME`.
+//! `Authorization=Api-Token …`; never logged) or
+//! `OTEL_EXPORTER_OTLP_HEADERS_FILE` (the same, read from a file such as a
+//! mounted Kubernetes Secret, so the credential is not in the environment),
+//! `OTEL_SERVICE_NAME`.
 
 use crate::config::{ConfigError, Reader};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,7 +67,18 @@ impl OtlpConfig {
             ));
         }
         let mut headers = Vec::new();
-        if let Some(h) = r.raw("OTEL_EXPORTER_OTLP_HEADERS") {
+        let from_file = match r.raw("OTEL_EXPORTER_OTLP_HEADERS_FILE") {
+            Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::new(
+                    "OTEL_EXPORTER_OTLP_HEADERS_FILE",
+                    &path,
+                    format!("cannot be read: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        let raw = r.raw("OTEL_EXPORTER_OTLP_HEADERS").or(from_file);
+        if let Some(h) = raw.as_deref().map(str::trim) {
             for pair in h.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').ok_or_else(|| {
                     ConfigError::new(
@@ -86,22 +100,9 @@ impl OtlpConfig {
 
 /// The spec allows percent-encoded values (`Api-Token%20abc`).
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// A finished span, as the middleware records it.
@@ -340,5 +341,41 @@ mod tests {
             .is_none());
         let bad = crate::config::Map::new([("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]);
         assert!(OtlpConfig::from_source(&Reader::new(&bad), "x").is_err());
+    }
+
+    #[test]
+    fn headers_can_come_from_a_mounted_file() {
+        let dir = std::env::temp_dir().join(format!("otlp-headers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("headers");
+        std::fs::write(&f, "Authorization=Api-Token%20dt0c01.X\n").unwrap();
+        let path = f.display().to_string();
+        let src = crate::config::Map::new([
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://t.example/api/v2/otlp",
+            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS_FILE", path.as_str()),
+        ]);
+        let c = OtlpConfig::from_source(&Reader::new(&src), "pricing")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            c.headers,
+            [("Authorization".to_owned(), "Api-Token dt0c01.X".to_owned())]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let missing = crate::config::Map::new([
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://t.example/api/v2/otlp",
+            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS_FILE", path.as_str()),
+        ]);
+        let e = OtlpConfig::from_source(&Reader::new(&missing), "pricing").unwrap_err();
+        assert!(
+            e.to_string().contains("OTEL_EXPORTER_OTLP_HEADERS_FILE"),
+            "{e}"
+        );
     }
 }

@@ -1,0 +1,274 @@
+//! `[apm]` (phase 10, and the services' trace export in phases 2 and 5):
+//! where traces go over OTLP and, optionally, a Dynatrace tenant. Tokens
+//! never come from the file: only from the environment, and they are kept
+//! in [`Secret`]s that print as `<redacted>`.
+
+use super::{ConfigError, EnvSource, Origin};
+use serde::Deserialize;
+use std::path::Path;
+use toml::Spanned;
+
+/// The operator release eshop installs unless told otherwise; DynaKube
+/// `dynatrace.com/v1beta3` is served from 1.4.0 on.
+pub const DEFAULT_OPERATOR_VERSION: &str = "v1.4.0";
+
+pub const API_TOKEN_ENV: &str = "ESHOP_DYNATRACE_API_TOKEN";
+pub const INGEST_TOKEN_ENV: &str = "ESHOP_DYNATRACE_DATA_INGEST_TOKEN";
+pub const OTLP_HEADERS_ENV: &str = "ESHOP_OTLP_HEADERS";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileApm {
+    otlp_endpoint: Option<Spanned<String>>,
+    dynatrace_url: Option<Spanned<String>>,
+    dynatrace_operator_version: Option<Spanned<String>>,
+    dynatrace_operator_manifest: Option<Spanned<String>>,
+}
+
+/// A credential: usable, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Dynatrace {
+    /// Tenant URL without a trailing slash, e.g. https://abc12345.live.dynatrace.com
+    pub url: String,
+    pub api_token: Secret,
+    pub ingest_token: Secret,
+    pub operator_version: String,
+    /// A file (already resolved against the config's folder) or an https
+    /// URL; None: the operator's release asset for `operator_version`.
+    pub operator_manifest: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Apm {
+    /// Base URL of an OTLP/HTTP receiver (`/v1/traces` is appended).
+    pub otlp_endpoint: Option<String>,
+    /// `k=v,k2=v2`, sent with every export (often an Authorization header).
+    pub otlp_headers: Option<Secret>,
+    pub dynatrace: Option<Dynatrace>,
+}
+
+impl Apm {
+    /// Where the services send traces, and with which headers: the
+    /// configured endpoint, else the Dynatrace tenant's OTLP ingest with
+    /// the data-ingest token.
+    pub fn otlp(&self) -> Option<(String, Option<Secret>)> {
+        if let Some(e) = &self.otlp_endpoint {
+            return Some((e.clone(), self.otlp_headers.clone()));
+        }
+        self.dynatrace.as_ref().map(|d| {
+            (
+                format!("{}/api/v2/otlp", d.url),
+                Some(Secret(format!(
+                    "Authorization=Api-Token%20{}",
+                    d.ingest_token.expose()
+                ))),
+            )
+        })
+    }
+
+    pub fn configured(&self) -> bool {
+        self.otlp_endpoint.is_some() || self.dynatrace.is_some()
+    }
+
+    /// The TCP port traces leave on (for NetworkPolicy egress).
+    pub fn otlp_port(&self) -> Option<u16> {
+        let (url, _) = self.otlp()?;
+        let u = reqwest::Url::parse(&url).ok()?;
+        u.port_or_known_default()
+    }
+}
+
+fn check_url(s: &str, https_only: bool) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    let u = reqwest::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    match u.scheme() {
+        "https" => {}
+        "http" if !https_only => {}
+        other => {
+            return Err(format!(
+                "scheme {other:?}: use {}",
+                if https_only { "https" } else { "http or https" }
+            ))
+        }
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{s:?} has no host"));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(format!("{s:?}: no query or fragment"));
+    }
+    Ok(s.to_owned())
+}
+
+pub(super) fn apm(
+    o: &Origin,
+    f: &FileApm,
+    env: &dyn EnvSource,
+    base: &Path,
+) -> Result<Apm, ConfigError> {
+    let otlp_endpoint = match (env.var("ESHOP_APM_OTLP_ENDPOINT"), &f.otlp_endpoint) {
+        (Some(v), _) if v.is_empty() => None,
+        (Some(v), _) => Some(
+            check_url(&v, false)
+                .map_err(|m| ConfigError(format!("ESHOP_APM_OTLP_ENDPOINT: {m}")))?,
+        ),
+        (None, Some(v)) => Some(
+            check_url(v.get_ref(), false).or_else(|m| o.err(v.span(), "apm.otlp_endpoint", m))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(e) = &otlp_endpoint {
+        if e.ends_with("/v1/traces") {
+            let m = "give the base URL: the services append /v1/traces";
+            return match &f.otlp_endpoint {
+                Some(v) => o.err(v.span(), "apm.otlp_endpoint", m),
+                None => Err(ConfigError(format!("ESHOP_APM_OTLP_ENDPOINT: {m}"))),
+            };
+        }
+    }
+    let otlp_headers = env
+        .var(OTLP_HEADERS_ENV)
+        .filter(|h| !h.is_empty())
+        .map(Secret);
+    if let Some(h) = &otlp_headers {
+        let ok = h
+            .expose()
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .all(|p| p.split_once('=').is_some_and(|(k, _)| !k.trim().is_empty()));
+        if !ok {
+            // The value is a credential: name the variable, not its text.
+            return Err(ConfigError(format!(
+                "{OTLP_HEADERS_ENV}: must be key=value pairs separated by commas"
+            )));
+        }
+    }
+    let dynatrace = match &f.dynatrace_url {
+        None => None,
+        Some(u) => {
+            let url = check_url(u.get_ref(), true)
+                .or_else(|m| o.err(u.span(), "apm.dynatrace_url", m))?;
+            if url.ends_with("/api") {
+                return o.err(
+                    u.span(),
+                    "apm.dynatrace_url",
+                    "give the tenant URL without /api (eshop adds /api and /api/v2/otlp)",
+                );
+            }
+            let token = |var: &str| env.var(var).filter(|t| !t.is_empty()).map(Secret);
+            let (Some(api_token), Some(ingest_token)) =
+                (token(API_TOKEN_ENV), token(INGEST_TOKEN_ENV))
+            else {
+                return o.err(
+                    u.span(),
+                    "apm.dynatrace_url",
+                    format!("needs the tokens in the environment: {API_TOKEN_ENV} (operator) and {INGEST_TOKEN_ENV} (data ingest); they are never read from the file"),
+                );
+            };
+            let operator_version = match &f.dynatrace_operator_version {
+                Some(v) => {
+                    let s = v.get_ref();
+                    let ok = s.strip_prefix('v').is_some_and(|r| {
+                        let parts: Vec<&str> = r.split('.').collect();
+                        parts.len() == 3
+                            && parts
+                                .iter()
+                                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                    });
+                    if !ok {
+                        return o.err(
+                            v.span(),
+                            "apm.dynatrace_operator_version",
+                            "must look like v1.4.0",
+                        );
+                    }
+                    s.clone()
+                }
+                None => DEFAULT_OPERATOR_VERSION.to_owned(),
+            };
+            let operator_manifest = match &f.dynatrace_operator_manifest {
+                None => None,
+                Some(m) if m.get_ref().starts_with("https://") => Some(m.get_ref().clone()),
+                Some(m) if m.get_ref().contains("://") => {
+                    return o.err(
+                        m.span(),
+                        "apm.dynatrace_operator_manifest",
+                        "a file path or an https:// URL",
+                    )
+                }
+                Some(m) => {
+                    let p = base.join(m.get_ref());
+                    if !p.is_file() {
+                        return o.err(
+                            m.span(),
+                            "apm.dynatrace_operator_manifest",
+                            format!("{} is not a file", p.display()),
+                        );
+                    }
+                    Some(p.display().to_string())
+                }
+            };
+            Some(Dynatrace {
+                url,
+                api_token,
+                ingest_token,
+                operator_version,
+                operator_manifest,
+            })
+        }
+    };
+    Ok(Apm {
+        otlp_endpoint,
+        otlp_headers,
+        dynatrace,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print_and_dynatrace_becomes_the_otlp_endpoint() {
+        let apm = Apm {
+            otlp_endpoint: None,
+            otlp_headers: None,
+            dynatrace: Some(Dynatrace {
+                url: "https://abc12345.live.dynatrace.com".into(),
+                api_token: Secret("dt0c01.API".into()),
+                ingest_token: Secret("dt0c01.INGEST".into()),
+                operator_version: DEFAULT_OPERATOR_VERSION.into(),
+                operator_manifest: None,
+            }),
+        };
+        assert!(!format!("{apm:?}").contains("dt0c01"));
+        let (url, headers) = apm.otlp().unwrap();
+        assert_eq!(url, "https://abc12345.live.dynatrace.com/api/v2/otlp");
+        assert_eq!(
+            headers.unwrap().expose(),
+            "Authorization=Api-Token%20dt0c01.INGEST"
+        );
+        assert_eq!(apm.otlp_port(), Some(443));
+        let plain = Apm {
+            otlp_endpoint: Some("http://collector.observability:4318".into()),
+            ..Apm::default()
+        };
+        assert_eq!(plain.otlp_port(), Some(4318));
+        assert!(check_url("ftp://x", false).is_err() && check_url("http://x", true).is_err());
+    }
+}

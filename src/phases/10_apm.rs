@@ -1,0 +1,371 @@
+//! Phase 10, apm: application performance monitoring.
+//!
+//! Two independent halves, both from `[apm]`:
+//! - Traces: the services export OpenTelemetry spans over OTLP/HTTP to
+//!   `apm.otlp_endpoint`, or to the Dynatrace tenant's OTLP ingest when
+//!   only a tenant is configured. Phases 2 and 5 put the OTEL_* settings
+//!   into the containers (credentials from a Secret file on Kubernetes);
+//!   this phase checks that the receiver answers.
+//! - Dynatrace on Kubernetes: the Dynatrace Operator (its release
+//!   manifest, pinned), the tenant's tokens in a Secret and a DynaKube,
+//!   applied like every other Kubernetes phase (server-side apply as
+//!   eshop, labelled, pruned, destroyed by label).
+//!
+//! With nothing configured the phase says so and touches nothing.
+
+use super::{manifests, Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
+use crate::config::apm::{Dynatrace, Secret};
+use crate::config::kube::Mode;
+use crate::config::{Config, Target};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub struct Apm;
+
+pub const PHASE: &str = "apm";
+/// The operator's manifests expect this namespace.
+const NAMESPACE: &str = "dynatrace";
+
+const DYNATRACE: &str = include_str!("../../templates/apm/00-dynatrace.yaml");
+const DYNAKUBE: &str = include_str!("../../templates/apm/90-dynakube.yaml");
+
+fn render(t: &str, vars: &[(&'static str, String)]) -> anyhow::Result<String> {
+    let v: BTreeMap<&str, String> = vars.iter().cloned().collect();
+    crate::render::render(t, &v, &[])
+}
+
+fn dynakube_name(cfg: &Config) -> String {
+    format!("eshop-{}", cfg.project)
+}
+
+fn quoted(s: &str) -> String {
+    Value::String(s.to_owned()).to_string()
+}
+
+/// eshop's own objects. Without `tokens` (a render for review) the
+/// Secret carries placeholders.
+fn own_objects(cfg: &Config, d: &Dynatrace, with_tokens: bool) -> anyhow::Result<Vec<Value>> {
+    let labels = manifests::owner_labels(cfg, PHASE);
+    let name = dynakube_name(cfg);
+    let token = |s: &Secret, placeholder: &str| {
+        if with_tokens {
+            quoted(s.expose())
+        } else {
+            quoted(placeholder)
+        }
+    };
+    let head = render(
+        DYNATRACE,
+        &[
+            ("namespace", NAMESPACE.into()),
+            ("name", name.clone()),
+            (
+                "api_token",
+                token(&d.api_token, "FROM-ESHOP_DYNATRACE_API_TOKEN"),
+            ),
+            (
+                "ingest_token",
+                token(&d.ingest_token, "FROM-ESHOP_DYNATRACE_DATA_INGEST_TOKEN"),
+            ),
+        ],
+    )?;
+    let kube = render(
+        DYNAKUBE,
+        &[
+            ("namespace", NAMESPACE.into()),
+            ("name", name),
+            ("api_url", format!("{}/api", d.url)),
+        ],
+    )?;
+    let mut out = manifests::parse(&head, "00-dynatrace.yaml", &labels)?;
+    out.extend(manifests::parse(&kube, "90-dynakube.yaml", &labels)?);
+    Ok(out)
+}
+
+/// Where the operator's manifest comes from.
+fn operator_source(d: &Dynatrace) -> String {
+    d.operator_manifest.clone().unwrap_or_else(|| {
+        format!(
+            "https://github.com/Dynatrace/dynatrace-operator/releases/download/{}/kubernetes.yaml",
+            d.operator_version
+        )
+    })
+}
+
+/// The operator's objects, stamped with eshop's labels so that prune and
+/// destroy find them like anything else eshop applied.
+async fn operator_objects(cfg: &Config, d: &Dynatrace) -> anyhow::Result<Vec<Value>> {
+    let src = operator_source(d);
+    let text = if src.starts_with("https://") {
+        let r = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?
+            .get(&src)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("Dynatrace Operator manifest {src}: {e}"))?;
+        if !r.status().is_success() {
+            anyhow::bail!("Dynatrace Operator manifest {src}: HTTP {}", r.status());
+        }
+        r.text().await?
+    } else {
+        std::fs::read_to_string(&src)
+            .map_err(|e| anyhow::anyhow!("Dynatrace Operator manifest {src}: {e}"))?
+    };
+    let labels = manifests::owner_labels(cfg, PHASE);
+    let objects = manifests::parse(&text, &src, &labels)?;
+    for o in &objects {
+        let kind = crate::engines::kube::kind_of(o)?;
+        if kind.namespaced && o["metadata"]["namespace"] != NAMESPACE {
+            anyhow::bail!(
+                "{src}: {} is not in namespace {NAMESPACE}: not the operator's kubernetes.yaml?",
+                crate::engines::kube::describe(o)
+            );
+        }
+    }
+    Ok(objects)
+}
+
+/// Everything phase 10 applies on a cluster, in file order.
+async fn cluster_objects(cfg: &Config, d: &Dynatrace) -> anyhow::Result<Vec<Value>> {
+    let own = own_objects(cfg, d, true)?;
+    let (head, dynakube) = own.split_at(own.len() - 1);
+    let mut all = head.to_vec();
+    all.extend(operator_objects(cfg, d).await?);
+    all.extend(dynakube.iter().cloned());
+    Ok(all)
+}
+
+fn on_kubernetes(cfg: &Config) -> bool {
+    cfg.kube.mode != Mode::Off
+}
+
+fn not_configured(ctx: &Ctx) {
+    ctx.ui.info(
+        PHASE,
+        "not configured, nothing to do: set [apm] otlp_endpoint (any OTLP/HTTP receiver) or dynatrace_url with ESHOP_DYNATRACE_API_TOKEN and ESHOP_DYNATRACE_DATA_INGEST_TOKEN",
+    );
+}
+
+/// Sends an empty export (zero spans: a valid, empty protobuf message) to
+/// the receiver with the configured headers; Ok(status) if it answered.
+async fn probe(endpoint: &str, headers: Option<&Secret>) -> anyhow::Result<reqwest::StatusCode> {
+    let url = format!("{endpoint}/v1/traces");
+    let mut req = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?
+        .post(&url)
+        .header("content-type", "application/x-protobuf")
+        .body(Vec::<u8>::new());
+    for pair in headers
+        .map(Secret::expose)
+        .unwrap_or("")
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+    {
+        if let Some((k, v)) = pair.split_once('=') {
+            // Values may be percent-encoded (`Api-Token%20…`), as in
+            // OTEL_EXPORTER_OTLP_HEADERS.
+            let v = percent_encoding::percent_decode_str(v.trim()).decode_utf8_lossy();
+            req = req.header(k.trim(), v.as_ref());
+        }
+    }
+    // The error names the URL, never the headers.
+    let r = req
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {}", e.without_url()))?;
+    Ok(r.status())
+}
+
+async fn trace_status(cfg: &Config) -> Option<Status> {
+    let (endpoint, headers) = cfg.apm.otlp()?;
+    Some(match probe(&endpoint, headers.as_ref()).await {
+        Ok(s) if s.is_success() => Status {
+            resource: format!("OTLP receiver {endpoint}"),
+            state: format!("accepts traces (HTTP {})", s.as_u16()),
+            healthy: true,
+        },
+        Ok(s) => Status {
+            resource: format!("OTLP receiver {endpoint}"),
+            state: format!(
+                "refuses traces: HTTP {} (check the headers/token)",
+                s.as_u16()
+            ),
+            healthy: false,
+        },
+        Err(e) => Status {
+            resource: format!("OTLP receiver {endpoint}"),
+            state: format!("not reachable from here: {e:#}"),
+            healthy: false,
+        },
+    })
+}
+
+fn trace_change(cfg: &Config) -> Option<Change> {
+    let (endpoint, _) = cfg.apm.otlp()?;
+    Some(Change::new(
+        format!("trace export to {endpoint}"),
+        Action::NoOp,
+        "set in the services' configuration by phases 2 and 5",
+    ))
+}
+
+async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+    let cfg = &ctx.config;
+    let mut out: Vec<Change> = trace_change(cfg).into_iter().collect();
+    let Some(d) = cfg.apm.dynatrace.as_ref().filter(|_| on_kubernetes(cfg)) else {
+        return Ok(out);
+    };
+    let objects = cluster_objects(cfg, d).await?;
+    if cfg.kube.mode == Mode::Bootstrap && !cfg.kube.kubeconfig.exists() {
+        out.extend(manifests::plan_without_cluster(&objects));
+        return Ok(out);
+    }
+    let cluster = super::kubernetes::cluster(cfg).await?;
+    out.extend(manifests::plan(&cluster, cfg, PHASE, &objects).await?);
+    Ok(out)
+}
+
+async fn apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let cfg = &ctx.config;
+    if !cfg.apm.configured() {
+        not_configured(ctx);
+        return Ok(Outcome::default());
+    }
+    let mut changed = 0;
+    if let Some(d) = &cfg.apm.dynatrace {
+        if on_kubernetes(cfg) {
+            let objects = cluster_objects(cfg, d).await?;
+            let cluster = super::kubernetes::cluster(cfg).await?;
+            changed += manifests::apply(ctx, &cluster, PHASE, &objects).await?;
+            ctx.ui.event(
+                "result",
+                Some(PHASE),
+                &format!(
+                    "Dynatrace: {}/ui/apps/dynatrace.kubernetes (cluster {}), traces: Distributed traces",
+                    d.url,
+                    dynakube_name(cfg)
+                ),
+                json!({"dynatrace": d.url, "dynakube": dynakube_name(cfg)}),
+            );
+        } else {
+            ctx.ui.info(
+                PHASE,
+                "the Dynatrace Operator needs a cluster (kubernetes.mode = \"off\"): only the services' traces go to the tenant",
+            );
+        }
+    }
+    if let Some(s) = trace_status(cfg).await {
+        // A receiver only the cluster can reach is not an error here.
+        let line = format!("{}: {}", s.resource, s.state);
+        if s.healthy {
+            ctx.ui.info(PHASE, &line);
+        } else {
+            ctx.ui.warn(PHASE, &line);
+        }
+    }
+    Ok(Outcome { changed })
+}
+
+async fn destroy(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let cfg = &ctx.config;
+    // Found by label: what an earlier configuration applied goes too.
+    if !on_kubernetes(cfg) || (cfg.kube.mode == Mode::Bootstrap && !cfg.kube.kubeconfig.exists()) {
+        return Ok(Outcome::default());
+    }
+    let cluster = super::kubernetes::cluster(cfg).await?;
+    Ok(Outcome {
+        changed: manifests::destroy(ctx, &cluster, PHASE).await?,
+    })
+}
+
+async fn status(ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
+    let cfg = &ctx.config;
+    if !cfg.apm.configured() {
+        return Ok(vec![Status {
+            resource: "apm".into(),
+            state: "not configured".into(),
+            healthy: true,
+        }]);
+    }
+    let mut out: Vec<Status> = trace_status(cfg).await.into_iter().collect();
+    if let Some(d) = cfg.apm.dynatrace.as_ref().filter(|_| on_kubernetes(cfg)) {
+        let cluster = super::kubernetes::cluster(cfg).await?;
+        let objects = cluster_objects(cfg, d).await?;
+        out.extend(manifests::status(&cluster, &objects).await?);
+        let dynakube = objects.last().expect("rendered");
+        out.push(match cluster.get(dynakube).await? {
+            None => Status {
+                resource: crate::engines::kube::describe(dynakube),
+                state: "absent".into(),
+                healthy: false,
+            },
+            Some(live) => {
+                let phase = live["status"]["phase"].as_str().unwrap_or("no status yet");
+                Status {
+                    resource: crate::engines::kube::describe(dynakube),
+                    state: phase.to_owned(),
+                    healthy: phase == "Running",
+                }
+            }
+        });
+    }
+    Ok(out)
+}
+
+impl Phase for Apm {
+    fn number(&self) -> u8 {
+        10
+    }
+    fn name(&self) -> &'static str {
+        PHASE
+    }
+    fn about(&self) -> &'static str {
+        "OpenTelemetry traces to an OTLP receiver; with a Dynatrace tenant, the Dynatrace Operator and a DynaKube on the cluster"
+    }
+    fn targets(&self) -> &'static [Target] {
+        &[Target::Local, Target::Aws]
+    }
+    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>> {
+        Box::pin(plan(ctx))
+    }
+    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
+        Box::pin(apply(ctx))
+    }
+    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
+        Box::pin(destroy(ctx))
+    }
+    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>> {
+        Box::pin(status(ctx))
+    }
+    /// eshop's own objects, with placeholders for the tokens; the
+    /// operator's manifest is named, not fetched.
+    fn render(&self, ctx: &Ctx, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        let cfg = &ctx.config;
+        let Some(d) = &cfg.apm.dynatrace else {
+            anyhow::bail!("nothing to render: apm.dynatrace_url is not set");
+        };
+        let own = own_objects(cfg, d, false)?;
+        let (head, dynakube) = own.split_at(own.len() - 1);
+        let mut written = manifests::write(
+            out,
+            &[
+                ("00-dynatrace.yaml".into(), head.to_vec()),
+                ("90-dynakube.yaml".into(), dynakube.to_vec()),
+            ],
+        )?;
+        let p = out.join("50-operator.txt");
+        std::fs::write(
+            &p,
+            format!(
+                "Applied between the two files above: the Dynatrace Operator's manifest\n{}\n",
+                operator_source(d)
+            ),
+        )?;
+        written.push(p);
+        Ok(written)
+    }
+}

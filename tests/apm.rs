@@ -1,0 +1,147 @@
+//! Phase 10 without a cluster: with nothing configured it says so and
+//! touches nothing; with an OTLP endpoint, status and apply send an empty
+//! export (zero spans) to a real HTTP listener in the test, with the
+//! configured headers, and never print them. The Dynatrace half runs
+//! against the mock API server in tests/kubernetes_cluster.rs; the
+//! services' span export is tested in services/pricing/tests/traces.rs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+/// An HTTP listener answering every request with `status`, recording
+/// (request line, headers) of each.
+type Seen = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+
+fn receiver(status: u16) -> (String, Seen) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(s);
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let mut headers = Vec::new();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                r.read_line(&mut h).unwrap();
+                let h = h.trim_end().to_owned();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                headers.push(h);
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            log.lock()
+                .unwrap()
+                .push((line.trim_end().to_owned(), headers));
+            let mut s = r.into_inner();
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, seen)
+}
+
+fn eshop(dir: &std::path::Path, toml: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    std::fs::write(dir.join("eshop.toml"), toml).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_eshop"))
+        .current_dir(dir)
+        .args(args)
+        // Phase 10 on the local target needs no Docker: prove it.
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn without_configuration_apm_says_so_and_does_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = eshop(dir.path(), "", &["phase", "apm", "apply"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("not configured, nothing to do"));
+    let out = eshop(dir.path(), "", &["phase", "apm", "status"], &[]);
+    assert!(text(&out).contains("not configured"), "{}", text(&out));
+}
+
+#[test]
+fn the_receiver_gets_an_empty_export_with_the_configured_headers_which_are_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = receiver(200);
+    let toml = format!("[apm]\notlp_endpoint = \"{url}/\"\n");
+    let headers = [(
+        "ESHOP_OTLP_HEADERS",
+        "Authorization=Api-Token%20s3cr3t-token,x-tenant=shop",
+    )];
+    for args in [
+        &["phase", "apm", "status"][..],
+        &["phase", "apm", "apply"],
+        &["phase", "apm", "plan"],
+    ] {
+        let out = eshop(dir.path(), &toml, args, &headers);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        assert!(!text(&out).contains("s3cr3t"), "{}", text(&out));
+        if args[2] != "plan" {
+            assert!(
+                text(&out).contains("accepts traces (HTTP 200)"),
+                "{}",
+                text(&out)
+            );
+        }
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "status and apply probe; plan does not");
+    for (line, headers) in seen.iter() {
+        assert_eq!(line, "POST /v1/traces HTTP/1.1");
+        let has = |h: &str| headers.iter().any(|x| x.eq_ignore_ascii_case(h));
+        assert!(has("authorization: Api-Token s3cr3t-token"), "{headers:?}");
+        assert!(has("x-tenant: shop"), "{headers:?}");
+        assert!(has("content-type: application/x-protobuf"), "{headers:?}");
+    }
+
+    // A receiver that refuses (a wrong token) is unhealthy, and says why.
+    let (url, _) = receiver(401);
+    let toml = format!("[apm]\notlp_endpoint = \"{url}\"\n");
+    let out = eshop(dir.path(), &toml, &["phase", "apm", "status"], &headers);
+    assert!(
+        text(&out).contains("✘ OTLP receiver") && text(&out).contains("refuses traces: HTTP 401"),
+        "{}",
+        text(&out)
+    );
+    // Apply still succeeds: the receiver may only be reachable in-cluster.
+    let out = eshop(dir.path(), &toml, &["phase", "apm", "apply"], &headers);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("warning:"), "{}", text(&out));
+}
+
+#[test]
+fn malformed_headers_exit_2_naming_the_variable_not_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = eshop(
+        dir.path(),
+        "[apm]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+        &["phase", "apm", "status"],
+        &[("ESHOP_OTLP_HEADERS", "Bearer-s3cr3t")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("ESHOP_OTLP_HEADERS"), "{}", text(&out));
+    assert!(!text(&out).contains("s3cr3t"), "{}", text(&out));
+}
