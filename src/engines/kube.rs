@@ -481,7 +481,13 @@ mod tests {
 
     #[test]
     fn every_rendered_kind_is_known_and_namespaces_come_first() {
-        assert_eq!(KINDS[0].kind, "Namespace");
+        // Only resource definitions may precede namespaces.
+        let ns = KINDS.iter().position(|k| k.kind == "Namespace").unwrap();
+        assert!(KINDS[..ns]
+            .iter()
+            .all(|k| k.kind == "CustomResourceDefinition"));
+        // Custom resources after every definition and webhook.
+        assert_eq!(KINDS.last().unwrap().kind, "DynaKube");
         let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}});
         assert_eq!(kind_of(&d).unwrap().plural, "deployments");
         assert!(kind_of(&json!({"apiVersion": "v1", "kind": "Pod"})).is_err());
