@@ -179,3 +179,95 @@ async fn one_calculate_price_is_one_trace_across_both_services() {
     pricing.stop().await;
     inv.running.stop().await;
 }
+
+/// The real binary, as deployed: every JSON log line of a request carries
+/// the trace id of the `traceparent` it came with, and the exported spans
+/// of both services carry the same id, so a log line leads to its trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_trace_id_that_the_exported_spans_have() {
+    use std::io::BufRead;
+    let (otlp, got) = receiver().await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Api-Token%20test%20token",
+        ),
+    ];
+    let inv = common::spawn_inventory_with(&env).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pricing"))
+        .env_clear()
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("INVENTORY_URL", &inv.running.base)
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "info,access=debug")
+        .envs(env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let c = reqwest::Client::new();
+    let mut answered = false;
+    for _ in 0..100 {
+        if let Ok(r) = c
+            .get(format!(
+                "http://127.0.0.1:{port}/calculate_price?product_id=SKU-1&quantity=2"
+            ))
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+        {
+            assert_eq!(r.status(), 200);
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answered, "pricing did not start");
+    let want = hex(trace_id);
+    let mut exported = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        exported = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| s.trace_id == want)
+            .map(|(svc, _)| svc.clone())
+            .collect();
+        if exported.contains(&"pricing".to_owned()) && exported.contains(&"inventory".to_owned()) {
+            break;
+        }
+    }
+    assert!(
+        exported.contains(&"pricing".to_owned()) && exported.contains(&"inventory".to_owned()),
+        "spans with the log's trace id: {exported:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let access: Vec<serde_json::Value> = out
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .filter(|v| v["message"] == "request completed")
+        .collect();
+    assert!(!access.is_empty(), "no access log line");
+    assert!(
+        access.iter().all(|v| v["span"]["trace_id"] == trace_id),
+        "{access:#?}"
+    );
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
