@@ -106,6 +106,17 @@ async fn receiver() -> (String, Received) {
     (url, got)
 }
 
+/// The services' settings for exporting to the receiver at `otlp`.
+fn exporter_env(otlp: &str) -> [(&'static str, &str); 2] {
+    [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Api-Token%20test%20token",
+        ),
+    ]
+}
+
 fn attr(s: &Span, key: &str) -> Option<AnyValue> {
     s.attributes.iter().find(|kv| kv.key == key)?.value.clone()
 }
@@ -113,13 +124,7 @@ fn attr(s: &Span, key: &str) -> Option<AnyValue> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_calculate_price_is_one_trace_across_both_services() {
     let (otlp, got) = receiver().await;
-    let env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
-        (
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            "authorization=Api-Token%20test%20token",
-        ),
-    ];
+    let env = exporter_env(&otlp);
     let inv = common::spawn_inventory_with(&env).await;
     let pricing = common::spawn_pricing(&inv.running.base, &env).await;
     let res = reqwest::get(format!(
@@ -187,13 +192,7 @@ async fn one_calculate_price_is_one_trace_across_both_services() {
 async fn json_logs_carry_the_trace_id_that_the_exported_spans_have() {
     use std::io::BufRead;
     let (otlp, got) = receiver().await;
-    let env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
-        (
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            "authorization=Api-Token%20test%20token",
-        ),
-    ];
+    let env = exporter_env(&otlp);
     let inv = common::spawn_inventory_with(&env).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
