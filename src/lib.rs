@@ -260,9 +260,18 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
                         json!({"removed": o.changed}),
                     )
                 }),
-                PhaseAction::Status => p.status(&ctx).await.map(|ss| {
-                    for s in ss {
-                        print_status(ui, p.name(), &s);
+                // Same contract as `eshop status`: CI can gate on one phase.
+                PhaseAction::Status => p.status(&ctx).await.and_then(|ss| {
+                    for s in &ss {
+                        print_status(ui, p.name(), s);
+                    }
+                    if ss.iter().all(|s| s.healthy) {
+                        Ok(())
+                    } else {
+                        Err(anyhow::anyhow!(
+                            "phase {}: some resources are absent or unhealthy",
+                            p.name()
+                        ))
                     }
                 }),
                 PhaseAction::AddUser { name, days, out } => {

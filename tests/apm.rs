@@ -80,6 +80,7 @@ fn without_configuration_apm_says_so_and_does_nothing() {
     assert!(text(&out).contains("not configured, nothing to do"));
     let out = eshop(dir.path(), "", &["phase", "apm", "status"], &[]);
     assert!(text(&out).contains("not configured"), "{}", text(&out));
+    assert!(out.status.success(), "nothing configured is not a failure");
 }
 
 #[test]
@@ -126,6 +127,7 @@ fn the_receiver_gets_an_empty_export_with_the_configured_headers_which_are_never
         "{}",
         text(&out)
     );
+    assert_eq!(out.status.code(), Some(1), "an unhealthy phase fails CI");
     // Apply still succeeds: the receiver may only be reachable in-cluster.
     let out = eshop(dir.path(), &toml, &["phase", "apm", "apply"], &headers);
     assert!(out.status.success(), "{}", text(&out));
