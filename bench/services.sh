@@ -4,6 +4,8 @@
 #   ceiling   a bare axum hello-world (services/kit/examples/hello.rs)
 #   price     GET /products/{id}/price on inventory (SQLite)
 #   calc      GET /calculate_price on pricing (pricing → inventory hop)
+#   calc+otlp the same with both services exporting a span per request
+#             over OTLP to a do-nothing receiver (services/kit/examples/otlp_sink.rs)
 # and prints req/s, p50, p99, the ratio to the ceiling, idle RSS and
 # start-to-ready time per service. Load is loopback only and bounded:
 # DURATION seconds per target, CONNECTIONS connections.
@@ -19,7 +21,7 @@ trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk missing: run scripts/test-setup.sh (installs it)" >&2; exit 1; }
 cargo build --release --quiet -p inventory -p pricing
-cargo build --release --quiet -p kit --example hello
+cargo build --release --quiet -p kit --example hello --example otlp_sink
 bin="${CARGO_TARGET_DIR:-target}/release"
 
 now_ms() { date +%s%3N; }
@@ -68,6 +70,31 @@ read -r c_rps c_p50 c_p99 < <(run ceiling http://127.0.0.1:18089/)
 read -r p_rps p_p50 p_p99 < <(run price http://127.0.0.1:18081/products/SKU-1/price)
 read -r k_rps k_p50 k_p99 < <(run calc "http://127.0.0.1:18080/calculate_price?product_id=SKU-1&quantity=3")
 inv_loaded=$(rss_kb "$inv_pid"); pr_loaded=$(rss_kb "$pr_pid")
+kill "$pr_pid" "$inv_pid"
+
+# The same pair again, now exporting traces (its own ports and data).
+LISTEN_ADDR=127.0.0.1:18318 start sink http://127.0.0.1:18318/stats "$bin/examples/otlp_sink"
+sink_pid=$started_pid
+export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:18318
+LISTEN_ADDR=127.0.0.1:18083 DATA_DIR="$work/data-otlp" LOG_LEVEL="${LOG_LEVEL:-info}" \
+  start inventory-otlp http://127.0.0.1:18083/readyz "$bin/inventory"
+LISTEN_ADDR=127.0.0.1:18082 INVENTORY_URL=http://127.0.0.1:18083 LOG_LEVEL="${LOG_LEVEL:-info}" \
+  start pricing-otlp http://127.0.0.1:18082/readyz "$bin/pricing"
+unset OTEL_EXPORTER_OTLP_ENDPOINT
+curl -fs -o /dev/null -X POST http://127.0.0.1:18083/products -H 'content-type: application/json' \
+  -d '{"id":"SKU-1","name":"Green tea","unit_price_minor":1999,"currency":"EUR","quantity":1000}'
+read -r t_rps t_p50 t_p99 < <(run calc-otlp "http://127.0.0.1:18082/calculate_price?product_id=SKU-1&quantity=3")
+sleep 1.2 # one flush interval and then some: the last batches arrive
+# metric PORT NAME → the value on that service's /metrics
+metric() { curl -fs "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1==n{print $2}'; }
+sent=0; dropped=0; failed=0
+for port in 18082 18083; do
+  sent=$(( sent + $(metric $port otlp_spans_exported_total) ))
+  dropped=$(( dropped + $(metric $port otlp_spans_dropped_total) ))
+  failed=$(( failed + $(metric $port otlp_spans_failed_total) ))
+done
+read -r sink_reqs sink_bytes < <(curl -fs http://127.0.0.1:18318/stats)
+served=$(awk '/requests in/{print $1}' "$work/wrk-calc-otlp.txt")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.0f%%", 100*a/b}'; }
 echo
@@ -76,6 +103,9 @@ printf '%-34s %10s %9s %9s %9s\n' target "req/s" p50 p99 "vs ceil"
 printf '%-34s %10.0f %9s %9s %9s\n' "ceiling: axum hello-world" "$c_rps" "$c_p50" "$c_p99" "100%"
 printf '%-34s %10.0f %9s %9s %9s\n' "inventory GET price (SQLite)" "$p_rps" "$p_p50" "$p_p99" "$(ratio "$p_rps" "$c_rps")"
 printf '%-34s %10.0f %9s %9s %9s\n' "pricing calculate_price (→ inv)" "$k_rps" "$k_p50" "$k_p99" "$(ratio "$k_rps" "$c_rps")"
+printf '%-34s %10.0f %9s %9s %9s\n' "  the same, exporting traces" "$t_rps" "$t_p50" "$t_p99" "$(ratio "$t_rps" "$c_rps")"
+echo
+echo "traces: $served calculate_price answered → $sent spans accepted by the receiver in $sink_reqs exports ($(( sink_bytes / 1024 )) KiB), $dropped dropped, $failed refused; throughput with export $(ratio "$t_rps" "$k_rps") of without"
 echo
 printf '%-10s %14s %14s %16s\n' service "idle RSS" "RSS after load" "start→ready"
 printf '%-10s %11.1f MB %11.1f MB %13d ms\n' inventory "$(awk -v k="$inv_idle" 'BEGIN{print k/1024}')" "$(awk -v k="$inv_loaded" 'BEGIN{print k/1024}')" "$inv_ready"

