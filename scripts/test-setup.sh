@@ -15,7 +15,7 @@ AS_PG=(runuser -u postgres --)
 log() { printf '[test-setup] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------
-ensure_packages postgresql chromium chromium-driver wrk prometheus openssh-server shellcheck
+ensure_packages postgresql chromium chromium-driver wrk prometheus openssh-server shellcheck busybox-static
 
 # --- PostgreSQL: a cluster on 127.0.0.1:5432 and a role that may create DBs --
 pg_ver="$(ls /usr/lib/postgresql | sort -V | tail -1)"
@@ -54,6 +54,32 @@ fi
 # --- Docker, a registry on 127.0.0.1:5000 and the local base image ---------
 bash "$here/scripts/docker-setup.sh" --registry
 
+# --- A Grafana STAND-IN image ------------------------------------------------
+# No Grafana image can be pulled here, and Grafana is in no registry this
+# machine reaches. Phase 7's local path (derived image with the provisioning
+# files, labelled hardened container, readiness wait, destroy) is exercised
+# with this stand-in instead: busybox httpd on Grafana's port answering
+# /api/health and serving the image's files, so a test can read back what
+# eshop provisioned. It is not Grafana and the tests say so.
+standin=eshop-grafana-standin:1
+if ! docker image inspect "$standin" >/dev/null 2>&1; then
+  log "building $standin (busybox httpd; NOT Grafana)"
+  ctx="$(mktemp -d)"
+  cp /bin/busybox "$ctx/busybox"
+  mkdir -p "$ctx/rootfs/api" "$ctx/rootfs/var/lib/grafana"
+  printf '{"database":"ok","version":"stand-in"}\n' > "$ctx/rootfs/api/health"
+  cat > "$ctx/Dockerfile" <<'DOCKERFILE'
+FROM eshop-base:local
+COPY busybox /bin/busybox
+COPY --chown=472:0 rootfs/ /
+USER 472:0
+EXPOSE 3000
+ENTRYPOINT ["/bin/busybox", "httpd", "-f", "-p", "3000", "-h", "/"]
+DOCKERFILE
+  docker build -q -t "$standin" "$ctx" >/dev/null
+  rm -rf "$ctx"
+fi
+
 # --- What the tests read ----------------------------------------------------
 cat > "$tools/env" <<ENV
 export ESHOP_TEST_PG_URL=postgres://eshop_test:eshop_test@127.0.0.1:5432/postgres
@@ -63,6 +89,7 @@ export ESHOP_TEST_CHROMIUM=/usr/bin/chromium
 export ESHOP_TEST_REGISTRY=localhost:5000
 export ESHOP_TEST_BASE_IMAGE=eshop-base:local
 export ESHOP_TEST_PROMETHEUS_IMAGE=eshop-prometheus:local
+export ESHOP_TEST_GRAFANA_STANDIN_IMAGE=$standin
 export ESHOP_TEST_KUBERNETES_VALIDATE=$venv_k8s/bin/kubernetes-validate
 export ESHOP_TEST_CHECKOV=$venv_k8s/bin/checkov
 ENV

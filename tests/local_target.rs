@@ -46,20 +46,42 @@ struct Project {
     pricing: u16,
     inventory: u16,
     prometheus: u16,
+    grafana: u16,
 }
 
 impl Project {
+    /// Without Grafana.
     fn new(tag: &str) -> Project {
+        Project::make(tag, "")
+    }
+
+    /// With the Grafana STAND-IN image built by scripts/test-setup.sh
+    /// (busybox httpd answering /api/health and serving its files; no
+    /// Grafana image can be had here). It checks eshop's side: the derived
+    /// image, the container, readiness, destroy; not Grafana itself.
+    fn with_grafana_stand_in(tag: &str) -> Project {
+        Project::make(
+            tag,
+            &env_or(
+                "ESHOP_TEST_GRAFANA_STANDIN_IMAGE",
+                "eshop-grafana-standin:1",
+            ),
+        )
+    }
+
+    fn make(tag: &str, grafana_image: &str) -> Project {
         let name = format!("t{tag}{:x}", rand_u32());
         let dir = tempfile::tempdir().unwrap();
-        let (pricing, inventory, prometheus) = (free_port(), free_port(), free_port());
+        let (pricing, inventory) = (free_port(), free_port());
+        let (prometheus, grafana) = (free_port(), free_port());
         let toml = format!(
             "project = \"{name}\"\n\
              [build]\nsource_dir = \"{src}\"\n\
              [images]\nregistry = \"{reg}\"\nbase_image = \"{base}\"\n\
              [local]\npricing_port = {pricing}\ninventory_port = {inventory}\n\
              [monitoring]\nprometheus_image = \"{prom}\"\nprometheus_port = {prometheus}\n\
-             grafana_image = \"\"\nscrape_interval_secs = 1\n",
+             grafana_image = \"{grafana_image}\"\ngrafana_port = {grafana}\n\
+             scrape_interval_secs = 1\n",
             src = env!("CARGO_MANIFEST_DIR"),
             reg = env_or("ESHOP_TEST_REGISTRY", "localhost:5000"),
             base = env_or("ESHOP_TEST_BASE_IMAGE", "eshop-base:local"),
@@ -72,6 +94,7 @@ impl Project {
             pricing,
             inventory,
             prometheus,
+            grafana,
         }
     }
 
@@ -157,10 +180,14 @@ async fn http_get(url: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_labelled() {
-    let p = Project::new("up");
+    let p = Project::with_grafana_stand_in("up");
     let out = ok(&p.eshop(&["up"]));
     assert!(
         out.contains(&format!("http://127.0.0.1:{}/", p.pricing)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("http://127.0.0.1:{}/d/eshop-services", p.grafana)),
         "{out}"
     );
 
@@ -244,9 +271,68 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
         .sum();
     assert_eq!(n, 5, "{rules}");
 
+    // Grafana's side, with the STAND-IN image (see Project): eshop waited
+    // for /api/health, and the derived image holds the provisioning where
+    // Grafana reads it, pointing at Prometheus by its container name, which
+    // resolves on the shop network from inside the Grafana container.
+    let graf = format!("http://127.0.0.1:{}", p.grafana);
+    let (status, _) = http_get(&format!("{graf}/api/health")).await;
+    assert_eq!(status, 200);
+    let (status, ds) = http_get(&format!(
+        "{graf}/etc/grafana/provisioning/datasources/eshop.yml"
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let ds_url = format!("http://eshop-{}-prometheus:9090", p.name);
+    assert!(ds.contains(&format!("url: {ds_url}")), "{ds}");
+    let (status, provider) = http_get(&format!(
+        "{graf}/etc/grafana/provisioning/dashboards/eshop.yml"
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        provider.contains("path: /etc/grafana/dashboards"),
+        "{provider}"
+    );
+    let (status, dash) = http_get(&format!(
+        "{graf}/etc/grafana/dashboards/eshop-services.json"
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let dash: serde_json::Value = serde_json::from_str(&dash).unwrap();
+    assert_eq!(dash["uid"], "eshop-services");
+    assert!(ds.contains("uid: eshop-prometheus"), "{ds}");
+    for panel in dash["panels"].as_array().unwrap() {
+        assert_eq!(panel["datasource"]["uid"], "eshop-prometheus", "{panel}");
+    }
+    let g = format!("eshop-{}-grafana", p.name);
+    assert_eq!(
+        docker(&[
+            "exec",
+            &g,
+            "busybox",
+            "wget",
+            "-qO-",
+            &format!("{ds_url}/-/ready")
+        ])
+        .trim(),
+        "Prometheus Server is Ready."
+    );
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{index .Config.Labels \"eshop/phase\"}}",
+            &g
+        ]),
+        "true [ALL] monitoring"
+    );
+    let env = docker(&["inspect", "-f", "{{json .Config.Env}}", &g]);
+    assert!(env.contains("GF_LOG_MODE=console"), "{env}");
+
     // Second up: nothing to do, nothing recreated.
     let before = p.container_ids();
-    assert_eq!(before.len(), 3);
+    assert_eq!(before.len(), 4, "2 services, Prometheus, Grafana");
     let out = ok(&p.eshop(&["up"]));
     assert!(out.contains("up: 0 change(s)"), "{out}");
     assert_eq!(p.container_ids(), before);
@@ -305,10 +391,11 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     assert!(p.container_ids().is_empty());
     assert!(lines(docker(&["network", "ls", "-q", "--filter", &p.label()])).is_empty());
     assert!(lines(docker(&["images", "-q", "--filter", &p.label()])).is_empty());
-    // Data (inventory's database, Prometheus' TSDB) survives a plain destroy…
+    // Data (inventory's database, Prometheus' TSDB, Grafana's) survives a
+    // plain destroy…
     assert_eq!(
         lines(docker(&["volume", "ls", "-q", "--filter", &p.label()])).len(),
-        2
+        3
     );
     ok(&p.eshop(&["destroy", "--yes", "--purge-data"]));
     // …and goes with --purge-data.

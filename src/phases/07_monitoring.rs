@@ -187,6 +187,8 @@ fn spec(cfg: &Config, b: &Bundle) -> ContainerSpec {
                 "GF_AUTH_ANONYMOUS_ORG_ROLE=Viewer".to_owned(),
                 "GF_ANALYTICS_REPORTING_ENABLED=false".to_owned(),
                 "GF_ANALYTICS_CHECK_FOR_UPDATES=false".to_owned(),
+                // The root filesystem is read-only: log to the console only.
+                "GF_LOG_MODE=console".to_owned(),
             ];
             if let Ok(pw) = std::env::var("ESHOP_GRAFANA_ADMIN_PASSWORD") {
                 env.push(format!("GF_SECURITY_ADMIN_PASSWORD={pw}"));
