@@ -41,6 +41,16 @@ pub fn render(
     Ok(out)
 }
 
+/// [`render`] with the values as a list of pairs, as the phases write them.
+pub fn render_pairs(
+    template: &str,
+    vars: &[(&str, String)],
+    flags: &[&str],
+) -> anyhow::Result<String> {
+    let v: BTreeMap<&str, String> = vars.iter().cloned().collect();
+    render(template, &v, flags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

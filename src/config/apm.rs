@@ -93,6 +93,23 @@ impl Apm {
     }
 }
 
+/// OTLP headers as `OTEL_EXPORTER_OTLP_HEADERS` writes them: `k=v,k2=v2`,
+/// values percent-encoded (`Api-Token%20…`). None when malformed.
+pub fn header_pairs(h: &Secret) -> Option<Vec<(String, String)>> {
+    h.expose()
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=')?;
+            let k = k.trim();
+            (!k.is_empty()).then(|| {
+                let v = percent_encoding::percent_decode_str(v.trim()).decode_utf8_lossy();
+                (k.to_owned(), v.into_owned())
+            })
+        })
+        .collect()
+}
+
 fn check_url(s: &str, https_only: bool) -> Result<String, String> {
     let s = s.trim().trim_end_matches('/');
     let u = reqwest::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
@@ -146,12 +163,7 @@ pub(super) fn apm(
         .filter(|h| !h.is_empty())
         .map(Secret);
     if let Some(h) = &otlp_headers {
-        let ok = h
-            .expose()
-            .split(',')
-            .filter(|p| !p.trim().is_empty())
-            .all(|p| p.split_once('=').is_some_and(|(k, _)| !k.trim().is_empty()));
-        if !ok {
+        if header_pairs(h).is_none() {
             // The value is a credential: name the variable, not its text.
             return Err(ConfigError(format!(
                 "{OTLP_HEADERS_ENV}: must be key=value pairs separated by commas"
@@ -264,6 +276,12 @@ mod tests {
             "Authorization=Api-Token%20dt0c01.INGEST"
         );
         assert_eq!(apm.otlp_port(), Some(443));
+        assert_eq!(
+            header_pairs(&Secret("a=x%20y, b = 2,,".into())),
+            Some(vec![("a".into(), "x y".into()), ("b".into(), "2".into())])
+        );
+        assert_eq!(header_pairs(&Secret("a=1,=2".into())), None);
+        assert_eq!(header_pairs(&Secret("token".into())), None);
         let plain = Apm {
             otlp_endpoint: Some("http://collector.observability:4318".into()),
             ..Apm::default()

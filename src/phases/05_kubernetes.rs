@@ -15,6 +15,7 @@ use crate::config::kube::{Entry, Mode, Node, Role};
 use crate::config::{Config, Target};
 use crate::engines::kube::{self as k8s, Cluster};
 use crate::engines::ssh::{self, Conn};
+use crate::render::render_pairs as render;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -45,11 +46,6 @@ const LOCAL_PATH_VERSION: &str = "v0.0.32";
 
 /// (service, port, needs the database)
 const SERVICES: [(&str, u16, bool); 2] = [("inventory", 8081, true), ("pricing", 8080, false)];
-
-fn render(t: &str, vars: &[(&'static str, String)], flags: &[&str]) -> anyhow::Result<String> {
-    let v: BTreeMap<&str, String> = vars.iter().cloned().collect();
-    crate::render::render(t, &v, flags)
-}
 
 /// A YAML map body (indented two spaces) from key/values, quoted so any
 /// value stays a string.
@@ -787,15 +783,10 @@ async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
     let mut out = Vec::new();
     if cfg.kube.mode == Mode::Bootstrap {
         out = plan_bootstrap(ctx).await?;
-        if !cfg.kube.kubeconfig.exists() {
-            let files = manifests(cfg, None, None)?;
-            for o in flat(files) {
-                out.push(Change::new(
-                    k8s::describe(&o),
-                    Action::Create,
-                    "the cluster is not bootstrapped yet",
-                ));
-            }
+        if manifests::cluster_pending(cfg) {
+            out.extend(manifests::plan_without_cluster(&flat(manifests(
+                cfg, None, None,
+            )?)));
             return Ok(out);
         }
     }

@@ -10,8 +10,8 @@ use super::manifests;
 use super::{BoxFut, Change, Ctx, Outcome, Phase, Status};
 use crate::config::kube::Mode;
 use crate::config::{Config, Target};
+use crate::render::render_pairs as render;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,11 +30,6 @@ pub fn users_group(cfg: &Config) -> String {
 /// Where Prometheus runs (phase 7 on Kubernetes): the shop's namespace.
 pub fn monitoring_namespace(cfg: &Config) -> String {
     cfg.kube.namespace.clone()
-}
-
-fn render(t: &str, vars: &[(&'static str, String)], flags: &[&str]) -> anyhow::Result<String> {
-    let v: BTreeMap<&str, String> = vars.iter().cloned().collect();
-    crate::render::render(t, &v, flags)
 }
 
 pub fn manifests(cfg: &Config) -> anyhow::Result<Vec<(String, Vec<Value>)>> {
@@ -232,12 +227,7 @@ impl Phase for Security {
             if cfg.kube.mode == Mode::Off {
                 return Ok(Vec::new());
             }
-            let objects = flat(cfg)?;
-            if cfg.kube.mode == Mode::Bootstrap && !cfg.kube.kubeconfig.exists() {
-                return Ok(manifests::plan_without_cluster(&objects));
-            }
-            let cluster = super::kubernetes::cluster(cfg).await?;
-            manifests::plan(&cluster, cfg, PHASE, &objects).await
+            manifests::plan_on_cluster(cfg, PHASE, &flat(cfg)?).await
         })
     }
     fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {

@@ -19,6 +19,7 @@ use crate::config::{Config, Target};
 use crate::engines::docker::{self, ContainerSpec};
 use crate::phases::build::hex;
 use crate::phases::images::{container_name, network_name};
+use crate::render::render_pairs as render;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -97,9 +98,6 @@ fn grafana_name(cfg: &Config) -> String {
 }
 
 fn bundles(cfg: &Config) -> anyhow::Result<Vec<Bundle>> {
-    let render = |t: &str, vars: &[(&'static str, String)]| {
-        crate::render::render(t, &vars.iter().cloned().collect::<BTreeMap<_, _>>(), &[])
-    };
     let prometheus_yml = render(
         PROMETHEUS_YML,
         &[
@@ -114,6 +112,7 @@ fn bundles(cfg: &Config) -> anyhow::Result<Vec<Bundle>> {
                 format!("{}:8080", container_name(cfg, "pricing")),
             ),
         ],
+        &[],
     )?;
     let mut out = vec![Bundle {
         component: "prometheus",
@@ -124,6 +123,7 @@ fn bundles(cfg: &Config) -> anyhow::Result<Vec<Bundle>> {
                 render(
                     PROMETHEUS_DOCKERFILE,
                     &[("prometheus_image", cfg.prometheus_image.clone())],
+                    &[],
                 )?,
             ),
             ("prometheus.yml".into(), prometheus_yml),
@@ -140,6 +140,7 @@ fn bundles(cfg: &Config) -> anyhow::Result<Vec<Bundle>> {
                     render(
                         GRAFANA_DOCKERFILE,
                         &[("grafana_image", cfg.grafana_image.clone())],
+                        &[],
                     )?,
                 ),
                 (
@@ -150,6 +151,7 @@ fn bundles(cfg: &Config) -> anyhow::Result<Vec<Bundle>> {
                             "prometheus_url",
                             format!("http://{}:9090", prometheus_name(cfg)),
                         )],
+                        &[],
                     )?,
                 ),
                 ("dashboards.yml".into(), DASHBOARDS_YML.into()),
@@ -375,10 +377,6 @@ fn on_kubernetes(cfg: &Config) -> bool {
     cfg.kube.mode != Mode::Off
 }
 
-fn render_vars(t: &str, vars: &[(&'static str, String)], flags: &[&str]) -> anyhow::Result<String> {
-    crate::render::render(t, &vars.iter().cloned().collect::<BTreeMap<_, _>>(), flags)
-}
-
 fn by_tag(image: &str) -> bool {
     !image.contains("@sha256:")
 }
@@ -398,7 +396,7 @@ pub fn kube_manifests(
     let prometheus_data = BTreeMap::from([
         (
             "prometheus.yml",
-            render_vars(
+            render(
                 KUBE_PROMETHEUS_YML,
                 &[
                     ("scrape_interval", format!("{}s", cfg.scrape_interval_secs)),
@@ -421,7 +419,7 @@ pub fn kube_manifests(
     if by_tag(&cfg.prometheus_image) {
         flags.push("prometheus_by_tag");
     }
-    let text = render_vars(
+    let text = render(
         KUBE_PROMETHEUS,
         &[
             ("namespace", ns.clone()),
@@ -439,7 +437,7 @@ pub fn kube_manifests(
     files.push(("70-prometheus.yaml".to_owned(), objects));
 
     if !cfg.kube_state_metrics_image.is_empty() {
-        let text = render_vars(
+        let text = render(
             KUBE_KSM,
             &[
                 ("namespace", ns.clone()),
@@ -464,7 +462,7 @@ pub fn kube_manifests(
         let provisioning = BTreeMap::from([
             (
                 "datasource.yml",
-                render_vars(
+                render(
                     DATASOURCE_YML,
                     &[("prometheus_url", format!("http://prometheus.{ns}.svc:9090"))],
                     &[],
@@ -478,7 +476,7 @@ pub fn kube_manifests(
         ]);
         let mut all = provisioning.clone();
         all.extend(dashboards.clone());
-        let text = render_vars(
+        let text = render(
             KUBE_GRAFANA,
             &[
                 ("namespace", ns.clone()),
@@ -503,7 +501,7 @@ pub fn kube_manifests(
         files.push(("72-grafana.yaml".to_owned(), objects));
     }
 
-    let text = render_vars(KUBE_POLICIES, &[("namespace", ns)], &[])?;
+    let text = render(KUBE_POLICIES, &[("namespace", ns)], &[])?;
     files.push((
         "73-network-policies.yaml".to_owned(),
         manifests::parse(&text, "73-network-policies.yaml", &labels)?,
@@ -520,12 +518,7 @@ fn kube_objects(cfg: &Config, grafana_password: Option<&str>) -> anyhow::Result<
 
 async fn kube_plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
     let cfg = &ctx.config;
-    let objects = kube_objects(cfg, None)?;
-    if cfg.kube.mode == Mode::Bootstrap && !cfg.kube.kubeconfig.exists() {
-        return Ok(manifests::plan_without_cluster(&objects));
-    }
-    let cluster = super::kubernetes::cluster(cfg).await?;
-    manifests::plan(&cluster, cfg, NAME, &objects).await
+    manifests::plan_on_cluster(cfg, NAME, &kube_objects(cfg, None)?).await
 }
 
 async fn kube_apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
@@ -568,7 +561,7 @@ async fn kube_apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
 async fn kube_destroy(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let cfg = &ctx.config;
     // A cluster eshop never bootstrapped holds nothing of this phase.
-    if cfg.kube.mode == Mode::Bootstrap && !cfg.kube.kubeconfig.exists() {
+    if manifests::cluster_pending(cfg) {
         return Ok(Outcome::default());
     }
     let cluster = super::kubernetes::cluster(cfg).await?;

@@ -14,11 +14,11 @@
 //! With nothing configured the phase says so and touches nothing.
 
 use super::{manifests, Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
-use crate::config::apm::{Dynatrace, Secret};
+use crate::config::apm::{header_pairs, Dynatrace, Secret};
 use crate::config::kube::Mode;
 use crate::config::{Config, Target};
+use crate::render::render_pairs as render;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,11 +30,6 @@ const NAMESPACE: &str = "dynatrace";
 
 const DYNATRACE: &str = include_str!("../../templates/apm/00-dynatrace.yaml");
 const DYNAKUBE: &str = include_str!("../../templates/apm/90-dynakube.yaml");
-
-fn render(t: &str, vars: &[(&'static str, String)]) -> anyhow::Result<String> {
-    let v: BTreeMap<&str, String> = vars.iter().cloned().collect();
-    crate::render::render(t, &v, &[])
-}
 
 fn dynakube_name(cfg: &Config) -> String {
     format!("eshop-{}", cfg.project)
@@ -70,6 +65,7 @@ fn own_objects(cfg: &Config, d: &Dynatrace, with_tokens: bool) -> anyhow::Result
                 token(&d.ingest_token, "FROM-ESHOP_DYNATRACE_DATA_INGEST_TOKEN"),
             ),
         ],
+        &[],
     )?;
     let kube = render(
         DYNAKUBE,
@@ -78,6 +74,7 @@ fn own_objects(cfg: &Config, d: &Dynatrace, with_tokens: bool) -> anyhow::Result
             ("name", name),
             ("api_url", format!("{}/api", d.url)),
         ],
+        &[],
     )?;
     let mut out = manifests::parse(&head, "00-dynatrace.yaml", &labels)?;
     out.extend(manifests::parse(&kube, "90-dynakube.yaml", &labels)?);
@@ -159,18 +156,9 @@ async fn probe(endpoint: &str, headers: Option<&Secret>) -> anyhow::Result<reqwe
         .post(&url)
         .header("content-type", "application/x-protobuf")
         .body(Vec::<u8>::new());
-    for pair in headers
-        .map(Secret::expose)
-        .unwrap_or("")
-        .split(',')
-        .filter(|p| !p.trim().is_empty())
-    {
-        if let Some((k, v)) = pair.split_once('=') {
-            // Values may be percent-encoded (`Api-Token%20…`), as in
-            // OTEL_EXPORTER_OTLP_HEADERS.
-            let v = percent_encoding::percent_decode_str(v.trim()).decode_utf8_lossy();
-            req = req.header(k.trim(), v.as_ref());
-        }
+    // Checked when the configuration was read.
+    for (k, v) in headers.and_then(header_pairs).unwrap_or_default() {
+        req = req.header(k, v);
     }
     // The error names the URL, never the headers.
     let r = req
@@ -182,25 +170,21 @@ async fn probe(endpoint: &str, headers: Option<&Secret>) -> anyhow::Result<reqwe
 
 async fn trace_status(cfg: &Config) -> Option<Status> {
     let (endpoint, headers) = cfg.apm.otlp()?;
-    Some(match probe(&endpoint, headers.as_ref()).await {
-        Ok(s) if s.is_success() => Status {
-            resource: format!("OTLP receiver {endpoint}"),
-            state: format!("accepts traces (HTTP {})", s.as_u16()),
-            healthy: true,
-        },
-        Ok(s) => Status {
-            resource: format!("OTLP receiver {endpoint}"),
-            state: format!(
+    let (state, healthy) = match probe(&endpoint, headers.as_ref()).await {
+        Ok(s) if s.is_success() => (format!("accepts traces (HTTP {})", s.as_u16()), true),
+        Ok(s) => (
+            format!(
                 "refuses traces: HTTP {} (check the headers/token)",
                 s.as_u16()
             ),
-            healthy: false,
-        },
-        Err(e) => Status {
-            resource: format!("OTLP receiver {endpoint}"),
-            state: format!("not reachable from here: {e:#}"),
-            healthy: false,
-        },
+            false,
+        ),
+        Err(e) => (format!("not reachable from here: {e:#}"), false),
+    };
+    Some(Status {
+        resource: format!("OTLP receiver {endpoint}"),
+        state,
+        healthy,
     })
 }
 
@@ -220,12 +204,7 @@ async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
         return Ok(out);
     };
     let objects = cluster_objects(cfg, d).await?;
-    if cfg.kube.mode == Mode::Bootstrap && !cfg.kube.kubeconfig.exists() {
-        out.extend(manifests::plan_without_cluster(&objects));
-        return Ok(out);
-    }
-    let cluster = super::kubernetes::cluster(cfg).await?;
-    out.extend(manifests::plan(&cluster, cfg, PHASE, &objects).await?);
+    out.extend(manifests::plan_on_cluster(cfg, PHASE, &objects).await?);
     Ok(out)
 }
 
@@ -273,7 +252,7 @@ async fn apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
 async fn destroy(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let cfg = &ctx.config;
     // Found by label: what an earlier configuration applied goes too.
-    if !on_kubernetes(cfg) || (cfg.kube.mode == Mode::Bootstrap && !cfg.kube.kubeconfig.exists()) {
+    if !on_kubernetes(cfg) || manifests::cluster_pending(cfg) {
         return Ok(Outcome::default());
     }
     let cluster = super::kubernetes::cluster(cfg).await?;

@@ -4,6 +4,7 @@
 //! with rollout waits, prune what is no longer rendered, destroy by label.
 
 use super::{Action, Change, Ctx};
+use crate::config::kube::Mode;
 use crate::config::Config;
 use crate::engines::kube::{self as k8s, Cluster, Kind, KINDS};
 use serde_json::{json, Value};
@@ -172,6 +173,26 @@ fn differing(a: &Value, b: &Value) -> String {
     } else {
         format!("{} differ(s)", fields.join(", "))
     }
+}
+
+/// Bootstrap mode before phase 5 has written the kubeconfig: there is no
+/// cluster to ask (plan) and none holding anything of eshop's (destroy).
+pub fn cluster_pending(cfg: &Config) -> bool {
+    cfg.kube.mode == Mode::Bootstrap && !cfg.kube.kubeconfig.exists()
+}
+
+/// A phase's plan: against the cluster, or everything to create while the
+/// cluster does not exist yet.
+pub async fn plan_on_cluster(
+    cfg: &Config,
+    phase: &str,
+    objects: &[Value],
+) -> anyhow::Result<Vec<Change>> {
+    if cluster_pending(cfg) {
+        return Ok(plan_without_cluster(objects));
+    }
+    let cluster = super::kubernetes::cluster(cfg).await?;
+    plan(&cluster, cfg, phase, objects).await
 }
 
 /// The plan while the cluster does not exist yet: everything to create.
