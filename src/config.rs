@@ -162,9 +162,10 @@ pub struct Config {
     pub kube: kube::Kube,
     pub ssh: kube::Ssh,
     pub apm: apm::Apm,
+    /// The services eshop builds and runs ([`crate::shop::SHOP`]; tests
+    /// may hand in another catalogue).
+    pub shop: &'static [crate::shop::Service],
 }
-
-pub const SERVICES: [&str; 2] = ["inventory", "pricing"];
 
 /// A distroless-style base with glibc and CA certificates, non-root.
 pub const DEFAULT_BASE_IMAGE: &str = "gcr.io/distroless/cc-debian12:nonroot";
@@ -462,11 +463,14 @@ impl Config {
 
         let mut service_env = BTreeMap::new();
         for (name, svc) in file.services {
-            if !SERVICES.contains(&name.get_ref().as_str()) {
+            if crate::shop::find(crate::shop::SHOP, name.get_ref()).is_none() {
                 return o.err(
                     name.span(),
                     &format!("services.{}", name.get_ref()),
-                    format!("unknown service; known: {}", SERVICES.join(", ")),
+                    format!(
+                        "unknown service; known: {}",
+                        crate::shop::names(crate::shop::SHOP).join(", ")
+                    ),
                 );
             }
             service_env.insert(name.into_inner(), svc.env);
@@ -519,6 +523,7 @@ impl Config {
             kube,
             ssh,
             apm,
+            shop: crate::shop::SHOP,
         })
     }
 }

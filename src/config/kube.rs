@@ -551,11 +551,14 @@ pub(super) fn kube(
     )? as u64);
     let mut images = std::collections::BTreeMap::new();
     for (svc, img) in &f.images {
-        if !super::SERVICES.contains(&svc.get_ref().as_str()) {
+        if crate::shop::find(crate::shop::SHOP, svc.get_ref()).is_none() {
             return o.err(
                 svc.span(),
                 &format!("kubernetes.images.{}", svc.get_ref()),
-                format!("unknown service; known: {}", super::SERVICES.join(", ")),
+                format!(
+                    "unknown service; known: {}",
+                    crate::shop::names(crate::shop::SHOP).join(", ")
+                ),
             );
         }
         let key = format!("kubernetes.images.{}", svc.get_ref());

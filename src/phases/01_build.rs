@@ -3,7 +3,7 @@
 //! since the last successful build and the binaries are still there.
 
 use super::{Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
-use crate::config::{Target, SERVICES};
+use crate::config::Target;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -69,9 +69,10 @@ pub fn built_binaries(ctx: &Ctx) -> Option<BTreeMap<String, PathBuf>> {
     let st = ctx.phase_state(NAME)?;
     let bins: BTreeMap<String, PathBuf> =
         serde_json::from_value(st.get("binaries")?.clone()).ok()?;
-    (SERVICES
+    (ctx.config
+        .shop
         .iter()
-        .all(|s| bins.get(*s).is_some_and(|p| p.exists())))
+        .all(|s| bins.get(s.name).is_some_and(|p| p.exists())))
     .then_some(bins)
 }
 
@@ -95,9 +96,11 @@ impl Build {
             (Some(_), None) => (Action::Create, "binaries missing".to_owned()),
             (None, _) => (Action::Create, "never built by eshop".to_owned()),
         };
-        Ok(SERVICES
+        Ok(ctx
+            .config
+            .shop
             .iter()
-            .map(|s| Change::new(format!("binary {s}"), action, reason.clone()))
+            .map(|s| Change::new(format!("binary {}", s.name), action, reason.clone()))
             .collect())
     }
 
@@ -117,8 +120,8 @@ impl Build {
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for s in SERVICES {
-            cmd.args(["-p", s]);
+        for s in ctx.config.shop {
+            cmd.args(["-p", s.name]);
         }
         let mut child = cmd
             .spawn()
@@ -155,7 +158,7 @@ impl Build {
                     let name = msg["target"]["name"].as_str().unwrap_or("?");
                     progress.set_message(format!("{what}: {units} units, last {name}"));
                     if let Some(exe) = msg["executable"].as_str() {
-                        if SERVICES.contains(&name) {
+                        if crate::shop::find(ctx.config.shop, name).is_some() {
                             bins.insert(name.to_owned(), PathBuf::from(exe));
                         }
                     }
@@ -210,29 +213,28 @@ impl Phase for Build {
             let bins = tokio::task::block_in_place(|| {
                 if ctx.config.build_test {
                     self.run_cargo(ctx, &["test", "--no-run"], "compiling tests")?;
-                    let status =
-                        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                            .current_dir(&ctx.config.source_dir)
-                            .args([
-                                "test",
-                                "--release",
-                                "--locked",
-                                "-p",
-                                "inventory",
-                                "-p",
-                                "pricing",
-                            ])
-                            .status()?;
+                    let mut cmd =
+                        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+                    cmd.current_dir(&ctx.config.source_dir)
+                        .args(["test", "--release", "--locked"]);
+                    for s in ctx.config.shop {
+                        cmd.args(["-p", s.name]);
+                    }
+                    let status = cmd.status()?;
                     anyhow::ensure!(status.success(), "service tests failed");
                 }
                 self.run_cargo(ctx, &["build"], "compiling services")
             })?;
-            for s in SERVICES {
-                anyhow::ensure!(bins.contains_key(s), "cargo produced no binary for {s}");
+            for s in ctx.config.shop {
+                anyhow::ensure!(
+                    bins.contains_key(s.name),
+                    "cargo produced no binary for {}",
+                    s.name
+                );
             }
             ctx.set_phase_state(NAME, json!({"fingerprint": fp, "binaries": bins}))?;
             Ok(Outcome {
-                changed: SERVICES.len(),
+                changed: ctx.config.shop.len(),
             })
         })
     }

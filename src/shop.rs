@@ -1,0 +1,173 @@
+//! The catalogue of the shop's services: the one place that says which
+//! services eshop builds, ships and runs, and how they fit together.
+//!
+//! Every phase reads it: phase 1 builds one crate per entry, phase 2 one
+//! image and (locally) one container, phase 5 one Deployment, Service,
+//! autoscaler and ConfigMap, phase 6 one NetworkPolicy derived from the
+//! `calls` edges, phase 7 one scrape job. Adding a service is an entry
+//! here plus its crate under services/, never an edit in each phase.
+
+/// One bundled service. The crate under `services/<name>` builds a binary
+/// of the same name that serves HTTP on `port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service {
+    /// Crate, binary, image, container, Deployment and job name.
+    pub name: &'static str,
+    /// The port it listens on inside its container or pod, and the
+    /// default port it is published on by the local target.
+    pub port: u16,
+    /// The services it calls. Each call reaches it through the variable
+    /// `<NAME>_URL` (e.g. `INVENTORY_URL`), and phase 6 opens exactly
+    /// these flows. A service calls only services listed before it, so
+    /// the catalogue's order is also a safe start order.
+    pub calls: &'static [&'static str],
+    /// Owns a database: SQLite in a volume on the local target, the
+    /// shop's PostgreSQL on Kubernetes (only its owners may reach it).
+    pub database: bool,
+    /// The shop's public entry: the URL `eshop up` prints, the NodePort or
+    /// Ingress on Kubernetes, the load balancer's target on AWS.
+    pub public: bool,
+    /// Liveness: the process serves HTTP.
+    pub live_path: &'static str,
+    /// Readiness: its dependencies answer.
+    pub ready_path: &'static str,
+    /// Prometheus metrics.
+    pub metrics_path: &'static str,
+}
+
+impl Service {
+    /// The variable its callers find it by: `INVENTORY_URL`.
+    pub fn url_env(&self) -> String {
+        format!("{}_URL", self.name.to_ascii_uppercase().replace('-', "_"))
+    }
+
+    /// `Some(..)` for each catalogue entry this one calls.
+    pub fn callees<'a>(&'a self, shop: &'a [Service]) -> impl Iterator<Item = &'a Service> + 'a {
+        shop.iter().filter(|s| self.calls.contains(&s.name))
+    }
+
+    /// Who calls this service.
+    pub fn callers<'a>(&'a self, shop: &'a [Service]) -> impl Iterator<Item = &'a Service> + 'a {
+        shop.iter().filter(|s| s.calls.contains(&self.name))
+    }
+}
+
+/// The shop eshop ships, in start order (a service after those it calls).
+pub const SHOP: &[Service] = &[
+    Service {
+        name: "inventory",
+        port: 8081,
+        calls: &[],
+        database: true,
+        public: false,
+        live_path: "/healthz",
+        ready_path: "/readyz",
+        metrics_path: "/metrics",
+    },
+    Service {
+        name: "pricing",
+        port: 8080,
+        calls: &["inventory"],
+        database: false,
+        public: true,
+        live_path: "/healthz",
+        ready_path: "/readyz",
+        metrics_path: "/metrics",
+    },
+];
+
+/// The entry by name.
+pub fn find<'a>(shop: &'a [Service], name: &str) -> Option<&'a Service> {
+    shop.iter().find(|s| s.name == name)
+}
+
+/// The public entry.
+pub fn public(shop: &[Service]) -> &Service {
+    shop.iter()
+        .find(|s| s.public)
+        .expect("checked: a catalogue has exactly one public entry")
+}
+
+/// The names, for messages ("known: inventory, pricing").
+pub fn names(shop: &[Service]) -> Vec<&'static str> {
+    shop.iter().map(|s| s.name).collect()
+}
+
+/// What makes a catalogue usable: names that are DNS labels and env
+/// prefixes, distinct ports, exactly one public entry, and calls only to
+/// earlier entries (which also rules out cycles).
+pub fn check(shop: &[Service]) -> Result<(), String> {
+    let publics = shop.iter().filter(|s| s.public).count();
+    if publics != 1 {
+        return Err(format!("{publics} public entries; exactly one is needed"));
+    }
+    for (i, s) in shop.iter().enumerate() {
+        let ok = !s.name.is_empty()
+            && s.name.len() <= 40
+            && s.name.as_bytes()[0].is_ascii_lowercase()
+            && s.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(format!("service name {:?} is not a DNS label", s.name));
+        }
+        if s.port == 0
+            || shop[..i]
+                .iter()
+                .any(|o| o.port == s.port || o.name == s.name)
+        {
+            return Err(format!(
+                "service {}: name or port {} repeats",
+                s.name, s.port
+            ));
+        }
+        for c in s.calls {
+            if !shop[..i].iter().any(|o| o.name == *c) {
+                return Err(format!(
+                    "service {} calls {c:?}, which is not an earlier entry",
+                    s.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundled_shop_is_a_valid_catalogue() {
+        check(SHOP).unwrap();
+        assert_eq!(public(SHOP).name, "pricing");
+        assert_eq!(find(SHOP, "inventory").unwrap().url_env(), "INVENTORY_URL");
+        let pricing = find(SHOP, "pricing").unwrap();
+        assert_eq!(
+            names(&pricing.callees(SHOP).copied().collect::<Vec<_>>()),
+            ["inventory"]
+        );
+        let inventory = find(SHOP, "inventory").unwrap();
+        assert_eq!(
+            names(&inventory.callers(SHOP).copied().collect::<Vec<_>>()),
+            ["pricing"]
+        );
+    }
+
+    #[test]
+    fn bad_catalogues_are_refused() {
+        let mut two = [SHOP[0], SHOP[1]];
+        two[1].public = false;
+        assert!(check(&two).unwrap_err().contains("0 public"));
+        let mut two = [SHOP[0], SHOP[1]];
+        two[1].port = two[0].port;
+        assert!(check(&two).unwrap_err().contains("repeats"));
+        // Calls must point backwards: pricing before inventory is refused.
+        assert!(check(&[SHOP[1], SHOP[0]])
+            .unwrap_err()
+            .contains("not an earlier entry"));
+        let mut bad = [SHOP[0], SHOP[1]];
+        bad[0].name = "Inventory";
+        assert!(check(&bad).is_err());
+    }
+}
