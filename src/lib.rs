@@ -3,11 +3,13 @@
 pub mod cli;
 pub mod config;
 pub mod engines;
+pub mod labels;
 pub mod phases;
 pub mod render;
 pub mod shop;
 pub mod state;
 pub mod ui;
+pub mod util;
 
 use clap::{CommandFactory, Parser};
 use cli::{Cli, Command, PhaseAction, TargetArg};
