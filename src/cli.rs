@@ -59,7 +59,7 @@ pub enum Command {
     },
     /// Remove everything eshop created for this project and target.
     Destroy {
-        /// Also delete data volumes (the inventory database).
+        /// Also delete data volumes (the services' databases).
         #[arg(long)]
         purge_data: bool,
     },

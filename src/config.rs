@@ -106,6 +106,7 @@ struct FileLocal {
     pricing_port: Option<Spanned<i64>>,
     inventory_port: Option<Spanned<i64>>,
     ready_timeout_secs: Option<Spanned<i64>>,
+    demo_data: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +147,8 @@ pub struct Config {
     pub pricing_port: u16,
     pub inventory_port: u16,
     pub ready_timeout: std::time::Duration,
+    /// Load the catalogue's demo records into empty services (local).
+    pub demo_data: bool,
     pub prometheus_image: String,
     /// Empty: no Grafana.
     pub grafana_image: String,
@@ -511,6 +514,7 @@ impl Config {
             pricing_port,
             inventory_port,
             ready_timeout,
+            demo_data: file.local.demo_data.unwrap_or(true),
             prometheus_image,
             grafana_image,
             kube_state_metrics_image,

@@ -14,7 +14,7 @@ pub mod util;
 use clap::{CommandFactory, Parser};
 use cli::{Cli, Command, PhaseAction, TargetArg};
 use config::{Config, Overrides, ProcessEnv, Target};
-use phases::{Action, Ctx, Phase};
+use phases::{Action, Ctx, Runnable};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -43,11 +43,11 @@ pub async fn main() -> ExitCode {
     }
 }
 
-fn find_phase(key: &str) -> anyhow::Result<&'static dyn Phase> {
+fn find_phase(key: &str) -> anyhow::Result<&'static dyn Runnable> {
     phases::find(key).ok_or_else(|| {
         let names: Vec<String> = phases::registry()
             .iter()
-            .map(|p| format!("{} {}", p.number(), p.name()))
+            .map(|p| format!("{} {}", p.info().number, p.info().name))
             .collect();
         UsageError(format!(
             "unknown phase {key:?}; phases: {}",
@@ -65,15 +65,7 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Phases => {
-            for p in phases::registry() {
-                let targets: Vec<&str> = p.targets().iter().map(|t| t.as_str()).collect();
-                ui.event(
-                    "result",
-                    None,
-                    &format!("{:>2}  {:<12} [{}]  {}", p.number(), p.name(), targets.join(","), p.about()),
-                    json!({"number": p.number(), "name": p.name(), "targets": targets, "about": p.about()}),
-                );
-            }
+            list_phases(ui);
             return Ok(());
         }
         _ => {}
@@ -89,19 +81,10 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
     let explicit =
         std::env::var_os("ESHOP_CONFIG").is_some() || cli.config.as_os_str() != "eshop.toml";
     let config = Config::load(&cli.config, explicit, &ProcessEnv, &flags)?;
-    let (from, to) = match &cli.command {
-        Command::Up { range } | Command::Plan { range } => (
-            range.from.as_deref().map(find_phase).transpose()?,
-            range.to.as_deref().map(find_phase).transpose()?,
-        ),
-        _ => (None, None),
+    let range = match &cli.command {
+        Command::Up { range } | Command::Plan { range } => Range::of(range)?,
+        _ => Range::all(),
     };
-    let lo = from.map_or(0, |p| p.number());
-    let hi = to.map_or(u8::MAX, |p| p.number());
-    if lo > hi {
-        return Err(UsageError("--from comes after --to".into()).into());
-    }
-    let in_range = move |p: &&'static dyn Phase| (lo..=hi).contains(&p.number());
     let single = match &cli.command {
         Command::Phase { phase, .. } | Command::Render { phase, .. } => Some(find_phase(phase)?),
         _ => None,
@@ -120,210 +103,19 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
             }
     );
     let ctx = Ctx::new(config, ui.clone(), store, purge);
-    let target = ctx.config.target;
-    let runnable = |p: &&'static dyn Phase| p.targets().contains(&target);
-    let started = Instant::now();
 
     let (label, result) = match cli.command {
-        Command::Up { .. } => {
-            let mut changed = 0;
-            let mut res = Ok(());
-            for p in phases::registry()
-                .into_iter()
-                .filter(runnable)
-                .filter(in_range)
-            {
-                ui.event(
-                    "phase",
-                    Some(p.name()),
-                    &format!("phase {} {}: apply", p.number(), p.name()),
-                    json!({"action": "apply"}),
-                );
-                match p.apply(&ctx).await {
-                    Ok(o) => changed += o.changed,
-                    Err(e) => {
-                        res = Err(e.context(format!("phase {} {}", p.number(), p.name())));
-                        break;
-                    }
-                }
-            }
-            if res.is_ok() {
-                // The last line a newcomer reads says where the shop is.
-                let shop = (target == Target::Local && lo <= 2 && hi >= 2).then(|| {
-                    format!(
-                        "http://{}:{}/",
-                        phases::images::display_host(&ctx.config),
-                        ctx.config.pricing_port
-                    )
-                });
-                let tail = shop
-                    .as_deref()
-                    .map(|u| format!("; the shop: {u}"))
-                    .unwrap_or_default();
-                ui.event(
-                    "summary",
-                    None,
-                    &format!(
-                        "up: {changed} change(s) in {:.1}s{tail}",
-                        started.elapsed().as_secs_f64()
-                    ),
-                    json!({"changed": changed, "seconds": started.elapsed().as_secs_f64(), "url": shop}),
-                );
-            }
-            ("up", res)
-        }
-        Command::Plan { .. } => {
-            let mut counts = [0usize; 4];
-            for p in phases::registry()
-                .into_iter()
-                .filter(runnable)
-                .filter(in_range)
-            {
-                for c in p.plan(&ctx).await? {
-                    print_change(ui, p.name(), &c);
-                    counts[c.action as usize] += 1;
-                }
-            }
-            ui.event(
-                "summary",
-                None,
-                &format!("plan: {} to create, {} to update, {} to delete, {} unchanged", counts[0], counts[1], counts[2], counts[3]),
-                json!({"create": counts[0], "update": counts[1], "delete": counts[2], "unchanged": counts[3]}),
-            );
-            ("plan", Ok(()))
-        }
-        Command::Destroy { .. } => {
-            let mut removed = 0;
-            let mut res = Ok(());
-            for p in phases::registry().into_iter().filter(runnable).rev() {
-                match p.destroy(&ctx).await {
-                    Ok(o) => removed += o.changed,
-                    Err(e) => {
-                        res =
-                            Err(e.context(format!("destroying phase {} {}", p.number(), p.name())));
-                        break;
-                    }
-                }
-            }
-            if res.is_ok() {
-                ui.event(
-                    "summary",
-                    None,
-                    &format!("destroy: {removed} object(s) removed"),
-                    json!({"removed": removed}),
-                );
-            }
-            ("destroy", res)
-        }
-        Command::Status => {
-            let mut all_ok = true;
-            for p in phases::registry().into_iter().filter(runnable) {
-                for s in p.status(&ctx).await? {
-                    all_ok &= s.healthy;
-                    print_status(ui, p.name(), &s);
-                }
-            }
-            (
-                "status",
-                if all_ok {
-                    Ok(())
-                } else {
-                    Err(anyhow::anyhow!("some resources are absent or unhealthy"))
-                },
-            )
-        }
+        Command::Up { .. } => ("up", up(&ctx, range).await),
+        Command::Plan { .. } => ("plan", plan(&ctx, range).await),
+        Command::Destroy { .. } => ("destroy", destroy(&ctx).await),
+        Command::Status => ("status", status(&ctx).await),
         Command::Phase { action, .. } => {
             let p = single.expect("resolved above");
-            if !p.targets().contains(&target) {
-                return Err(UsageError(format!(
-                    "phase {} does not run on target {}",
-                    p.name(),
-                    target.as_str()
-                ))
-                .into());
-            }
-            let res = match action {
-                PhaseAction::Plan => p
-                    .plan(&ctx)
-                    .await
-                    .map(|cs| cs.iter().for_each(|c| print_change(ui, p.name(), c))),
-                PhaseAction::Apply => p.apply(&ctx).await.map(|o| {
-                    ui.event(
-                        "summary",
-                        Some(p.name()),
-                        &format!("{} change(s)", o.changed),
-                        json!({"changed": o.changed}),
-                    )
-                }),
-                PhaseAction::Destroy { .. } => p.destroy(&ctx).await.map(|o| {
-                    ui.event(
-                        "summary",
-                        Some(p.name()),
-                        &format!("{} object(s) removed", o.changed),
-                        json!({"removed": o.changed}),
-                    )
-                }),
-                // Same contract as `eshop status`: CI can gate on one phase.
-                PhaseAction::Status => p.status(&ctx).await.and_then(|ss| {
-                    for s in &ss {
-                        print_status(ui, p.name(), s);
-                    }
-                    if ss.iter().all(|s| s.healthy) {
-                        Ok(())
-                    } else {
-                        Err(anyhow::anyhow!(
-                            "phase {}: some resources are absent or unhealthy",
-                            p.name()
-                        ))
-                    }
-                }),
-                PhaseAction::AddUser { name, days, out } => {
-                    if p.name() != phases::security::PHASE {
-                        return Err(UsageError(format!(
-                            "add-user belongs to phase security, not {}",
-                            p.name()
-                        ))
-                        .into());
-                    }
-                    phases::security::add_user(&ctx, &name, days, out.as_deref())
-                        .await
-                        .map(|path| {
-                            ui.event(
-                                "result",
-                                Some(p.name()),
-                                &format!(
-                                    "wrote {} for user {name}: pods in namespace {} (try: kubectl --kubeconfig {} get pods)",
-                                    path.display(),
-                                    ctx.config.kube.namespace,
-                                    path.display()
-                                ),
-                                json!({"kubeconfig": path, "user": name}),
-                            )
-                        })
-                }
-            };
-            ("phase", res)
+            ("phase", one_phase(&ctx, p, action).await)
         }
         Command::Render { out, .. } => {
             let p = single.expect("resolved above");
-            let files = p.render(&ctx, &out)?;
-            if files.is_empty() {
-                ui.event(
-                    "result",
-                    Some(p.name()),
-                    "this phase has no templates",
-                    json!({"files": []}),
-                );
-            }
-            for f in &files {
-                ui.event(
-                    "result",
-                    Some(p.name()),
-                    &format!("wrote {}", f.display()),
-                    json!({"file": f}),
-                );
-            }
-            ("render", Ok(()))
+            ("render", render(&ctx, p, &out))
         }
         Command::Completions { .. } | Command::Phases => unreachable!("handled above"),
     };
@@ -335,6 +127,279 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
         let _ = s.log(label, &outcome);
     }
     result
+}
+
+fn list_phases(ui: &Ui) {
+    for p in phases::registry() {
+        let i = p.info();
+        let targets: Vec<&str> = i.targets.iter().map(|t| t.as_str()).collect();
+        ui.event(
+            "result",
+            None,
+            &format!(
+                "{:>2}  {:<12} [{}]  {}",
+                i.number,
+                i.name,
+                targets.join(","),
+                i.about
+            ),
+            json!({"number": i.number, "name": i.name, "targets": targets, "about": i.about}),
+        );
+    }
+}
+
+/// `--from` / `--to` as phase numbers.
+#[derive(Clone, Copy)]
+struct Range {
+    lo: u8,
+    hi: u8,
+}
+
+impl Range {
+    fn all() -> Self {
+        Range { lo: 0, hi: u8::MAX }
+    }
+    fn of(r: &cli::Range) -> anyhow::Result<Self> {
+        let lo = r.from.as_deref().map(find_phase).transpose()?;
+        let hi = r.to.as_deref().map(find_phase).transpose()?;
+        let range = Range {
+            lo: lo.map_or(0, |p| p.info().number),
+            hi: hi.map_or(u8::MAX, |p| p.info().number),
+        };
+        if range.lo > range.hi {
+            return Err(UsageError("--from comes after --to".into()).into());
+        }
+        Ok(range)
+    }
+    fn contains(self, n: u8) -> bool {
+        (self.lo..=self.hi).contains(&n)
+    }
+}
+
+/// The phases that run on this target, in order, within `range`.
+fn runnable(ctx: &Ctx, range: Range) -> Vec<&'static dyn Runnable> {
+    let target = ctx.config.target;
+    phases::registry()
+        .into_iter()
+        .filter(|p| p.info().targets.contains(&target) && range.contains(p.info().number))
+        .collect()
+}
+
+/// Says why a phase is skipped, once; true when it is.
+fn skipped(ctx: &Ctx, p: &dyn Runnable) -> bool {
+    match p.skip(&ctx.config) {
+        Some(reason) => {
+            ctx.ui.info(p.info().name, &format!("skipped: {reason}"));
+            true
+        }
+        None => false,
+    }
+}
+
+fn phase_context(p: &dyn Runnable, what: &str) -> String {
+    format!("{what}phase {} {}", p.info().number, p.info().name)
+}
+
+async fn up(ctx: &Ctx, range: Range) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut changed = 0;
+    for p in runnable(ctx, range) {
+        let i = p.info();
+        ctx.ui.event(
+            "phase",
+            Some(i.name),
+            &format!("phase {} {}: apply", i.number, i.name),
+            json!({"action": "apply"}),
+        );
+        if skipped(ctx, p) {
+            continue;
+        }
+        changed += p
+            .apply(ctx)
+            .await
+            .map_err(|e| e.context(phase_context(p, "")))?
+            .changed;
+    }
+    // The last line a newcomer reads says where the shop is.
+    let shop = (ctx.config.target == Target::Local && range.contains(2))
+        .then(|| phases::local::shop_url(&ctx.config));
+    let tail = shop
+        .as_deref()
+        .map(|u| format!("; the shop: {u}"))
+        .unwrap_or_default();
+    let secs = started.elapsed().as_secs_f64();
+    ctx.ui.event(
+        "summary",
+        None,
+        &format!("up: {changed} change(s) in {secs:.1}s{tail}"),
+        json!({"changed": changed, "seconds": secs, "url": shop}),
+    );
+    Ok(())
+}
+
+async fn plan(ctx: &Ctx, range: Range) -> anyhow::Result<()> {
+    let mut counts = [0usize; 4];
+    for p in runnable(ctx, range) {
+        if p.skip(&ctx.config).is_some() {
+            continue;
+        }
+        for c in p.plan(ctx).await? {
+            print_change(&ctx.ui, p.info().name, &c);
+            counts[c.action as usize] += 1;
+        }
+    }
+    ctx.ui.event(
+        "summary",
+        None,
+        &format!(
+            "plan: {} to create, {} to update, {} to delete, {} unchanged",
+            counts[0], counts[1], counts[2], counts[3]
+        ),
+        json!({"create": counts[0], "update": counts[1], "delete": counts[2], "unchanged": counts[3]}),
+    );
+    Ok(())
+}
+
+async fn destroy(ctx: &Ctx) -> anyhow::Result<()> {
+    let mut removed = 0;
+    for p in runnable(ctx, Range::all()).into_iter().rev() {
+        removed += p
+            .destroy(ctx)
+            .await
+            .map_err(|e| e.context(phase_context(p, "destroying ")))?
+            .changed;
+    }
+    ctx.ui.event(
+        "summary",
+        None,
+        &format!("destroy: {removed} object(s) removed"),
+        json!({"removed": removed}),
+    );
+    Ok(())
+}
+
+/// One phase's status lines; a skipped phase reports why, as healthy.
+async fn phase_status(ctx: &Ctx, p: &dyn Runnable) -> anyhow::Result<bool> {
+    let name = p.info().name;
+    if let Some(reason) = p.skip(&ctx.config) {
+        let s = phases::Status {
+            resource: name.to_owned(),
+            state: format!("skipped: {reason}"),
+            healthy: true,
+        };
+        print_status(&ctx.ui, name, &s);
+        return Ok(true);
+    }
+    let mut ok = true;
+    for s in p.status(ctx).await? {
+        ok &= s.healthy;
+        print_status(&ctx.ui, name, &s);
+    }
+    Ok(ok)
+}
+
+async fn status(ctx: &Ctx) -> anyhow::Result<()> {
+    let mut all_ok = true;
+    for p in runnable(ctx, Range::all()) {
+        all_ok &= phase_status(ctx, p).await?;
+    }
+    anyhow::ensure!(all_ok, "some resources are absent or unhealthy");
+    Ok(())
+}
+
+async fn one_phase(ctx: &Ctx, p: &dyn Runnable, action: PhaseAction) -> anyhow::Result<()> {
+    let (ui, name) = (&ctx.ui, p.info().name);
+    if !p.info().targets.contains(&ctx.config.target) {
+        return Err(UsageError(format!(
+            "phase {name} does not run on target {}",
+            ctx.config.target.as_str()
+        ))
+        .into());
+    }
+    match action {
+        PhaseAction::Plan => {
+            if p.skip(&ctx.config).is_none() {
+                for c in p.plan(ctx).await? {
+                    print_change(ui, name, &c);
+                }
+            }
+        }
+        PhaseAction::Apply => {
+            let changed = if skipped(ctx, p) {
+                0
+            } else {
+                p.apply(ctx).await?.changed
+            };
+            ui.event(
+                "summary",
+                Some(name),
+                &format!("{changed} change(s)"),
+                json!({"changed": changed}),
+            );
+        }
+        PhaseAction::Destroy { .. } => {
+            let o = p.destroy(ctx).await?;
+            ui.event(
+                "summary",
+                Some(name),
+                &format!("{} object(s) removed", o.changed),
+                json!({"removed": o.changed}),
+            );
+        }
+        // Same contract as `eshop status`: CI can gate on one phase.
+        PhaseAction::Status => {
+            anyhow::ensure!(
+                phase_status(ctx, p).await?,
+                "phase {name}: some resources are absent or unhealthy"
+            );
+        }
+        PhaseAction::AddUser {
+            name: user,
+            days,
+            out,
+        } => {
+            if name != phases::security::PHASE {
+                return Err(
+                    UsageError(format!("add-user belongs to phase security, not {name}")).into(),
+                );
+            }
+            let path = phases::security::add_user(ctx, &user, days, out.as_deref()).await?;
+            ui.event(
+                "result",
+                Some(name),
+                &format!(
+                    "wrote {} for user {user}: pods in namespace {} (try: kubectl --kubeconfig {} get pods)",
+                    path.display(),
+                    ctx.config.kube.namespace,
+                    path.display()
+                ),
+                json!({"kubeconfig": path, "user": user}),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn render(ctx: &Ctx, p: &dyn Runnable, out: &std::path::Path) -> anyhow::Result<()> {
+    let name = p.info().name;
+    let files = p.render(ctx, out)?;
+    if files.is_empty() {
+        ctx.ui.event(
+            "result",
+            Some(name),
+            "this phase has no templates",
+            json!({"files": []}),
+        );
+    }
+    for f in &files {
+        ctx.ui.event(
+            "result",
+            Some(name),
+            &format!("wrote {}", f.display()),
+            json!({"file": f}),
+        );
+    }
+    Ok(())
 }
 
 fn print_change(ui: &Ui, phase: &str, c: &phases::Change) {

@@ -33,6 +33,20 @@ pub struct Service {
     pub ready_path: &'static str,
     /// Prometheus metrics.
     pub metrics_path: &'static str,
+    /// Demo data the local target loads into an empty service.
+    pub demo: Option<Demo>,
+}
+
+/// A small set of records that makes a fresh local shop usable at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demo {
+    /// The collection: `GET` lists it (`{"items": [...]}`), `POST` adds one.
+    pub collection: &'static str,
+    /// A JSON array of records to `POST` (a file under templates/demo/).
+    pub records: &'static str,
+    /// A page of the public entry that shows the first record, with `{id}`
+    /// standing for its `id`.
+    pub try_path: &'static str,
 }
 
 impl Service {
@@ -63,6 +77,11 @@ pub const SHOP: &[Service] = &[
         live_path: "/healthz",
         ready_path: "/readyz",
         metrics_path: "/metrics",
+        demo: Some(Demo {
+            collection: "/products",
+            records: include_str!("../templates/demo/inventory.json"),
+            try_path: "/?product_id={id}&quantity=2",
+        }),
     },
     Service {
         name: "pricing",
@@ -73,6 +92,7 @@ pub const SHOP: &[Service] = &[
         live_path: "/healthz",
         ready_path: "/readyz",
         metrics_path: "/metrics",
+        demo: None,
     },
 ];
 
@@ -169,5 +189,17 @@ mod tests {
         let mut bad = [SHOP[0], SHOP[1]];
         bad[0].name = "Inventory";
         assert!(check(&bad).is_err());
+    }
+
+    #[test]
+    fn demo_records_are_json_arrays_of_objects_with_ids() {
+        for s in SHOP {
+            if let Some(d) = s.demo {
+                let v: serde_json::Value = serde_json::from_str(d.records).unwrap();
+                let items = v.as_array().unwrap();
+                assert!(!items.is_empty());
+                assert!(items.iter().all(|i| i["id"].is_string()), "{}", s.name);
+            }
+        }
     }
 }

@@ -115,6 +115,15 @@ pub enum Pace {
     Backoff(Duration, Duration),
 }
 
+/// The deadline of [`poll_until`] passed: callers that know more about
+/// what they waited for (the last state seen) can say so.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: gave up after {after:.0?}")]
+pub struct TimedOut {
+    pub what: String,
+    pub after: Duration,
+}
+
 /// Asks `check` until it returns `Some(value)`, or fails once `deadline`
 /// has passed, saying what it waited for. `check` is a pure condition: it
 /// reads the world and answers; an error from it stops the wait at once
@@ -138,7 +147,11 @@ where
             return Ok(v);
         }
         if start.elapsed() >= deadline {
-            anyhow::bail!("{what}: gave up after {:.0?}", deadline);
+            return Err(TimedOut {
+                what: what.to_owned(),
+                after: deadline,
+            }
+            .into());
         }
         tokio::time::sleep(pause.min(deadline.saturating_sub(start.elapsed()))).await;
         if let Pace::Backoff(_, max) = pace {

@@ -76,6 +76,8 @@ fn the_in_cluster_scrape_configuration_passes_promtool() {
         &std::collections::BTreeMap::from([
             ("scrape_interval", "5s".to_owned()),
             ("namespace", "shop".to_owned()),
+            // What phase 7 fills in from the catalogue.
+            ("services", eshop::shop::names(eshop::shop::SHOP).join("|")),
         ]),
         &[],
     )
@@ -266,19 +268,13 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
     tokio::spawn(pricing::Application::build_with_listener(pr_cfg, l).run(std::future::pending()));
 
     // Prometheus with the rendered config and the real rules.
-    let vars = std::collections::BTreeMap::from([
-        ("scrape_interval", "1s".to_owned()),
-        (
-            "rules_path",
-            templates().join("rules.yml").display().to_string(),
-        ),
-        ("inventory_target", inv_addr.to_string()),
-        ("pricing_target", pr_addr.to_string()),
-    ]);
-    let yml = eshop::render::render(
-        &std::fs::read_to_string(templates().join("prometheus.yml")).unwrap(),
-        &vars,
-        &[],
+    let yml = eshop::phases::monitoring::static_prometheus_yml(
+        "1s",
+        &templates().join("rules.yml").display().to_string(),
+        &[
+            ("inventory", inv_addr.to_string()),
+            ("pricing", pr_addr.to_string()),
+        ],
     )
     .unwrap();
     // kube-state-metrics as on the cluster (its own job, honor_labels), but
@@ -286,9 +282,17 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
     let ksm = serve_fixture(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/monitoring/kube-state-metrics.txt"),
     );
-    let yml = format!(
-        "{yml}  - job_name: kube-state-metrics\n    honor_labels: true\n    static_configs:\n      - targets: [\"{ksm}\"]\n"
-    );
+    let mut yml: serde_yaml::Value = serde_yaml::from_str(&yml).unwrap();
+    yml["scrape_configs"]
+        .as_sequence_mut()
+        .unwrap()
+        .push(
+            serde_yaml::from_str(&format!(
+                "{{job_name: kube-state-metrics, honor_labels: true, static_configs: [{{targets: [\"{ksm}\"]}}]}}"
+            ))
+            .unwrap(),
+        );
+    let yml = serde_yaml::to_string(&yml).unwrap();
     std::fs::write(dir.path().join("prometheus.yml"), yml).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -58,6 +58,16 @@ pub struct ContainerSpec {
     pub memory_mib: i64,
 }
 
+/// A container's health, from its HEALTHCHECK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Absent,
+    Starting,
+    Healthy,
+    /// Failing its check, or not running.
+    Unhealthy,
+}
+
 /// Bounds every eshop container: a runaway process cannot fork-bomb the host.
 const PIDS_LIMIT: i64 = 256;
 
@@ -154,6 +164,18 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
             ..
         }
     )
+}
+
+/// How dockerd words "the registry has no such tag" when it relays the
+/// registry's answer (the status it uses varies by version).
+fn manifest_unknown(e: &bollard::errors::Error) -> bool {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            let m = message.to_ascii_lowercase();
+            m.contains("manifest unknown") || m.contains("not found")
+        }
+        _ => false,
+    }
 }
 
 impl Engine {
@@ -411,24 +433,50 @@ impl Engine {
     }
 
     /// `Some(true)` healthy, `Some(false)` unhealthy or exited, `None` still starting.
-    pub async fn health(&self, name: &str) -> anyhow::Result<Option<bool>> {
-        let c = self
+    /// The container's health as its HEALTHCHECK reports it. A container
+    /// that does not exist is `Absent`; any other Docker error is an error
+    /// (a daemon that cannot answer says nothing about the container).
+    pub async fn health(&self, name: &str) -> anyhow::Result<Health> {
+        let c = match self
             .docker
             .inspect_container(
                 name,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-            .map_err(|e| anyhow::anyhow!("inspecting container {name}: {e}"))?;
+        {
+            Ok(c) => c,
+            Err(e) if is_not_found(&e) => return Ok(Health::Absent),
+            Err(e) => return Err(anyhow::anyhow!("inspecting container {name}: {e}")),
+        };
         let state = c.state.unwrap_or_default();
         if state.running != Some(true) {
-            return Ok(Some(false));
+            return Ok(Health::Unhealthy);
         }
         Ok(match state.health.and_then(|h| h.status) {
-            Some(HealthStatusEnum::HEALTHY) => Some(true),
-            Some(HealthStatusEnum::UNHEALTHY) => Some(false),
-            _ => None,
+            Some(HealthStatusEnum::HEALTHY) => Health::Healthy,
+            Some(HealthStatusEnum::UNHEALTHY) => Health::Unhealthy,
+            _ => Health::Starting,
         })
+    }
+
+    /// The digest the registry holds for `reference` (`repo:tag`), asked
+    /// through the daemon (which knows the registry's TLS and auth), or
+    /// None when the registry does not have it.
+    pub async fn registry_digest(
+        &self,
+        reference: &str,
+        credentials: Option<bollard::auth::DockerCredentials>,
+    ) -> anyhow::Result<Option<String>> {
+        match self
+            .docker
+            .inspect_registry_image(reference, credentials)
+            .await
+        {
+            Ok(d) => Ok(Some(d.descriptor.digest.unwrap_or_default())),
+            Err(e) if is_not_found(&e) || manifest_unknown(&e) => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("asking the registry for {reference}: {e}")),
+        }
     }
 
     pub async fn networks(

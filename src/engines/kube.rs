@@ -4,6 +4,7 @@
 //! templates/, addressed through a fixed table of the kinds eshop manages,
 //! so no discovery round-trips are needed.
 
+use crate::util::{poll_until, Pace, TimedOut};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
@@ -291,18 +292,25 @@ impl Cluster {
         timeout: Duration,
         progress: impl Fn(&str),
     ) -> anyhow::Result<()> {
-        let start = std::time::Instant::now();
-        let mut delay = Duration::from_millis(200);
-        loop {
-            let live = self.get(obj).await?.ok_or_else(|| {
-                anyhow::anyhow!("{} disappeared while rolling out", describe(obj))
-            })?;
-            let (done, what) = rollout(&live);
-            progress(&what);
-            if done {
-                return Ok(());
-            }
-            if start.elapsed() > timeout {
+        let last = std::sync::Mutex::new(String::new());
+        let waited = poll_until(
+            timeout,
+            Pace::Backoff(Duration::from_millis(200), Duration::from_secs(3)),
+            &describe(obj),
+            || async {
+                let live = self.get(obj).await?.ok_or_else(|| {
+                    anyhow::anyhow!("{} disappeared while rolling out", describe(obj))
+                })?;
+                let (done, what) = rollout(&live);
+                progress(&what);
+                *last.lock().unwrap_or_else(|e| e.into_inner()) = what;
+                Ok(done.then_some(()))
+            },
+        )
+        .await;
+        match waited {
+            Err(e) if e.is::<TimedOut>() => {
+                let what = last.into_inner().unwrap_or_else(|e| e.into_inner());
                 anyhow::bail!(
                     "{} did not finish rolling out in {}s: {what} (kubectl -n {} describe {} {})",
                     describe(obj),
@@ -310,10 +318,9 @@ impl Cluster {
                     obj["metadata"]["namespace"].as_str().unwrap_or("default"),
                     obj["kind"].as_str().unwrap_or("").to_lowercase(),
                     obj["metadata"]["name"].as_str().unwrap_or("")
-                );
+                )
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(3));
+            other => other,
         }
     }
 
@@ -371,29 +378,28 @@ impl Cluster {
         api.replace_subresource("approval", name, &PostParams::default(), &approval)
             .await
             .map_err(|e| anyhow::anyhow!("{what}: approve: {e}"))?;
-        let start = std::time::Instant::now();
-        let cert = loop {
-            let o = serde_json::to_value(
-                api.get(name)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{what}: get: {e}"))?,
-            )?;
-            if let Some(c) = o["status"]["certificate"]
-                .as_str()
-                .filter(|c| !c.is_empty())
-            {
-                break b64
-                    .decode(c)
-                    .map_err(|e| anyhow::anyhow!("{what}: certificate is not base64: {e}"))?;
-            }
-            if start.elapsed() > timeout {
-                anyhow::bail!(
-                    "{what}: approved but not signed after {}s",
-                    timeout.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
+        let cert = poll_until(
+            timeout,
+            Pace::Every(Duration::from_millis(300)),
+            &format!("{what}: approved but not signed"),
+            || async {
+                let o = serde_json::to_value(
+                    api.get(name)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{what}: get: {e}"))?,
+                )?;
+                match o["status"]["certificate"]
+                    .as_str()
+                    .filter(|c| !c.is_empty())
+                {
+                    Some(c) => Ok(Some(b64.decode(c).map_err(|e| {
+                        anyhow::anyhow!("{what}: certificate is not base64: {e}")
+                    })?)),
+                    None => Ok(None),
+                }
+            },
+        )
+        .await?;
         let _ = api.delete(name, &DeleteParams::default()).await;
         String::from_utf8(cert).map_err(|e| anyhow::anyhow!("{what}: certificate is not text: {e}"))
     }

@@ -2,7 +2,7 @@
 //! `build.test = true`, test them). Skipped when the sources are unchanged
 //! since the last successful build and the binaries are still there.
 
-use super::{Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
+use super::{Action, Change, Ctx, Info, Outcome, Phase, Status};
 use crate::config::Target;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -34,7 +34,7 @@ pub fn fingerprint(source_dir: &Path) -> anyhow::Result<String> {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(&bytes);
     }
-    Ok(hex(&h.finalize()))
+    Ok(crate::util::hex(&h.finalize()))
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -58,10 +58,6 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The binaries a previous build recorded, if they still exist.
@@ -183,86 +179,78 @@ impl Build {
 }
 
 impl Phase for Build {
-    fn number(&self) -> u8 {
-        1
-    }
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn about(&self) -> &'static str {
-        "compile (and optionally test) the bundled services in release mode"
-    }
-    fn targets(&self) -> &'static [Target] {
-        &[Target::Local, Target::Aws]
+    const INFO: Info = Info {
+        number: 1,
+        name: NAME,
+        about: "compile (and optionally test) the bundled services in release mode",
+        targets: &[Target::Local, Target::Aws],
+    };
+
+    async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+        self.plan_now(ctx)
     }
 
-    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>> {
-        Box::pin(async move { self.plan_now(ctx) })
-    }
-
-    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(async move {
-            // Fingerprint before compiling: an edit during the build then
-            // shows up as a change on the next run instead of being lost.
-            let fp = fingerprint(&ctx.config.source_dir)?;
-            let plan = self.plan_for(ctx, &fp)?;
-            if plan.iter().all(|c| c.action == Action::NoOp) {
-                ctx.ui.info(NAME, "up to date");
-                return Ok(Outcome::default());
-            }
-            let bins = tokio::task::block_in_place(|| {
-                if ctx.config.build_test {
-                    self.run_cargo(ctx, &["test", "--no-run"], "compiling tests")?;
-                    let mut cmd =
-                        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-                    cmd.current_dir(&ctx.config.source_dir)
-                        .args(["test", "--release", "--locked"]);
-                    for s in ctx.config.shop {
-                        cmd.args(["-p", s.name]);
-                    }
-                    let status = cmd.status()?;
-                    anyhow::ensure!(status.success(), "service tests failed");
+    async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        // Fingerprint before compiling: an edit during the build then
+        // shows up as a change on the next run instead of being lost.
+        let fp = fingerprint(&ctx.config.source_dir)?;
+        let plan = self.plan_for(ctx, &fp)?;
+        if plan.iter().all(|c| c.action == Action::NoOp) {
+            ctx.ui.info(NAME, "up to date");
+            return Ok(Outcome::default());
+        }
+        let bins = tokio::task::block_in_place(|| {
+            if ctx.config.build_test {
+                self.run_cargo(ctx, &["test", "--no-run"], "compiling tests")?;
+                let mut cmd =
+                    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+                cmd.current_dir(&ctx.config.source_dir)
+                    .args(["test", "--release", "--locked"]);
+                for s in ctx.config.shop {
+                    cmd.args(["-p", s.name]);
                 }
-                self.run_cargo(ctx, &["build"], "compiling services")
-            })?;
-            for s in ctx.config.shop {
-                anyhow::ensure!(
-                    bins.contains_key(s.name),
-                    "cargo produced no binary for {}",
-                    s.name
-                );
+                // The tests' report goes to stderr: stdout carries
+                // eshop's own events (one JSON object a line with
+                // --output json).
+                let status = cmd.stdout(std::io::stderr()).status()?;
+                anyhow::ensure!(status.success(), "service tests failed");
             }
-            ctx.set_phase_state(NAME, json!({"fingerprint": fp, "binaries": bins}))?;
-            Ok(Outcome {
-                changed: ctx.config.shop.len(),
-            })
+            self.run_cargo(ctx, &["build"], "compiling services")
+        })?;
+        for s in ctx.config.shop {
+            anyhow::ensure!(
+                bins.contains_key(s.name),
+                "cargo produced no binary for {}",
+                s.name
+            );
+        }
+        ctx.set_phase_state(NAME, json!({"fingerprint": fp, "binaries": bins}))?;
+        Ok(Outcome {
+            changed: ctx.config.shop.len(),
         })
     }
 
-    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
+    async fn destroy(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
         // Build output belongs to cargo's target directory, not to eshop:
         // only eshop's record of it goes.
-        Box::pin(async move {
-            ctx.clear_phase_state(NAME)?;
-            Ok(Outcome::default())
-        })
+
+        ctx.clear_phase_state(NAME)?;
+        Ok(Outcome::default())
     }
 
-    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>> {
-        Box::pin(async move {
-            let plan = self.plan_now(ctx)?;
-            Ok(plan
-                .into_iter()
-                .map(|c| Status {
-                    resource: c.resource,
-                    healthy: c.action == Action::NoOp,
-                    state: if c.action == Action::NoOp {
-                        "built, up to date".into()
-                    } else {
-                        c.reason
-                    },
-                })
-                .collect())
-        })
+    async fn status(&self, ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
+        let plan = self.plan_now(ctx)?;
+        Ok(plan
+            .into_iter()
+            .map(|c| Status {
+                resource: c.resource,
+                healthy: c.action == Action::NoOp,
+                state: if c.action == Action::NoOp {
+                    "built, up to date".into()
+                } else {
+                    c.reason
+                },
+            })
+            .collect())
     }
 }

@@ -1,18 +1,22 @@
-//! Phase 2, images: one image per service, tagged by content hash, pushed to
-//! the configured registry; on the local target also run them: a labelled
-//! network, a volume for inventory's SQLite, one container per service with
-//! a healthcheck, then wait until both are healthy.
+//! Phase 2, images: one image per service of the catalogue, tagged by
+//! content hash, pushed to the configured registry; on the local target
+//! also run them: a labelled network, a volume per database-owning
+//! service, one container per service with a healthcheck, then wait until
+//! every one is healthy and load the demo data into an empty shop.
 //!
 //! Idempotency comes from the content: the tag is the hash of the rendered
 //! Dockerfile and everything copied into the image, and each container
 //! carries a hash of its whole spec (`eshop/spec`). Equal hash, nothing to do.
 
-use super::{Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
+use super::local::{container_name, display_host, host_port, network_name, volume_name};
+use super::{Action, Change, Ctx, Info, Outcome, Phase, Status};
 use crate::config::{Config, Target, Variant};
-use crate::engines::docker::{self, ContainerSpec, Engine};
-use crate::phases::build::{built_binaries, hex};
+use crate::engines::docker::{self, ContainerSpec, Engine, Health};
+use crate::labels;
+use crate::phases::build::built_binaries;
+use crate::shop::Service;
+use crate::util::{content_tag, poll_until, Pace, Tar};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -21,31 +25,12 @@ pub struct Images;
 const NAME: &str = "images";
 const RUNTIME_DOCKERFILE: &str = include_str!("../../templates/images/Dockerfile.runtime");
 const MULTISTAGE_DOCKERFILE: &str = include_str!("../../templates/images/Dockerfile.multistage");
-/// Where inventory keeps its SQLite file inside the container.
+/// Where a database-owning service keeps its SQLite file in the container.
 const DATA_DIR: &str = "/data";
-
-struct Svc {
-    name: &'static str,
-    port: u16,
-    data: bool,
-}
-
-const SVCS: [Svc; 2] = [
-    Svc {
-        name: "inventory",
-        port: 8081,
-        data: true,
-    },
-    Svc {
-        name: "pricing",
-        port: 8080,
-        data: false,
-    },
-];
 
 /// An image ready to build: its reference and the build context.
 struct Planned {
-    svc: &'static Svc,
+    svc: &'static Service,
     repo: String,
     tag: String,
     /// None until phase 1 has built the binary (plan only).
@@ -66,19 +51,7 @@ pub fn repo(cfg: &Config, svc: &str) -> String {
     }
 }
 
-pub fn container_name(cfg: &Config, svc: &str) -> String {
-    format!("eshop-{}-{svc}", cfg.project)
-}
-
-pub fn network_name(cfg: &Config) -> String {
-    format!("eshop-{}", cfg.project)
-}
-
-pub fn volume_name(cfg: &Config) -> String {
-    format!("eshop-{}-inventory-data", cfg.project)
-}
-
-fn dockerfile(cfg: &Config, svc: &Svc) -> anyhow::Result<String> {
+fn dockerfile(cfg: &Config, svc: &Service) -> anyhow::Result<String> {
     let vars = BTreeMap::from([
         ("service", svc.name.to_owned()),
         ("port", svc.port.to_string()),
@@ -86,49 +59,12 @@ fn dockerfile(cfg: &Config, svc: &Svc) -> anyhow::Result<String> {
         ("builder_image", cfg.builder_image.clone()),
         ("data_dir", DATA_DIR.to_owned()),
     ]);
-    let flags: &[&str] = if svc.data { &["data"] } else { &[] };
+    let flags: &[&str] = if svc.database { &["data"] } else { &[] };
     let template = match cfg.variant {
         Variant::Runtime => RUNTIME_DOCKERFILE,
         Variant::Multistage => MULTISTAGE_DOCKERFILE,
     };
     crate::render::render(template, &vars, flags)
-}
-
-/// A tar with fixed mtimes and owners, so equal inputs give equal bytes
-/// and therefore equal tags.
-struct Tar {
-    b: tar::Builder<Vec<u8>>,
-}
-
-impl Tar {
-    fn new() -> Self {
-        Self {
-            b: tar::Builder::new(Vec::new()),
-        }
-    }
-    fn file(&mut self, path: &str, mode: u32, bytes: &[u8]) -> anyhow::Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(bytes.len() as u64);
-        h.set_mode(mode);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        self.b.append_data(&mut h, path, bytes)?;
-        Ok(())
-    }
-    fn dir(&mut self, path: &str) -> anyhow::Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(0);
-        h.set_mode(0o755);
-        h.set_mtime(0);
-        h.set_entry_type(tar::EntryType::Directory);
-        self.b.append_data(&mut h, path, std::io::empty())?;
-        Ok(())
-    }
-    fn finish(self) -> anyhow::Result<Vec<u8>> {
-        Ok(self.b.into_inner()?)
-    }
 }
 
 /// For the multi-stage variant the context is the workspace source.
@@ -157,7 +93,7 @@ fn plan_images(ctx: &Ctx) -> anyhow::Result<Vec<Planned>> {
     let cfg = &ctx.config;
     let bins = built_binaries(ctx);
     let mut out = Vec::new();
-    for svc in &SVCS {
+    for svc in cfg.shop {
         let df = dockerfile(cfg, svc)?;
         let context = match cfg.variant {
             Variant::Runtime => match &bins {
@@ -168,7 +104,7 @@ fn plan_images(ctx: &Ctx) -> anyhow::Result<Vec<Planned>> {
                     let mut t = Tar::new();
                     t.file("Dockerfile", 0o644, df.as_bytes())?;
                     t.file(svc.name, 0o755, &bin)?;
-                    if svc.data {
+                    if svc.database {
                         // COPY chowns the entries it copies, not the
                         // directories it creates: ship the data dir as an
                         // entry so it belongs to the service user.
@@ -196,7 +132,7 @@ fn plan_images(ctx: &Ctx) -> anyhow::Result<Vec<Planned>> {
             }
         };
         let tag = match &context {
-            Some(c) => hex(&Sha256::digest(c))[..16].to_owned(),
+            Some(c) => content_tag(c),
             None => "pending-build".to_owned(),
         };
         out.push(Planned {
@@ -237,16 +173,21 @@ fn pushed(ctx: &Ctx) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// The whole desired container for a service.
-fn container_spec(ctx: &Ctx, svc: &Svc, image_ref: &str) -> ContainerSpec {
+/// The whole desired container for a service: it finds the services it
+/// calls by container name on the shop's network.
+pub(crate) fn container_spec(ctx: &Ctx, svc: &Service, image_ref: &str) -> ContainerSpec {
     let cfg = &ctx.config;
-    let mut env: Vec<String> = Vec::new();
-    if svc.name == "pricing" {
-        env.push(format!(
-            "INVENTORY_URL=http://{}:8081",
-            container_name(cfg, "inventory")
-        ));
-    }
+    let mut env: Vec<String> = svc
+        .callees(cfg.shop)
+        .map(|c| {
+            format!(
+                "{}=http://{}:{}",
+                c.url_env(),
+                container_name(cfg, c.name),
+                c.port
+            )
+        })
+        .collect();
     // Phase 10's trace export: the endpoint, and its credentials (the
     // container's environment is as private as Docker makes it).
     if let Some((endpoint, headers)) = cfg.apm.otlp() {
@@ -259,21 +200,16 @@ fn container_spec(ctx: &Ctx, svc: &Svc, image_ref: &str) -> ContainerSpec {
     if let Some(extra) = cfg.service_env.get(svc.name) {
         env.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
     }
-    let host_port = if svc.name == "pricing" {
-        cfg.pricing_port
-    } else {
-        cfg.inventory_port
-    };
     let mut labels = docker::labels(&cfg.project, cfg.target.as_str(), NAME);
-    labels.insert("eshop/service".into(), svc.name.into());
+    labels.insert(labels::SERVICE.into(), svc.name.into());
     ContainerSpec {
         image: image_ref.to_owned(),
         env,
         labels,
         network: network_name(cfg),
-        ports: vec![(svc.port, cfg.bind.to_string(), host_port)],
-        volumes: if svc.data {
-            vec![(volume_name(cfg), DATA_DIR.to_owned())]
+        ports: vec![(svc.port, cfg.bind.to_string(), host_port(cfg, svc))],
+        volumes: if svc.database {
+            vec![(volume_name(cfg, svc), DATA_DIR.to_owned())]
         } else {
             Vec::new()
         },
@@ -283,11 +219,23 @@ fn container_spec(ctx: &Ctx, svc: &Svc, image_ref: &str) -> ContainerSpec {
 }
 
 impl Images {
+    /// The image's digest in the registry, asked every time: the state
+    /// file only remembers what was pushed, and a wiped or replaced
+    /// registry must be refilled.
+    async fn in_registry(
+        &self,
+        ctx: &Ctx,
+        engine: &Engine,
+        p: &Planned,
+    ) -> anyhow::Result<Option<String>> {
+        let creds = docker::credentials(&ctx.config.registry);
+        engine.registry_digest(&p.reference(), creds).await
+    }
+
     async fn plan_now(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
         let cfg = &ctx.config;
         let engine = ctx.docker().await?;
         let images = plan_images(ctx)?;
-        let pushed = pushed(ctx);
         let mut plan = Vec::new();
         for p in &images {
             let r = p.reference();
@@ -299,80 +247,130 @@ impl Images {
                 ));
                 continue;
             }
-            if engine.image_id(&r).await?.is_some() {
-                plan.push(Change::new(
-                    format!("image {r}"),
-                    Action::NoOp,
-                    "content unchanged",
-                ));
+            plan.push(if engine.image_id(&r).await?.is_some() {
+                Change::new(format!("image {r}"), Action::NoOp, "content unchanged")
             } else {
-                plan.push(Change::new(
-                    format!("image {r}"),
-                    Action::Create,
-                    "new content hash",
-                ));
-            }
+                Change::new(format!("image {r}"), Action::Create, "new content hash")
+            });
             if cfg.push {
-                if pushed.contains_key(&r) {
-                    plan.push(Change::new(
-                        format!("push {r}"),
-                        Action::NoOp,
-                        "already pushed",
-                    ));
-                } else {
-                    plan.push(Change::new(
+                plan.push(match self.in_registry(ctx, engine, p).await? {
+                    Some(_) => Change::new(format!("push {r}"), Action::NoOp, "in the registry"),
+                    None => Change::new(
                         format!("push {r}"),
                         Action::Create,
-                        format!("to {}", cfg.registry),
-                    ));
-                }
+                        format!("not in {}", cfg.registry),
+                    ),
+                });
             }
         }
         if cfg.target == Target::Local {
-            let nets = engine
-                .networks(&cfg.project, cfg.target.as_str(), None)
-                .await?;
-            let net = network_name(cfg);
-            plan.push(if nets.contains(&net) {
-                Change::new(format!("network {net}"), Action::NoOp, "exists")
-            } else {
-                Change::new(format!("network {net}"), Action::Create, "absent")
-            });
-            let vols = engine
-                .volumes(&cfg.project, cfg.target.as_str(), None)
-                .await?;
-            let vol = volume_name(cfg);
-            plan.push(if vols.contains(&vol) {
-                Change::new(format!("volume {vol}"), Action::NoOp, "exists")
-            } else {
-                Change::new(format!("volume {vol}"), Action::Create, "absent")
-            });
-            let have = engine
-                .containers_by_name(&cfg.project, cfg.target.as_str())
-                .await?;
-            for p in &images {
-                let name = container_name(cfg, p.svc.name);
-                let (_, spec) = container_spec(ctx, p.svc, &p.reference()).body();
-                let change = match have.get(&name) {
-                    None => Change::new(format!("container {name}"), Action::Create, "absent"),
-                    Some(f) if f.spec == spec && f.running && p.context.is_some() => Change::new(
-                        format!("container {name}"),
-                        Action::NoOp,
-                        "running, spec unchanged",
-                    ),
-                    Some(f) if f.spec == spec && p.context.is_some() => {
-                        Change::new(format!("container {name}"), Action::Update, "not running")
-                    }
-                    Some(_) => Change::new(
-                        format!("container {name}"),
-                        Action::Update,
-                        "image or settings changed",
-                    ),
-                };
-                plan.push(change);
-            }
+            plan.extend(self.plan_local(ctx, engine, &images).await?);
         }
         Ok(plan)
+    }
+
+    /// The network, the data volumes and the containers.
+    async fn plan_local(
+        &self,
+        ctx: &Ctx,
+        engine: &Engine,
+        images: &[Planned],
+    ) -> anyhow::Result<Vec<Change>> {
+        let cfg = &ctx.config;
+        let (project, target) = (cfg.project.as_str(), cfg.target.as_str());
+        let mut plan = Vec::new();
+        let exists = |what: String, yes: bool| {
+            if yes {
+                Change::new(what, Action::NoOp, "exists")
+            } else {
+                Change::new(what, Action::Create, "absent")
+            }
+        };
+        let net = network_name(cfg);
+        let nets = engine.networks(project, target, None).await?;
+        plan.push(exists(format!("network {net}"), nets.contains(&net)));
+        let vols = engine.volumes(project, target, None).await?;
+        for svc in cfg.shop.iter().filter(|s| s.database) {
+            let vol = volume_name(cfg, svc);
+            plan.push(exists(format!("volume {vol}"), vols.contains(&vol)));
+        }
+        let have = engine.containers_by_name(project, target).await?;
+        for p in images {
+            let name = container_name(cfg, p.svc.name);
+            let what = format!("container {name}");
+            let (_, spec) = container_spec(ctx, p.svc, &p.reference()).body();
+            let built = p.context.is_some();
+            plan.push(match have.get(&name) {
+                None => Change::new(what, Action::Create, "absent"),
+                Some(f) if f.spec == spec && f.running && built => {
+                    Change::new(what, Action::NoOp, "running, spec unchanged")
+                }
+                Some(f) if f.spec == spec && built => {
+                    Change::new(what, Action::Update, "not running")
+                }
+                Some(_) => Change::new(what, Action::Update, "image or settings changed"),
+            });
+        }
+        Ok(plan)
+    }
+
+    async fn build(
+        &self,
+        ctx: &Ctx,
+        engine: &Engine,
+        p: &Planned,
+        context: &[u8],
+    ) -> anyhow::Result<()> {
+        let cfg = &ctx.config;
+        let r = p.reference();
+        let progress = ctx.ui.spinner(NAME, &format!("building {r}"));
+        let mut labels = docker::labels(&cfg.project, cfg.target.as_str(), NAME);
+        for (k, v) in [
+            (
+                "org.opencontainers.image.title",
+                format!("eshop {}", p.svc.name),
+            ),
+            (
+                "org.opencontainers.image.version",
+                env!("CARGO_PKG_VERSION").into(),
+            ),
+            ("org.opencontainers.image.revision", p.tag.clone()),
+            ("org.opencontainers.image.licenses", "Apache-2.0".into()),
+        ] {
+            labels.insert(k.into(), v);
+        }
+        engine
+            .build(&r, context.to_vec(), labels, |line| {
+                progress.set_message(format!("{r}: {line}"))
+            })
+            .await?;
+        progress.finish(&format!("built {r}"));
+        Ok(())
+    }
+
+    /// Pushes unless the registry already holds the tag; returns the
+    /// digest and whether it pushed.
+    async fn push(
+        &self,
+        ctx: &Ctx,
+        engine: &Engine,
+        p: &Planned,
+    ) -> anyhow::Result<(String, bool)> {
+        let r = p.reference();
+        if let Some(d) = self.in_registry(ctx, engine, p).await? {
+            ctx.ui.debug(NAME, &format!("{r} is in the registry ({d})"));
+            return Ok((d, false));
+        }
+        let progress = ctx.ui.spinner(NAME, &format!("pushing {r}"));
+        let creds = docker::credentials(&ctx.config.registry);
+        let digest = engine
+            .push(&p.repo, &p.tag, creds, |line| {
+                progress.set_message(format!("{r}: {line}"))
+            })
+            .await?
+            .unwrap_or_default();
+        progress.finish(&format!("pushed {r} {digest}"));
+        Ok((digest, true))
     }
 
     async fn apply_now(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
@@ -390,49 +388,21 @@ impl Images {
             };
             let r = p.reference();
             if engine.image_id(&r).await?.is_none() {
-                let progress = ctx.ui.spinner(NAME, &format!("building {r}"));
-                let mut labels = docker::labels(&cfg.project, cfg.target.as_str(), NAME);
-                labels.insert(
-                    "org.opencontainers.image.title".into(),
-                    format!("eshop {}", p.svc.name),
-                );
-                labels.insert(
-                    "org.opencontainers.image.version".into(),
-                    env!("CARGO_PKG_VERSION").into(),
-                );
-                labels.insert("org.opencontainers.image.revision".into(), p.tag.clone());
-                labels.insert(
-                    "org.opencontainers.image.licenses".into(),
-                    "Apache-2.0".into(),
-                );
-                engine
-                    .build(&r, context.clone(), labels, |line| {
-                        progress.set_message(format!("{r}: {line}"))
-                    })
-                    .await?;
-                progress.finish(&format!("built {r}"));
+                self.build(ctx, engine, p, context).await?;
                 changed += 1;
             } else {
                 ctx.ui.debug(NAME, &format!("{r} exists"));
             }
-            if cfg.push && !pushed.contains_key(&r) {
-                let progress = ctx.ui.spinner(NAME, &format!("pushing {r}"));
-                let digest = engine
-                    .push(
-                        &p.repo,
-                        &p.tag,
-                        docker::credentials(&cfg.registry),
-                        |line| progress.set_message(format!("{r}: {line}")),
-                    )
-                    .await?;
-                let digest = digest.unwrap_or_default();
-                progress.finish(&format!("pushed {r} {digest}"));
-                pushed.insert(r.clone(), digest);
-                ctx.set_phase_state(
-                    NAME,
-                    json!({"pushed": pushed, "current": current(&images, &pushed)}),
-                )?;
-                changed += 1;
+            if cfg.push {
+                let (digest, did) = self.push(ctx, engine, p).await?;
+                changed += usize::from(did);
+                if pushed.get(&r) != Some(&digest) {
+                    pushed.insert(r.clone(), digest);
+                    ctx.set_phase_state(
+                        NAME,
+                        json!({"pushed": pushed, "current": current(&images, &pushed)}),
+                    )?;
+                }
             }
         }
         // Phase 5 deploys what this run made current; written only when it
@@ -446,10 +416,22 @@ impl Images {
         {
             ctx.set_phase_state(NAME, json!({"pushed": pushed, "current": now}))?;
         }
-        if cfg.target != Target::Local {
-            return Ok(Outcome { changed });
+        if cfg.target == Target::Local {
+            changed += self.run_local(ctx, engine, &images).await?;
         }
+        Ok(Outcome { changed })
+    }
 
+    /// The local target: network, volumes, one container per service in
+    /// catalogue order, then wait until every one is healthy.
+    async fn run_local(
+        &self,
+        ctx: &Ctx,
+        engine: &Engine,
+        images: &[Planned],
+    ) -> anyhow::Result<usize> {
+        let cfg = &ctx.config;
+        let mut changed = 0;
         let labels = docker::labels(&cfg.project, cfg.target.as_str(), NAME);
         if engine
             .ensure_network(&network_name(cfg), labels.clone())
@@ -457,13 +439,18 @@ impl Images {
         {
             changed += 1;
         }
-        if engine.ensure_volume(&volume_name(cfg), labels).await? {
-            changed += 1;
+        for svc in cfg.shop.iter().filter(|s| s.database) {
+            if engine
+                .ensure_volume(&volume_name(cfg, svc), labels.clone())
+                .await?
+            {
+                changed += 1;
+            }
         }
         let have = engine
             .containers_by_name(&cfg.project, cfg.target.as_str())
             .await?;
-        for p in &images {
+        for p in images {
             let name = container_name(cfg, p.svc.name);
             let spec = container_spec(ctx, p.svc, &p.reference());
             if engine.converge(&name, &spec, &have).await? {
@@ -472,146 +459,213 @@ impl Images {
             }
         }
         self.wait_healthy(ctx, engine).await?;
+        let url = super::local::shop_url(cfg);
         ctx.ui.event(
             "result",
             Some(NAME),
-            &format!(
-                "the shop is up: http://{}:{}/",
-                display_host(cfg),
-                cfg.pricing_port
-            ),
-            json!({"url": format!("http://{}:{}/", display_host(cfg), cfg.pricing_port)}),
+            &format!("the shop is up: {url}"),
+            json!({"url": url}),
         );
-        Ok(Outcome { changed })
+        if cfg.demo_data {
+            changed += load_demo(ctx).await?;
+        }
+        Ok(changed)
     }
 
     async fn wait_healthy(&self, ctx: &Ctx, engine: &Engine) -> anyhow::Result<()> {
         let cfg = &ctx.config;
         let progress = ctx.ui.spinner(NAME, "waiting for /readyz");
-        let deadline = std::time::Instant::now() + cfg.ready_timeout;
-        loop {
-            let mut all = true;
-            for svc in &SVCS {
-                let name = container_name(cfg, svc.name);
-                match engine.health(&name).await? {
-                    Some(true) => {}
-                    Some(false) => {
-                        anyhow::bail!(
+        poll_until(
+            cfg.ready_timeout,
+            Pace::Every(std::time::Duration::from_millis(250)),
+            "services not ready (see `docker logs`)",
+            || async {
+                let mut all = true;
+                for svc in cfg.shop {
+                    let name = container_name(cfg, svc.name);
+                    match engine.health(&name).await? {
+                        Health::Healthy => {}
+                        Health::Starting => all = false,
+                        Health::Unhealthy | Health::Absent => anyhow::bail!(
                             "container {name} is unhealthy or stopped; see `docker logs {name}`"
-                        )
+                        ),
                     }
-                    _ => all = false,
                 }
+                Ok(all.then_some(()))
+            },
+        )
+        .await?;
+        progress.finish("all services ready");
+        Ok(())
+    }
+
+    async fn status_now(&self, ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
+        let cfg = &ctx.config;
+        let engine = ctx.docker().await?;
+        let mut out = Vec::new();
+        for (_, tags) in engine
+            .images(&cfg.project, cfg.target.as_str(), None)
+            .await?
+        {
+            for t in tags {
+                out.push(Status {
+                    resource: format!("image {t}"),
+                    state: "present".into(),
+                    healthy: true,
+                });
             }
-            if all {
-                progress.finish("all services ready");
-                return Ok(());
-            }
-            if std::time::Instant::now() > deadline {
-                anyhow::bail!(
-                    "services not ready after {:?}; see `docker logs`",
-                    cfg.ready_timeout
-                );
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
+        // Containers run on the local target only; elsewhere the shop runs
+        // on the cluster and phase 5 reports it.
+        if cfg.target != Target::Local {
+            return Ok(out);
+        }
+        for svc in cfg.shop {
+            let name = container_name(cfg, svc.name);
+            let (state, healthy) = match engine.health(&name).await? {
+                Health::Healthy => ("running, healthy", true),
+                Health::Unhealthy => ("unhealthy or stopped", false),
+                Health::Starting => ("starting", false),
+                Health::Absent => ("absent", false),
+            };
+            out.push(Status {
+                resource: format!("container {name}"),
+                state: state.into(),
+                healthy,
+            });
+        }
+        Ok(out)
     }
 }
 
-pub fn display_host(cfg: &Config) -> String {
-    if cfg.bind.is_unspecified() {
-        "127.0.0.1".into()
-    } else {
-        cfg.bind.to_string()
+/// Loads each service's demo records (the catalogue's `demo`) into a
+/// service that holds no record yet, so a new shop has something to show;
+/// a service with any data of its own is left alone. Says which page to
+/// try. Returns the number of records added.
+async fn load_demo(ctx: &Ctx) -> anyhow::Result<usize> {
+    let cfg = &ctx.config;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let host = display_host(cfg);
+    let mut added = 0;
+    for svc in cfg.shop {
+        let Some(demo) = svc.demo else { continue };
+        let base = format!("http://{host}:{}{}", host_port(cfg, svc), demo.collection);
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            anyhow::anyhow!("demo data for {}: {what} {base}: {e}", svc.name)
+        };
+        let page: serde_json::Value = http
+            .get(format!("{base}?limit=1"))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| fail("listing", &e))?
+            .json()
+            .await
+            .map_err(|e| fail("reading the list from", &e))?;
+        let records: Vec<serde_json::Value> = serde_json::from_str(demo.records)?;
+        let empty = page["items"].as_array().is_some_and(|i| i.is_empty());
+        if empty {
+            for r in &records {
+                let resp = http
+                    .post(&base)
+                    .json(r)
+                    .send()
+                    .await
+                    .map_err(|e| fail("adding a record to", &e))?;
+                match resp.status().as_u16() {
+                    200 | 201 => added += 1,
+                    // Added meanwhile by someone else: theirs stays.
+                    409 => {}
+                    s => return Err(fail("adding a record to", &format!("HTTP {s}"))),
+                }
+            }
+            ctx.ui.info(
+                NAME,
+                &format!(
+                    "loaded {} demo record(s) into {} (local.demo_data = false turns this off)",
+                    records.len(),
+                    svc.name
+                ),
+            );
+        }
+        let first = records.first().and_then(|r| r["id"].as_str());
+        if let Some(id) = first {
+            let shown = http
+                .get(format!("{base}/{}", percent_encode(id)))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if shown {
+                let page = demo.try_path.replace("{id}", &percent_encode(id));
+                let url = format!(
+                    "{}{}",
+                    super::local::shop_url(cfg).trim_end_matches('/'),
+                    page
+                );
+                ctx.ui.event(
+                    "result",
+                    Some(NAME),
+                    &format!("try product {id}: {url}"),
+                    json!({"try": url, "id": id}),
+                );
+            }
+        }
     }
+    Ok(added)
+}
+
+fn percent_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 impl Phase for Images {
-    fn number(&self) -> u8 {
-        2
-    }
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn about(&self) -> &'static str {
-        "build one image per service (content-hash tags), push them; on local also run them"
-    }
-    fn targets(&self) -> &'static [Target] {
-        &[Target::Local, Target::Aws]
+    const INFO: Info = Info {
+        number: 2,
+        name: NAME,
+        about: "build one image per service (content-hash tags), push them; on local also run them",
+        targets: &[Target::Local, Target::Aws],
+    };
+
+    async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+        self.plan_now(ctx).await
     }
 
-    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>> {
-        Box::pin(self.plan_now(ctx))
-    }
-
-    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(self.apply_now(ctx))
+    async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        self.apply_now(ctx).await
     }
 
     /// Everything labelled for this project and target, found by label so
     /// it works without the state file; volumes only with --purge-data.
-    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(async move {
-            let cfg = &ctx.config;
-            let engine = ctx.docker().await?;
-            // Containers first (of every phase: they all sit on this
-            // phase's network), then the network, volumes and images.
-            let mut changed =
-                super::remove_labelled(ctx, engine, None, NAME, super::Kinds::Containers).await?;
-            for n in engine
-                .networks(&cfg.project, cfg.target.as_str(), None)
-                .await?
-            {
-                engine.remove_network(&n).await?;
-                ctx.ui.info(NAME, &format!("removed network {n}"));
-                changed += 1;
-            }
-            changed +=
-                super::remove_labelled(ctx, engine, None, NAME, super::Kinds::VolumesAndImages)
-                    .await?;
-            ctx.clear_phase_state(NAME)?;
-            Ok(Outcome { changed })
-        })
+    async fn destroy(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        let cfg = &ctx.config;
+        let engine = ctx.docker().await?;
+        // Containers first (of every phase: they all sit on this
+        // phase's network), then the network, volumes and images.
+        let mut changed =
+            super::remove_labelled(ctx, engine, None, NAME, super::Kinds::Containers).await?;
+        for n in engine
+            .networks(&cfg.project, cfg.target.as_str(), None)
+            .await?
+        {
+            engine.remove_network(&n).await?;
+            ctx.ui.info(NAME, &format!("removed network {n}"));
+            changed += 1;
+        }
+        changed +=
+            super::remove_labelled(ctx, engine, None, NAME, super::Kinds::VolumesAndImages).await?;
+        ctx.clear_phase_state(NAME)?;
+        Ok(Outcome { changed })
     }
 
-    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>> {
-        Box::pin(async move {
-            let cfg = &ctx.config;
-            let engine = ctx.docker().await?;
-            let mut out = Vec::new();
-            for (_, tags) in engine
-                .images(&cfg.project, cfg.target.as_str(), None)
-                .await?
-            {
-                for t in tags {
-                    out.push(Status {
-                        resource: format!("image {t}"),
-                        state: "present".into(),
-                        healthy: true,
-                    });
-                }
-            }
-            for svc in &SVCS {
-                let name = container_name(cfg, svc.name);
-                let st = match engine.health(&name).await {
-                    Ok(Some(true)) => ("running, healthy", true),
-                    Ok(Some(false)) => ("unhealthy or stopped", false),
-                    Ok(None) => ("starting", false),
-                    Err(_) => ("absent", false),
-                };
-                out.push(Status {
-                    resource: format!("container {name}"),
-                    state: st.0.into(),
-                    healthy: st.1,
-                });
-            }
-            Ok(out)
-        })
+    async fn status(&self, ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
+        self.status_now(ctx).await
     }
 
     fn render(&self, ctx: &Ctx, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let mut files = Vec::new();
-        for svc in &SVCS {
+        for svc in ctx.config.shop {
             let dir = out.join(svc.name);
             std::fs::create_dir_all(&dir)?;
             let path = dir.join("Dockerfile");

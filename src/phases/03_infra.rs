@@ -8,7 +8,7 @@
 //! group names are derived from the project and checked for eshop's tags
 //! before eshop touches them.
 
-use super::{Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
+use super::{Action, Change, Ctx, Info, Outcome, Phase, Status};
 use crate::config::aws::Aws as AwsCfg;
 use crate::config::Target;
 use crate::engines::aws::{self as aws, gone, until_settled, Call, Clients};
@@ -1802,90 +1802,77 @@ async fn tagged_instances(c: &Clients, project: &str) -> anyhow::Result<Vec<Stri
 }
 
 impl Phase for Infra {
-    fn number(&self) -> u8 {
-        3
+    const INFO: Info = Info {
+        number: 3,
+        name: PHASE,
+        about: "VPC, subnets, security groups, control plane + Elastic IP, workers' Auto Scaling group, load balancer (AWS SDK)",
+        targets: &[Target::Aws],
+    };
+
+    async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+        let key = public_key(&ctx.config.aws)?;
+        let c = ctx.aws().await;
+        let f = discover(c, &ctx.config.project).await?;
+        Ok(plan(
+            &ctx.config.aws,
+            &ctx.config.project,
+            &f,
+            &aws::short_hash(&[&key]),
+        ))
     }
-    fn name(&self) -> &'static str {
-        PHASE
-    }
-    fn about(&self) -> &'static str {
-        "VPC, subnets, security groups, control plane + Elastic IP, workers' Auto Scaling group, load balancer (AWS SDK)"
-    }
-    fn targets(&self) -> &'static [Target] {
-        &[Target::Aws]
-    }
-    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>> {
-        Box::pin(async move {
-            let key = public_key(&ctx.config.aws)?;
-            let c = ctx.aws().await;
-            let f = discover(c, &ctx.config.project).await?;
-            Ok(plan(
-                &ctx.config.aws,
-                &ctx.config.project,
-                &f,
-                &aws::short_hash(&[&key]),
-            ))
+    async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        Ok(Outcome {
+            changed: apply(ctx).await?,
         })
     }
-    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(async move {
-            Ok(Outcome {
-                changed: apply(ctx).await?,
-            })
+    async fn destroy(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        Ok(Outcome {
+            changed: destroy(ctx).await?,
         })
     }
-    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(async move {
-            Ok(Outcome {
-                changed: destroy(ctx).await?,
-            })
-        })
-    }
-    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>> {
-        Box::pin(async move {
-            let c = ctx.aws().await;
-            let f = discover(c, &ctx.config.project).await?;
-            let cfg = &ctx.config.aws;
-            let mut out = vec![Status {
-                resource: "vpc".into(),
-                state: f
-                    .vpc
-                    .as_ref()
-                    .map_or("absent".into(), |v| format!("{} {}", v.0, v.1)),
-                healthy: f.vpc.is_some(),
-            }];
-            out.push(Status {
-                resource: "control plane".into(),
-                state: match (&f.cp, &f.eip) {
-                    (Some((id, s, ..)), Some((_, _, ip))) => format!("{id} {s}, {ip}"),
-                    (Some((id, s, ..)), None) => format!("{id} {s}, no elastic ip"),
-                    _ => "absent".into(),
-                },
-                healthy: f.cp.as_ref().is_some_and(|c| c.1 == "running") && f.eip.is_some(),
-            });
-            out.push(Status {
-                resource: "workers".into(),
-                state: f
-                    .asg
-                    .as_ref()
-                    .map_or("absent".into(), |(min, max, d, live)| {
-                        format!("{} in service of {d} desired ({min}..{max})", live.len())
-                    }),
-                healthy: f
-                    .asg
-                    .as_ref()
-                    .is_some_and(|a| a.3.len() as i32 >= a.2.min(cfg.max_size) && a.2 > 0),
-            });
-            out.push(Status {
-                resource: "load balancer".into(),
-                state: f
-                    .alb
-                    .as_ref()
-                    .map_or("absent".into(), |(_, dns, s)| format!("{s}, http://{dns}/")),
-                healthy: f.alb.as_ref().is_some_and(|a| a.2 == "active") && f.listener.is_some(),
-            });
-            Ok(out)
-        })
+    async fn status(&self, ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
+        let c = ctx.aws().await;
+        let f = discover(c, &ctx.config.project).await?;
+        let cfg = &ctx.config.aws;
+        let mut out = vec![Status {
+            resource: "vpc".into(),
+            state: f
+                .vpc
+                .as_ref()
+                .map_or("absent".into(), |v| format!("{} {}", v.0, v.1)),
+            healthy: f.vpc.is_some(),
+        }];
+        out.push(Status {
+            resource: "control plane".into(),
+            state: match (&f.cp, &f.eip) {
+                (Some((id, s, ..)), Some((_, _, ip))) => format!("{id} {s}, {ip}"),
+                (Some((id, s, ..)), None) => format!("{id} {s}, no elastic ip"),
+                _ => "absent".into(),
+            },
+            healthy: f.cp.as_ref().is_some_and(|c| c.1 == "running") && f.eip.is_some(),
+        });
+        out.push(Status {
+            resource: "workers".into(),
+            state: f
+                .asg
+                .as_ref()
+                .map_or("absent".into(), |(min, max, d, live)| {
+                    format!("{} in service of {d} desired ({min}..{max})", live.len())
+                }),
+            healthy: f
+                .asg
+                .as_ref()
+                .is_some_and(|a| a.3.len() as i32 >= a.2.min(cfg.max_size) && a.2 > 0),
+        });
+        out.push(Status {
+            resource: "load balancer".into(),
+            state: f
+                .alb
+                .as_ref()
+                .map_or("absent".into(), |(_, dns, s)| format!("{s}, http://{dns}/")),
+            healthy: f.alb.as_ref().is_some_and(|a| a.2 == "active") && f.listener.is_some(),
+        });
+        Ok(out)
     }
 }
 

@@ -12,7 +12,7 @@
 //! schedule group holding the schedules. Roles, function and group carry
 //! eshop's tags and are only touched when they do.
 
-use super::{Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
+use super::{Action, Change, Ctx, Info, Outcome, Phase, Status};
 use crate::config::aws::Schedule as ScheduleCfg;
 use crate::config::Target;
 use crate::engines::aws::{self as aws, gone, until_settled, Call, Clients};
@@ -860,61 +860,48 @@ async fn destroy(ctx: &Ctx) -> anyhow::Result<usize> {
 }
 
 impl Phase for Schedule {
-    fn number(&self) -> u8 {
-        4
+    const INFO: Info = Info {
+        number: 4,
+        name: PHASE,
+        about: "Lambda that stops the shop's instances daily at 18:00 in the configured time zone, its IAM roles and schedule",
+        targets: &[Target::Aws],
+    };
+
+    async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+        let f = discover(ctx.aws().await, &ctx.config.project).await?;
+        Ok(plan(ctx, &f))
     }
-    fn name(&self) -> &'static str {
-        PHASE
-    }
-    fn about(&self) -> &'static str {
-        "Lambda that stops the shop's instances daily at 18:00 in the configured time zone, its IAM roles and schedule"
-    }
-    fn targets(&self) -> &'static [Target] {
-        &[Target::Aws]
-    }
-    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>> {
-        Box::pin(async move {
-            let f = discover(ctx.aws().await, &ctx.config.project).await?;
-            Ok(plan(ctx, &f))
+    async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        Ok(Outcome {
+            changed: apply(ctx).await?,
         })
     }
-    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(async move {
-            Ok(Outcome {
-                changed: apply(ctx).await?,
-            })
+    async fn destroy(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        Ok(Outcome {
+            changed: destroy(ctx).await?,
         })
     }
-    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(async move {
-            Ok(Outcome {
-                changed: destroy(ctx).await?,
-            })
-        })
-    }
-    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>> {
-        Box::pin(async move {
-            let f = discover(ctx.aws().await, &ctx.config.project).await?;
-            let s = &ctx.config.schedule;
-            let mut out = vec![Status {
-                resource: "lambda function".into(),
-                state: f.function.as_ref().map_or("absent".into(), |f| f.0.clone()),
-                healthy: f.function.is_some(),
-            }];
-            for (name, at) in wanted(s) {
-                out.push(Status {
-                    resource: format!("schedule {name}"),
-                    state: f
-                        .schedules
-                        .get(name)
-                        .map_or("absent".into(), |(e, tz, st)| {
-                            format!("{st} {e} {tz}; {}", describe_next(at, tz))
-                        }),
-                    healthy: f.schedules.get(name).is_some_and(|x| x.2 == "ENABLED"),
-                });
-            }
-            Ok(out)
-        })
+    async fn status(&self, ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
+        let f = discover(ctx.aws().await, &ctx.config.project).await?;
+        let s = &ctx.config.schedule;
+        let mut out = vec![Status {
+            resource: "lambda function".into(),
+            state: f.function.as_ref().map_or("absent".into(), |f| f.0.clone()),
+            healthy: f.function.is_some(),
+        }];
+        for (name, at) in wanted(s) {
+            out.push(Status {
+                resource: format!("schedule {name}"),
+                state: f
+                    .schedules
+                    .get(name)
+                    .map_or("absent".into(), |(e, tz, st)| {
+                        format!("{st} {e} {tz}; {}", describe_next(at, tz))
+                    }),
+                healthy: f.schedules.get(name).is_some_and(|x| x.2 == "ENABLED"),
+            });
+        }
+        Ok(out)
     }
     fn render(&self, ctx: &Ctx, out: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
         // Account and function ARN are only known on AWS; the review copy

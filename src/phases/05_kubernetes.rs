@@ -10,12 +10,12 @@
 //! are then server-side applied in order and rolled out.
 
 use super::manifests;
-use super::{Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
+use super::{Action, Change, Ctx, Info, Outcome, Phase, Status};
 use crate::config::kube::{Entry, Mode, Node, Role};
 use crate::config::{Config, Target};
-use crate::engines::kube::{self as k8s, Cluster};
 use crate::engines::ssh::{self, Conn};
 use crate::render::render_pairs as render;
+use crate::shop::Service;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -44,35 +44,21 @@ const KUBEADM_CONFIG: &str = include_str!("../../templates/kubeadm/kubeadm-confi
 /// `kubernetes.storage_class`).
 const LOCAL_PATH_VERSION: &str = "v0.0.32";
 
-/// (service, port, needs the database)
-const SERVICES: [(&str, u16, bool); 2] = [("inventory", 8081, true), ("pricing", 8080, false)];
-
-/// A YAML map body (indented two spaces) from key/values, quoted so any
-/// value stays a string.
-fn yaml_map(entries: &BTreeMap<String, String>) -> String {
-    if entries.is_empty() {
-        return "  {}".into();
-    }
-    entries
-        .iter()
-        .map(|(k, v)| format!("  {k}: {}", serde_json::Value::String(v.clone())))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Each service's environment in the cluster: the in-cluster addresses,
-/// JSON logs, then `[services.<name>.env]` on top.
-pub fn service_env(cfg: &Config, service: &str, port: u16) -> BTreeMap<String, String> {
+/// Each service's environment in the cluster: where it listens, JSON
+/// logs, the in-cluster address of each service it calls, then
+/// `[services.<name>.env]` on top.
+pub fn service_env(cfg: &Config, svc: &Service) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
-        ("LISTEN_ADDR".to_owned(), format!("0.0.0.0:{port}")),
+        ("LISTEN_ADDR".to_owned(), format!("0.0.0.0:{}", svc.port)),
         ("LOG_FORMAT".to_owned(), "json".to_owned()),
     ]);
-    if service == "pricing" {
+    for c in svc.callees(cfg.shop) {
         env.insert(
-            "INVENTORY_URL".into(),
-            format!("http://inventory.{}.svc:8081", cfg.kube.namespace),
+            c.url_env(),
+            format!("http://{}.{}.svc:{}", c.name, cfg.kube.namespace, c.port),
         );
     }
+    let service = svc.name;
     // Phase 10's trace export; credentials arrive as a file from the
     // Secret `otlp` (15-secret.yaml), never in the ConfigMap.
     if let Some((endpoint, headers)) = cfg.apm.otlp() {
@@ -95,7 +81,7 @@ pub fn service_env(cfg: &Config, service: &str, port: u16) -> BTreeMap<String, S
 fn images(ctx: &Ctx) -> anyhow::Result<BTreeMap<String, String>> {
     let mut imgs = super::images::current_images(ctx).unwrap_or_default();
     imgs.extend(ctx.config.kube.images.clone());
-    for (svc, _, _) in SERVICES {
+    for svc in ctx.config.shop.iter().map(|s| s.name) {
         if !imgs.contains_key(svc) {
             if ctx.config.registry.is_empty() {
                 return Err(crate::config::ConfigError(
@@ -122,30 +108,35 @@ pub fn manifests(
     let labels = manifests::owner_labels(cfg, PHASE);
     let ns = k.namespace.clone();
     let mut files = Vec::new();
-    let mut add = |name: &str, text: String| -> anyhow::Result<()> {
-        files.push((name.to_owned(), manifests::parse(&text, name, &labels)?));
-        Ok(())
+    let parse = |name: &str, text: String| -> anyhow::Result<(String, Vec<Value>)> {
+        Ok((name.to_owned(), manifests::parse(&text, name, &labels)?))
     };
-    add(
+    files.push(parse(
         "00-namespace.yaml",
         render(NAMESPACE, &[("namespace", ns.clone())], &[])?,
-    )?;
-    let envs: BTreeMap<&str, BTreeMap<String, String>> = SERVICES
+    )?);
+    let envs: BTreeMap<&str, BTreeMap<String, String>> = cfg
+        .shop
         .iter()
-        .map(|(s, p, _)| (*s, service_env(cfg, s, *p)))
+        .map(|s| (s.name, service_env(cfg, s)))
         .collect();
-    add(
-        "10-config.yaml",
-        render(
+    // Per service a ConfigMap (its environment, put in as data so no key
+    // or value can change the YAML around it) and a ServiceAccount.
+    let mut config = Vec::new();
+    for svc in cfg.shop {
+        let text = render(
             CONFIG,
-            &[
-                ("namespace", ns.clone()),
-                ("inventory_env", yaml_map(&envs["inventory"])),
-                ("pricing_env", yaml_map(&envs["pricing"])),
-            ],
+            &[("namespace", ns.clone()), ("service", svc.name.to_owned())],
             &[],
-        )?,
-    )?;
+        )?;
+        for mut o in manifests::parse(&text, "10-config.yaml", &labels)? {
+            if o["kind"] == "ConfigMap" {
+                o["data"] = serde_json::to_value(&envs[svc.name])?;
+            }
+            config.push(o);
+        }
+    }
+    files.push(("10-config.yaml".to_owned(), config));
     // `password` None means a render for review: no credential at all.
     let otlp_headers = cfg.apm.otlp().and_then(|(_, h)| h);
     let otlp_headers_text = match (&otlp_headers, password) {
@@ -158,7 +149,7 @@ pub fn manifests(
     } else {
         &[]
     };
-    add(
+    files.push(parse(
         "15-secret.yaml",
         render(
             SECRET,
@@ -172,7 +163,7 @@ pub fn manifests(
             ],
             otlp_flags,
         )?,
-    )?;
+    )?);
     let mut db_flags = Vec::new();
     if k.storage_class.is_some() {
         db_flags.push("storage_class");
@@ -180,7 +171,7 @@ pub fn manifests(
     if !k.postgres_image.contains("@sha256:") {
         db_flags.push("postgres_by_tag");
     }
-    add(
+    files.push(parse(
         "20-database.yaml",
         render(
             DATABASE,
@@ -192,14 +183,16 @@ pub fn manifests(
             ],
             &db_flags,
         )?,
-    )?;
-    for (svc, port, db) in SERVICES {
+    )?);
+    for s in cfg.shop {
+        let (svc, port, db) = (s.name, s.port, s.database);
         let image = images
             .and_then(|m| m.get(svc).cloned())
             .unwrap_or_else(|| format!("{}:FROM-PHASE-2", super::images::repo(cfg, svc)));
         // The headers file is read at start: a new token must roll pods.
         let headers = otlp_headers.as_ref().map(|h| h.expose()).unwrap_or("");
-        let config_hash = crate::engines::aws::short_hash(&[&yaml_map(&envs[svc]), headers]);
+        let env_json = serde_json::to_string(&envs[svc])?;
+        let config_hash = crate::util::short_hash(&[&env_json, headers]);
         let mut flags: Vec<&str> = Vec::new();
         if db {
             flags.push("db");
@@ -207,7 +200,7 @@ pub fn manifests(
         if otlp_headers.is_some() {
             flags.push("otlp");
         }
-        add(
+        files.push(parse(
             &format!("30-{svc}.yaml"),
             render(
                 SERVICE,
@@ -224,7 +217,7 @@ pub fn manifests(
                 ],
                 &flags,
             )?,
-        )?;
+        )?);
     }
     let (flags, host, class, node_port): (Vec<&str>, String, String, String) = match &k.entry {
         Entry::NodePort(p) => (
@@ -241,19 +234,22 @@ pub fn manifests(
             (f, host.clone(), class.clone(), String::new())
         }
     };
-    add(
+    let entry = crate::shop::public(cfg.shop);
+    files.push(parse(
         "40-entry.yaml",
         render(
             ENTRY,
             &[
                 ("namespace", ns),
+                ("service", entry.name.to_owned()),
+                ("port", entry.port.to_string()),
                 ("node_port", node_port),
                 ("ingress_host", host),
                 ("ingress_class", class),
             ],
             &flags,
         )?,
-    )?;
+    )?);
     Ok(files)
 }
 
@@ -272,24 +268,6 @@ pub fn password() -> String {
 }
 
 // --- the cluster ----------------------------------------------------------
-
-/// Connects to the cluster this phase deploys to. Checks the file first,
-/// so a bootstrap that has not run yet says so.
-pub async fn cluster(cfg: &Config) -> anyhow::Result<Cluster> {
-    let k = &cfg.kube;
-    if !k.kubeconfig.exists() {
-        anyhow::bail!(
-            "kubeconfig {} does not exist{}",
-            k.kubeconfig.display(),
-            if k.mode == Mode::Bootstrap {
-                ": phase 5 writes it when it bootstraps the cluster (eshop phase kubernetes apply)"
-            } else {
-                ": set kubernetes.kubeconfig (or KUBECONFIG) to your cluster's"
-            }
-        );
-    }
-    k8s::connect(&k.kubeconfig, k.context.as_deref()).await
-}
 
 /// The machines to bootstrap: `[[kubernetes.nodes]]`, or on target aws
 /// phase 3's running instances found by tag (instance ids as node names).
@@ -691,36 +669,8 @@ async fn write_kubeconfig(
     if std::fs::read_to_string(&k.kubeconfig).ok().as_deref() == Some(text.as_str()) {
         return Ok(false);
     }
-    write_private(&k.kubeconfig, &text)?;
+    crate::util::write_atomic(&k.kubeconfig, text.as_bytes(), 0o600)?;
     Ok(true)
-}
-
-/// Atomically writes a file only its owner can read.
-pub fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("kubeconfig")
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(())
 }
 
 async fn plan_bootstrap(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
@@ -791,9 +741,9 @@ async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
         }
     }
     let imgs = images(ctx)?;
-    let cluster = cluster(cfg).await?;
+    let cluster = ctx.kube().await?;
     let objects = flat(manifests(cfg, Some(&imgs), Some("unused-by-plan"))?);
-    out.extend(manifests::plan(&cluster, cfg, PHASE, &objects).await?);
+    out.extend(manifests::plan(cluster, cfg, PHASE, &objects).await?);
     Ok(out)
 }
 
@@ -805,14 +755,14 @@ async fn apply(ctx: &Ctx) -> anyhow::Result<usize> {
     if cfg.kube.mode == Mode::Bootstrap {
         changed += bootstrap(ctx).await?;
     }
-    let cluster = cluster(cfg).await?;
+    let cluster = ctx.kube().await?;
     let version = cluster.version().await?;
     ctx.ui.info(
         PHASE,
         &format!("cluster {} (Kubernetes {version})", cluster.server),
     );
     let objects = flat(manifests(cfg, Some(&imgs), Some(&password()))?);
-    changed += manifests::apply(ctx, &cluster, PHASE, &objects).await?;
+    changed += manifests::apply(ctx, cluster, PHASE, &objects).await?;
     ctx.set_phase_state(
         PHASE,
         serde_json::json!({
@@ -831,8 +781,8 @@ async fn destroy(ctx: &Ctx) -> anyhow::Result<usize> {
     match cfg.kube.mode {
         Mode::Off => Ok(0),
         Mode::Existing => {
-            let cluster = cluster(cfg).await?;
-            let n = manifests::destroy(ctx, &cluster, PHASE).await?;
+            let cluster = ctx.kube().await?;
+            let n = manifests::destroy(ctx, cluster, PHASE).await?;
             ctx.clear_phase_state(PHASE)?;
             Ok(n)
         }
@@ -890,87 +840,59 @@ async fn destroy(ctx: &Ctx) -> anyhow::Result<usize> {
     }
 }
 
-/// Said once, where a phase would otherwise silently do nothing.
-pub fn off_note(ctx: &Ctx, phase: &str) {
-    ctx.ui.info(
-        phase,
-        "skipped: no cluster (kubernetes.mode = \"off\"; set \"existing\" with a kubeconfig context such as kind's, or \"bootstrap\" with nodes)",
-    );
-}
-
 impl Phase for Kubernetes {
-    fn number(&self) -> u8 {
-        5
+    const INFO: Info = Info {
+        number: 5,
+        name: PHASE,
+        about: "kubeadm over SSH (or an existing cluster), then the shop: PostgreSQL, Deployments, Services, autoscalers (server-side apply)",
+        targets: &[Target::Local, Target::Aws],
+    };
+
+    fn skip(&self, cfg: &Config) -> Option<String> {
+        super::needs_cluster(cfg)
     }
-    fn name(&self) -> &'static str {
-        PHASE
+    async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+        plan(ctx).await
     }
-    fn about(&self) -> &'static str {
-        "kubeadm over SSH (or an existing cluster), then the shop: PostgreSQL, Deployments, Services, autoscalers (server-side apply)"
-    }
-    fn targets(&self) -> &'static [Target] {
-        &[Target::Local, Target::Aws]
-    }
-    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>> {
-        Box::pin(async move {
-            if ctx.config.kube.mode == Mode::Off {
-                return Ok(Vec::new());
-            }
-            plan(ctx).await
+    async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        Ok(Outcome {
+            changed: apply(ctx).await?,
         })
     }
-    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(async move {
-            if ctx.config.kube.mode == Mode::Off {
-                off_note(ctx, PHASE);
-                return Ok(Outcome::default());
-            }
-            Ok(Outcome {
-                changed: apply(ctx).await?,
-            })
+    async fn destroy(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        Ok(Outcome {
+            changed: destroy(ctx).await?,
         })
     }
-    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(async move {
-            Ok(Outcome {
-                changed: destroy(ctx).await?,
-            })
-        })
-    }
-    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>> {
-        Box::pin(async move {
-            let cfg = &ctx.config;
-            if cfg.kube.mode == Mode::Off {
-                return Ok(Vec::new());
-            }
-            let cluster = match cluster(cfg).await {
-                Ok(c) => c,
-                Err(e) => {
-                    return Ok(vec![Status {
-                        resource: "cluster".into(),
-                        state: format!("{e:#}"),
-                        healthy: false,
-                    }])
-                }
-            };
-            let mut out = vec![match cluster.version().await {
-                Ok(v) => Status {
-                    resource: "cluster".into(),
-                    state: format!("{} Kubernetes {v}", cluster.server),
-                    healthy: true,
-                },
-                Err(e) => Status {
+    async fn status(&self, ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
+        let cfg = &ctx.config;
+        let cluster = match ctx.kube().await {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(vec![Status {
                     resource: "cluster".into(),
                     state: format!("{e:#}"),
                     healthy: false,
-                },
-            }];
-            if out[0].healthy {
-                let objects = flat(manifests(cfg, None, None)?);
-                out.extend(manifests::status(&cluster, &objects).await?);
+                }])
             }
-            Ok(out)
-        })
+        };
+        let mut out = vec![match cluster.version().await {
+            Ok(v) => Status {
+                resource: "cluster".into(),
+                state: format!("{} Kubernetes {v}", cluster.server),
+                healthy: true,
+            },
+            Err(e) => Status {
+                resource: "cluster".into(),
+                state: format!("{e:#}"),
+                healthy: false,
+            },
+        }];
+        if out[0].healthy {
+            let objects = flat(manifests(cfg, None, None)?);
+            out.extend(manifests::status(cluster, &objects).await?);
+        }
+        Ok(out)
     }
     fn render(&self, ctx: &Ctx, out: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
         let cfg = &ctx.config;

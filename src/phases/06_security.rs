@@ -7,10 +7,11 @@
 //! mounted and no role is bound to them.
 
 use super::manifests;
-use super::{BoxFut, Change, Ctx, Outcome, Phase, Status};
+use super::{Change, Ctx, Info, Outcome, Phase, Status};
 use crate::config::kube::Mode;
 use crate::config::{Config, Target};
 use crate::render::render_pairs as render;
+use crate::shop::Service;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +22,9 @@ pub const PHASE: &str = "security";
 
 const RBAC: &str = include_str!("../../templates/security/10-rbac.yaml");
 const POLICIES: &str = include_str!("../../templates/security/20-network-policies.yaml");
+const SERVICE_POLICY: &str = include_str!("../../templates/security/30-service-policy.yaml");
+/// The database's port (templates/kubernetes/20-database.yaml).
+const POSTGRES_PORT: u16 = 5432;
 
 /// The group `add-user` certificates name; the Role is bound to it.
 pub fn users_group(cfg: &Config) -> String {
@@ -32,28 +36,111 @@ pub fn monitoring_namespace(cfg: &Config) -> String {
     cfg.kube.namespace.clone()
 }
 
+/// Pods named `app` (the services' and the database's label).
+fn pods(app: &str) -> Value {
+    json!({"podSelector": {"matchLabels": {"app.kubernetes.io/name": app}}})
+}
+
+fn tcp(port: u16) -> Value {
+    json!([{"protocol": "TCP", "port": port}])
+}
+
+/// An egress rule: to the pods named `app`, on `port`.
+pub fn rule_to(app: &str, port: u16) -> Value {
+    json!({"to": [pods(app)], "ports": tcp(port)})
+}
+
+/// An ingress rule: from these peers (everyone when empty), on `port`.
+fn rule_from(peers: Vec<Value>, port: u16) -> Value {
+    if peers.is_empty() {
+        json!({"ports": tcp(port)})
+    } else {
+        json!({"from": peers, "ports": tcp(port)})
+    }
+}
+
+/// One service's NetworkPolicy: the catalogue's edges into and out of it.
+fn service_policy(cfg: &Config, svc: &Service, otlp_port: Option<u16>) -> anyhow::Result<Value> {
+    let text = render(
+        SERVICE_POLICY,
+        &[
+            ("namespace", cfg.kube.namespace.clone()),
+            ("service", svc.name.to_owned()),
+        ],
+        &[],
+    )?;
+    let mut v: Value = serde_yaml::from_str(&text)?;
+    let mut ingress = Vec::new();
+    if svc.public {
+        // The entry is public: the NodePort/Ingress brings outside traffic
+        // from any address (Prometheus included).
+        ingress.push(rule_from(Vec::new(), svc.port));
+    } else {
+        let callers: Vec<Value> = svc.callers(cfg.shop).map(|c| pods(c.name)).collect();
+        if !callers.is_empty() {
+            ingress.push(rule_from(callers, svc.port));
+        }
+        let mut prometheus = pods("prometheus");
+        prometheus["namespaceSelector"] =
+            json!({"matchLabels": {"kubernetes.io/metadata.name": monitoring_namespace(cfg)}});
+        ingress.push(rule_from(vec![prometheus], svc.port));
+    }
+    let mut egress: Vec<Value> = svc
+        .callees(cfg.shop)
+        .map(|c| rule_to(c.name, c.port))
+        .collect();
+    if svc.database {
+        egress.push(rule_to("postgres", POSTGRES_PORT));
+    }
+    // Traces leave for the configured receiver (phase 10), wherever it is.
+    if let Some(p) = otlp_port {
+        egress.push(json!({"ports": tcp(p)}));
+    }
+    v["spec"]["ingress"] = Value::Array(ingress);
+    v["spec"]["egress"] = Value::Array(egress);
+    Ok(v)
+}
+
+/// The namespace-wide policies, then one per service, the database's
+/// ingress from its owners: every flow follows the catalogue.
+fn network_policies(cfg: &Config) -> anyhow::Result<String> {
+    let text = render(POLICIES, &[("namespace", cfg.kube.namespace.clone())], &[])?;
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut v: Value = serde::Deserialize::deserialize(doc)?;
+        if v["metadata"]["name"] == "postgres" {
+            let owners: Vec<Value> = cfg
+                .shop
+                .iter()
+                .filter(|s| s.database)
+                .map(|s| pods(s.name))
+                .collect();
+            v["spec"]["ingress"] = json!([rule_from(owners, POSTGRES_PORT)]);
+        }
+        docs.push(v);
+    }
+    let at = docs.len().saturating_sub(1);
+    let otlp_port = cfg.apm.otlp_port();
+    for (i, svc) in cfg.shop.iter().enumerate() {
+        docs.insert(at + i, service_policy(cfg, svc, otlp_port)?);
+    }
+    let mut out = String::new();
+    for d in docs {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&d)?);
+    }
+    Ok(out)
+}
+
 pub fn manifests(cfg: &Config) -> anyhow::Result<Vec<(String, Vec<Value>)>> {
     let labels = manifests::owner_labels(cfg, PHASE);
     let ns = cfg.kube.namespace.clone();
     let rbac = render(
         RBAC,
-        &[("namespace", ns.clone()), ("users_group", users_group(cfg))],
+        &[("namespace", ns), ("users_group", users_group(cfg))],
         &[],
     )?;
-    // Traces leave for the configured receiver (phase 10), wherever it is.
-    let otlp_port = cfg.apm.otlp_port();
-    let policies = render(
-        POLICIES,
-        &[
-            ("namespace", ns),
-            ("monitoring_namespace", monitoring_namespace(cfg)),
-            (
-                "otlp_port",
-                otlp_port.map(|p| p.to_string()).unwrap_or_default(),
-            ),
-        ],
-        if otlp_port.is_some() { &["otlp"] } else { &[] },
-    )?;
+    let policies = network_policies(cfg)?;
     Ok(vec![
         (
             "10-rbac.yaml".into(),
@@ -111,7 +198,7 @@ pub async fn add_user(
             .join("users")
             .join(format!("{name}.kubeconfig")),
     };
-    let cluster = super::kubernetes::cluster(cfg).await?;
+    let cluster = ctx.kube().await?;
     // Without the binding the certificate would grant nothing.
     let binding = flat(cfg)?
         .into_iter()
@@ -134,7 +221,7 @@ pub async fn add_user(
         .push(rcgen::DnType::OrganizationName, users_group(cfg));
     let csr = params.serialize_request(&key)?.pem()?;
     let mut labels = json!(manifests::owner_labels(cfg, PHASE));
-    labels["eshop/user"] = json!(name);
+    labels[crate::labels::USER] = json!(name);
     let request = format!(
         "eshop-{}-{}",
         cfg.project,
@@ -205,80 +292,60 @@ fn write_user_kubeconfig(
         }}],
         "current-context": user_ctx,
     });
-    super::kubernetes::write_private(path, &serde_yaml::to_string(&doc)?)
+    crate::util::write_atomic(path, serde_yaml::to_string(&doc)?.as_bytes(), 0o600)
 }
 
 impl Phase for Security {
-    fn number(&self) -> u8 {
-        6
+    const INFO: Info = Info {
+        number: 6,
+        name: PHASE,
+        about: "RBAC (a pod-manager role, add-user with a signed certificate) and NetworkPolicies: default deny, only the shop's own flows",
+        targets: &[Target::Local, Target::Aws],
+    };
+
+    fn skip(&self, cfg: &Config) -> Option<String> {
+        super::needs_cluster(cfg)
     }
-    fn name(&self) -> &'static str {
-        PHASE
+    async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+        let cfg = &ctx.config;
+        manifests::plan_on_cluster(ctx, PHASE, &flat(cfg)?).await
     }
-    fn about(&self) -> &'static str {
-        "RBAC (a pod-manager role, add-user with a signed certificate) and NetworkPolicies: default deny, only the shop's own flows"
-    }
-    fn targets(&self) -> &'static [Target] {
-        &[Target::Local, Target::Aws]
-    }
-    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>> {
-        Box::pin(async move {
-            let cfg = &ctx.config;
-            if cfg.kube.mode == Mode::Off {
-                return Ok(Vec::new());
-            }
-            manifests::plan_on_cluster(cfg, PHASE, &flat(cfg)?).await
+    async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        let cfg = &ctx.config;
+        let objects = flat(cfg)?;
+        let cluster = ctx.kube().await?;
+        Ok(Outcome {
+            changed: manifests::apply(ctx, cluster, PHASE, &objects).await?,
         })
     }
-    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(async move {
-            let cfg = &ctx.config;
-            if cfg.kube.mode == Mode::Off {
-                super::kubernetes::off_note(ctx, PHASE);
-                return Ok(Outcome::default());
+    async fn destroy(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        let cfg = &ctx.config;
+        match cfg.kube.mode {
+            Mode::Off => Ok(Outcome::default()),
+            // Phase 5's destroy resets the nodes: the cluster goes with
+            // everything in it, and it may already be gone.
+            Mode::Bootstrap => Ok(Outcome::default()),
+            Mode::Existing => {
+                let cluster = ctx.kube().await?;
+                Ok(Outcome {
+                    changed: manifests::destroy(ctx, cluster, PHASE).await?,
+                })
             }
-            let objects = flat(cfg)?;
-            let cluster = super::kubernetes::cluster(cfg).await?;
-            Ok(Outcome {
-                changed: manifests::apply(ctx, &cluster, PHASE, &objects).await?,
-            })
-        })
+        }
     }
-    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(async move {
-            let cfg = &ctx.config;
-            match cfg.kube.mode {
-                Mode::Off => Ok(Outcome::default()),
-                // Phase 5's destroy resets the nodes: the cluster goes with
-                // everything in it, and it may already be gone.
-                Mode::Bootstrap => Ok(Outcome::default()),
-                Mode::Existing => {
-                    let cluster = super::kubernetes::cluster(cfg).await?;
-                    Ok(Outcome {
-                        changed: manifests::destroy(ctx, &cluster, PHASE).await?,
-                    })
-                }
-            }
-        })
-    }
-    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>> {
-        Box::pin(async move {
-            let cfg = &ctx.config;
-            if cfg.kube.mode == Mode::Off {
-                return Ok(Vec::new());
-            }
-            let cluster = super::kubernetes::cluster(cfg).await?;
-            let mut out = Vec::new();
-            for o in flat(cfg)? {
-                let present = cluster.get(&o).await?.is_some();
-                out.push(Status {
-                    resource: crate::engines::kube::describe(&o),
-                    state: if present { "present" } else { "absent" }.into(),
-                    healthy: present,
-                });
-            }
-            Ok(out)
-        })
+    async fn status(&self, ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
+        let cfg = &ctx.config;
+        let cluster = ctx.kube().await?;
+        let mut out = Vec::new();
+        for o in flat(cfg)? {
+            let present = cluster.get(&o).await?.is_some();
+            out.push(Status {
+                resource: crate::engines::kube::describe(&o),
+                state: if present { "present" } else { "absent" }.into(),
+                healthy: present,
+            });
+        }
+        Ok(out)
     }
     fn render(&self, ctx: &Ctx, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         manifests::write(out, &manifests(&ctx.config)?)

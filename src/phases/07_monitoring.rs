@@ -13,15 +13,14 @@
 //!   with a generated admin password, and NetworkPolicies for all three,
 //!   applied like phase 5's objects (server-side apply, prune, by label).
 
-use super::{manifests, Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
+use super::{manifests, Action, Change, Ctx, Info, Outcome, Phase, Status};
 use crate::config::kube::Mode;
 use crate::config::{Config, Target};
 use crate::engines::docker::{self, ContainerSpec};
-use crate::phases::build::hex;
-use crate::phases::images::{container_name, network_name};
+use crate::phases::local::{container_name, display_host, network_name};
 use crate::render::render_pairs as render;
+use crate::util::{poll_until, Pace};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -60,15 +59,11 @@ struct Bundle {
 
 impl Bundle {
     fn tag(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(self.base.as_bytes());
+        let mut parts = vec![self.base.as_str()];
         for (name, body) in &self.files {
-            h.update(name.as_bytes());
-            h.update([0]);
-            h.update(body.as_bytes());
-            h.update([0]);
+            parts.extend([name.as_str(), body.as_str()]);
         }
-        hex(&h.finalize())[..16].to_owned()
+        crate::util::short_hash(&parts)
     }
 
     fn reference(&self, cfg: &Config) -> String {
@@ -76,16 +71,11 @@ impl Bundle {
     }
 
     fn context(&self) -> anyhow::Result<Vec<u8>> {
-        let mut b = tar::Builder::new(Vec::new());
+        let mut t = crate::util::Tar::new();
         for (name, body) in &self.files {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(body.len() as u64);
-            h.set_mode(0o644);
-            h.set_mtime(0);
-            h.set_entry_type(tar::EntryType::Regular);
-            b.append_data(&mut h, name, body.as_bytes())?;
+            t.file(name, 0o644, body.as_bytes())?;
         }
-        Ok(b.into_inner()?)
+        t.finish()
     }
 }
 
@@ -97,22 +87,66 @@ fn grafana_name(cfg: &Config) -> String {
     container_name(cfg, "grafana")
 }
 
-fn bundles(cfg: &Config) -> anyhow::Result<Vec<Bundle>> {
-    let prometheus_yml = render(
+/// Prometheus's configuration for services at fixed addresses: the
+/// template's settings, then one scrape job per `(service, host:port)`,
+/// added as data (the job's name is the service's, as the rules and
+/// dashboards expect).
+pub fn static_prometheus_yml(
+    scrape_interval: &str,
+    rules_path: &str,
+    targets: &[(&str, String)],
+) -> anyhow::Result<String> {
+    let text = render(
         PROMETHEUS_YML,
         &[
-            ("scrape_interval", format!("{}s", cfg.scrape_interval_secs)),
-            ("rules_path", "/etc/prometheus/rules.yml".into()),
-            (
-                "inventory_target",
-                format!("{}:8081", container_name(cfg, "inventory")),
-            ),
-            (
-                "pricing_target",
-                format!("{}:8080", container_name(cfg, "pricing")),
-            ),
+            ("scrape_interval", scrape_interval.to_owned()),
+            ("rules_path", rules_path.to_owned()),
         ],
         &[],
+    )?;
+    let mut v: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let jobs: Vec<serde_yaml::Value> = targets
+        .iter()
+        .map(|(job, addr)| {
+            serde_yaml::to_value(json!({
+                "job_name": job,
+                "static_configs": [{"targets": [addr]}],
+            }))
+        })
+        .collect::<Result<_, _>>()?;
+    v["scrape_configs"] = serde_yaml::Value::Sequence(jobs);
+    Ok(serde_yaml::to_string(&v)?)
+}
+
+/// The in-cluster configuration: pod discovery in the shop's namespace,
+/// keeping the catalogue's services' "http" ports.
+pub fn kube_prometheus_yml(cfg: &Config) -> anyhow::Result<String> {
+    render(
+        KUBE_PROMETHEUS_YML,
+        &[
+            ("scrape_interval", format!("{}s", cfg.scrape_interval_secs)),
+            ("namespace", cfg.kube.namespace.clone()),
+            ("services", crate::shop::names(cfg.shop).join("|")),
+        ],
+        &[],
+    )
+}
+
+fn bundles(cfg: &Config) -> anyhow::Result<Vec<Bundle>> {
+    let targets: Vec<(&str, String)> = cfg
+        .shop
+        .iter()
+        .map(|s| {
+            (
+                s.name,
+                format!("{}:{}", container_name(cfg, s.name), s.port),
+            )
+        })
+        .collect();
+    let prometheus_yml = static_prometheus_yml(
+        &format!("{}s", cfg.scrape_interval_secs),
+        "/etc/prometheus/rules.yml",
+        &targets,
     )?;
     let mut out = vec![Bundle {
         component: "prometheus",
@@ -212,7 +246,7 @@ fn spec(cfg: &Config, b: &Bundle) -> ContainerSpec {
 }
 
 fn url(cfg: &Config, port: u16) -> String {
-    format!("http://{}:{port}", crate::phases::images::display_host(cfg))
+    format!("http://{}:{port}", display_host(cfg))
 }
 
 /// (component, readiness URL) for what this configuration runs.
@@ -349,22 +383,24 @@ impl Monitoring {
             .timeout(Duration::from_secs(2))
             .build()?;
         let progress = ctx.ui.spinner(NAME, "waiting for Prometheus and Grafana");
-        let deadline = Instant::now() + cfg.ready_timeout;
+        let start = Instant::now();
         for (what, u) in checks {
-            loop {
-                if http
-                    .get(&u)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    anyhow::bail!("{what} not ready at {u} after {:?}", cfg.ready_timeout);
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+            let left = cfg.ready_timeout.saturating_sub(start.elapsed());
+            let http = &http;
+            poll_until(
+                left,
+                Pace::Every(Duration::from_millis(250)),
+                &format!("{what} not ready at {u}"),
+                || async {
+                    let ok = http
+                        .get(&u)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    Ok(ok.then_some(()))
+                },
+            )
+            .await?;
         }
         progress.finish("monitoring ready");
         Ok(())
@@ -394,23 +430,13 @@ pub fn kube_manifests(
     let mut files = Vec::new();
 
     let prometheus_data = BTreeMap::from([
-        (
-            "prometheus.yml",
-            render(
-                KUBE_PROMETHEUS_YML,
-                &[
-                    ("scrape_interval", format!("{}s", cfg.scrape_interval_secs)),
-                    ("namespace", ns.clone()),
-                ],
-                &[],
-            )?,
-        ),
+        ("prometheus.yml", kube_prometheus_yml(cfg)?),
         ("rules.yml", RULES_YML.to_owned()),
         ("rules-kubernetes.yml", KUBE_RULES_YML.to_owned()),
     ]);
     let hash_of = |data: &BTreeMap<&str, String>| {
         let parts: Vec<&str> = data.values().map(String::as_str).collect();
-        crate::engines::aws::short_hash(&parts)
+        crate::util::short_hash(&parts)
     };
     let mut flags = Vec::new();
     if !storage_class.is_empty() {
@@ -502,10 +528,19 @@ pub fn kube_manifests(
     }
 
     let text = render(KUBE_POLICIES, &[("namespace", ns)], &[])?;
-    files.push((
-        "73-network-policies.yaml".to_owned(),
-        manifests::parse(&text, "73-network-policies.yaml", &labels)?,
-    ));
+    let mut policies = manifests::parse(&text, "73-network-policies.yaml", &labels)?;
+    // Prometheus scrapes every service of the catalogue on its port.
+    for p in policies.iter_mut() {
+        if p["metadata"]["name"] == "prometheus" {
+            let egress = p["spec"]["egress"].as_array_mut().ok_or_else(|| {
+                anyhow::anyhow!("73-network-policies.yaml: prometheus has no egress list")
+            })?;
+            for (i, svc) in cfg.shop.iter().enumerate() {
+                egress.insert(i, super::security::rule_to(svc.name, svc.port));
+            }
+        }
+    }
+    files.push(("73-network-policies.yaml".to_owned(), policies));
     Ok(files)
 }
 
@@ -518,7 +553,7 @@ fn kube_objects(cfg: &Config, grafana_password: Option<&str>) -> anyhow::Result<
 
 async fn kube_plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
     let cfg = &ctx.config;
-    manifests::plan_on_cluster(cfg, NAME, &kube_objects(cfg, None)?).await
+    manifests::plan_on_cluster(ctx, NAME, &kube_objects(cfg, None)?).await
 }
 
 async fn kube_apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
@@ -526,8 +561,8 @@ async fn kube_apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
     // Only used if the Secret does not exist yet (create-only).
     let password = super::kubernetes::password();
     let objects = kube_objects(cfg, Some(&password))?;
-    let cluster = super::kubernetes::cluster(cfg).await?;
-    let changed = manifests::apply(ctx, &cluster, NAME, &objects).await?;
+    let cluster = ctx.kube().await?;
+    let changed = manifests::apply(ctx, cluster, NAME, &objects).await?;
     let ns = &cfg.kube.namespace;
     let ctx_flag = cfg
         .kube
@@ -564,104 +599,88 @@ async fn kube_destroy(ctx: &Ctx) -> anyhow::Result<Outcome> {
     if manifests::cluster_pending(cfg) {
         return Ok(Outcome::default());
     }
-    let cluster = super::kubernetes::cluster(cfg).await?;
+    let cluster = ctx.kube().await?;
     Ok(Outcome {
-        changed: manifests::destroy(ctx, &cluster, NAME).await?,
+        changed: manifests::destroy(ctx, cluster, NAME).await?,
     })
 }
 
 async fn kube_status(ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
     let cfg = &ctx.config;
-    let cluster = super::kubernetes::cluster(cfg).await?;
-    manifests::status(&cluster, &kube_objects(cfg, None)?).await
-}
-
-/// On AWS the shop only runs on Kubernetes.
-fn nowhere(cfg: &Config) -> bool {
-    cfg.target == Target::Aws && !on_kubernetes(cfg)
+    let cluster = ctx.kube().await?;
+    manifests::status(cluster, &kube_objects(cfg, None)?).await
 }
 
 impl Phase for Monitoring {
-    fn number(&self) -> u8 {
-        7
+    const INFO: Info = Info {
+        number: 7,
+        name: NAME,
+        about: "Prometheus (scraping both services, alert rules) and Grafana (datasource + dashboards): containers beside the shop, or on its cluster with kube-state-metrics",
+        targets: &[Target::Local, Target::Aws],
+    };
+
+    /// On AWS the shop only runs on Kubernetes.
+    fn skip(&self, cfg: &Config) -> Option<String> {
+        if cfg.target == Target::Aws {
+            super::needs_cluster(cfg)
+        } else {
+            None
+        }
     }
-    fn name(&self) -> &'static str {
-        NAME
+    async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+        if on_kubernetes(&ctx.config) {
+            kube_plan(ctx).await
+        } else {
+            self.plan_now(ctx).await
+        }
     }
-    fn about(&self) -> &'static str {
-        "Prometheus (scraping both services, alert rules) and Grafana (datasource + dashboards): containers beside the shop, or on its cluster with kube-state-metrics"
+    async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        if on_kubernetes(&ctx.config) {
+            kube_apply(ctx).await
+        } else {
+            self.apply_now(ctx).await
+        }
     }
-    fn targets(&self) -> &'static [Target] {
-        &[Target::Local, Target::Aws]
+    async fn destroy(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        // Where no cluster is configured on AWS there is nothing of this
+        // phase's anywhere.
+        if Phase::skip(self, &ctx.config).is_some() {
+            return Ok(Outcome::default());
+        }
+        if on_kubernetes(&ctx.config) {
+            return kube_destroy(ctx).await;
+        }
+        let engine = ctx.docker().await?;
+        let changed =
+            super::remove_labelled(ctx, engine, Some(NAME), NAME, super::Kinds::All).await?;
+        Ok(Outcome { changed })
     }
-    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>> {
-        Box::pin(async move {
-            if nowhere(&ctx.config) {
-                Ok(Vec::new())
-            } else if on_kubernetes(&ctx.config) {
-                kube_plan(ctx).await
-            } else {
-                self.plan_now(ctx).await
-            }
-        })
-    }
-    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(async move {
-            if nowhere(&ctx.config) {
-                super::kubernetes::off_note(ctx, NAME);
-                Ok(Outcome::default())
-            } else if on_kubernetes(&ctx.config) {
-                kube_apply(ctx).await
-            } else {
-                self.apply_now(ctx).await
-            }
-        })
-    }
-    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(async move {
-            if nowhere(&ctx.config) {
-                return Ok(Outcome::default());
-            }
-            if on_kubernetes(&ctx.config) {
-                return kube_destroy(ctx).await;
-            }
-            let engine = ctx.docker().await?;
-            let changed =
-                super::remove_labelled(ctx, engine, Some(NAME), NAME, super::Kinds::All).await?;
-            Ok(Outcome { changed })
-        })
-    }
-    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>> {
-        Box::pin(async move {
-            let cfg = &ctx.config;
-            if nowhere(cfg) {
-                return Ok(Vec::new());
-            }
-            if on_kubernetes(cfg) {
-                return kube_status(ctx).await;
-            }
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(2))
-                .build()?;
-            let mut out = Vec::new();
-            for (c, u) in endpoints(cfg) {
-                let ok = http
-                    .get(&u)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                out.push(Status {
-                    resource: format!("container {}", container_name(cfg, c)),
-                    state: if ok {
-                        format!("ready ({u})")
-                    } else {
-                        format!("not answering at {u}")
-                    },
-                    healthy: ok,
-                });
-            }
-            Ok(out)
-        })
+    async fn status(&self, ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
+        let cfg = &ctx.config;
+        if on_kubernetes(cfg) {
+            return kube_status(ctx).await;
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let mut out = Vec::new();
+        for (c, u) in endpoints(cfg) {
+            let ok = http
+                .get(&u)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            out.push(Status {
+                resource: format!("container {}", container_name(cfg, c)),
+                state: if ok {
+                    format!("ready ({u})")
+                } else {
+                    format!("not answering at {u}")
+                },
+                healthy: ok,
+            });
+        }
+        Ok(out)
     }
     fn render(&self, ctx: &Ctx, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         if on_kubernetes(&ctx.config) {

@@ -13,7 +13,7 @@
 //!
 //! With nothing configured the phase says so and touches nothing.
 
-use super::{manifests, Action, BoxFut, Change, Ctx, Outcome, Phase, Status};
+use super::{manifests, Action, Change, Ctx, Info, Outcome, Phase, Status};
 use crate::config::apm::{header_pairs, Dynatrace, Secret};
 use crate::config::kube::Mode;
 use crate::config::{Config, Target};
@@ -139,12 +139,7 @@ fn on_kubernetes(cfg: &Config) -> bool {
     cfg.kube.mode != Mode::Off
 }
 
-fn not_configured(ctx: &Ctx) {
-    ctx.ui.info(
-        PHASE,
-        "not configured, nothing to do: set [apm] otlp_endpoint (any OTLP/HTTP receiver) or dynatrace_url with ESHOP_DYNATRACE_API_TOKEN and ESHOP_DYNATRACE_DATA_INGEST_TOKEN",
-    );
-}
+const NOT_CONFIGURED: &str = "not configured, nothing to do: set [apm] otlp_endpoint (any OTLP/HTTP receiver) or dynatrace_url with ESHOP_DYNATRACE_API_TOKEN and ESHOP_DYNATRACE_DATA_INGEST_TOKEN";
 
 /// Sends an empty export (zero spans: a valid, empty protobuf message) to
 /// the receiver with the configured headers; Ok(status) if it answered.
@@ -204,22 +199,18 @@ async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
         return Ok(out);
     };
     let objects = cluster_objects(cfg, d).await?;
-    out.extend(manifests::plan_on_cluster(cfg, PHASE, &objects).await?);
+    out.extend(manifests::plan_on_cluster(ctx, PHASE, &objects).await?);
     Ok(out)
 }
 
 async fn apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let cfg = &ctx.config;
-    if !cfg.apm.configured() {
-        not_configured(ctx);
-        return Ok(Outcome::default());
-    }
     let mut changed = 0;
     if let Some(d) = &cfg.apm.dynatrace {
         if on_kubernetes(cfg) {
             let objects = cluster_objects(cfg, d).await?;
-            let cluster = super::kubernetes::cluster(cfg).await?;
-            changed += manifests::apply(ctx, &cluster, PHASE, &objects).await?;
+            let cluster = ctx.kube().await?;
+            changed += manifests::apply(ctx, cluster, PHASE, &objects).await?;
             ctx.ui.event(
                 "result",
                 Some(PHASE),
@@ -255,26 +246,19 @@ async fn destroy(ctx: &Ctx) -> anyhow::Result<Outcome> {
     if !on_kubernetes(cfg) || manifests::cluster_pending(cfg) {
         return Ok(Outcome::default());
     }
-    let cluster = super::kubernetes::cluster(cfg).await?;
+    let cluster = ctx.kube().await?;
     Ok(Outcome {
-        changed: manifests::destroy(ctx, &cluster, PHASE).await?,
+        changed: manifests::destroy(ctx, cluster, PHASE).await?,
     })
 }
 
 async fn status(ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
     let cfg = &ctx.config;
-    if !cfg.apm.configured() {
-        return Ok(vec![Status {
-            resource: "apm".into(),
-            state: "not configured".into(),
-            healthy: true,
-        }]);
-    }
     let mut out: Vec<Status> = trace_status(cfg).await.into_iter().collect();
     if let Some(d) = cfg.apm.dynatrace.as_ref().filter(|_| on_kubernetes(cfg)) {
-        let cluster = super::kubernetes::cluster(cfg).await?;
+        let cluster = ctx.kube().await?;
         let objects = cluster_objects(cfg, d).await?;
-        out.extend(manifests::status(&cluster, &objects).await?);
+        out.extend(manifests::status(cluster, &objects).await?);
         let dynakube = objects.last().expect("rendered");
         out.push(match cluster.get(dynakube).await? {
             None => Status {
@@ -296,29 +280,27 @@ async fn status(ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
 }
 
 impl Phase for Apm {
-    fn number(&self) -> u8 {
-        10
+    const INFO: Info = Info {
+        number: 10,
+        name: PHASE,
+        about: "OpenTelemetry traces to an OTLP receiver; with a Dynatrace tenant, the Dynatrace Operator and a DynaKube on the cluster",
+        targets: &[Target::Local, Target::Aws],
+    };
+
+    fn skip(&self, cfg: &Config) -> Option<String> {
+        (!cfg.apm.configured()).then(|| NOT_CONFIGURED.to_owned())
     }
-    fn name(&self) -> &'static str {
-        PHASE
+    async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+        plan(ctx).await
     }
-    fn about(&self) -> &'static str {
-        "OpenTelemetry traces to an OTLP receiver; with a Dynatrace tenant, the Dynatrace Operator and a DynaKube on the cluster"
+    async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        apply(ctx).await
     }
-    fn targets(&self) -> &'static [Target] {
-        &[Target::Local, Target::Aws]
+    async fn destroy(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        destroy(ctx).await
     }
-    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>> {
-        Box::pin(plan(ctx))
-    }
-    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(apply(ctx))
-    }
-    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
-        Box::pin(destroy(ctx))
-    }
-    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>> {
-        Box::pin(status(ctx))
+    async fn status(&self, ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
+        status(ctx).await
     }
     /// eshop's own objects, with placeholders for the tokens; the
     /// operator's manifest is named, not fetched.

@@ -27,12 +27,9 @@ fn is_workload(obj: &Value) -> bool {
 
 /// eshop's ownership labels for a phase's objects.
 pub fn owner_labels(cfg: &Config, phase: &str) -> BTreeMap<&'static str, String> {
-    BTreeMap::from([
-        ("eshop/project", cfg.project.clone()),
-        ("eshop/target", cfg.target.as_str().to_owned()),
-        ("eshop/phase", phase.to_owned()),
-        ("app.kubernetes.io/managed-by", "eshop".to_owned()),
-    ])
+    let mut l = crate::labels::owner(&cfg.project, cfg.target.as_str(), phase);
+    l.insert("app.kubernetes.io/managed-by", "eshop".to_owned());
+    l
 }
 
 fn selector(cfg: &Config, phase: &str) -> Vec<(&'static str, String)> {
@@ -184,15 +181,16 @@ pub fn cluster_pending(cfg: &Config) -> bool {
 /// A phase's plan: against the cluster, or everything to create while the
 /// cluster does not exist yet.
 pub async fn plan_on_cluster(
-    cfg: &Config,
+    ctx: &Ctx,
     phase: &str,
     objects: &[Value],
 ) -> anyhow::Result<Vec<Change>> {
+    let cfg = &ctx.config;
     if cluster_pending(cfg) {
         return Ok(plan_without_cluster(objects));
     }
-    let cluster = super::kubernetes::cluster(cfg).await?;
-    plan(&cluster, cfg, phase, objects).await
+    let cluster = ctx.kube().await?;
+    plan(cluster, cfg, phase, objects).await
 }
 
 /// The plan while the cluster does not exist yet: everything to create.
@@ -246,7 +244,8 @@ pub async fn plan(
 }
 
 /// Applies every object in order, waiting for each workload to roll out
-/// before the next (pricing starts once inventory serves), then prunes.
+/// before the next (a service starts once the services it calls serve),
+/// then prunes.
 /// Returns how many objects were created, changed or deleted.
 pub async fn apply(
     ctx: &Ctx,

@@ -18,12 +18,15 @@ use std::pin::Pin;
 pub mod apm;
 #[path = "01_build.rs"]
 pub mod build;
+#[cfg(test)]
+mod catalogue_test;
 #[path = "02_images.rs"]
 pub mod images;
 #[path = "03_infra.rs"]
 pub mod infra;
 #[path = "05_kubernetes.rs"]
 pub mod kubernetes;
+pub mod local;
 pub mod manifests;
 #[path = "07_monitoring.rs"]
 pub mod monitoring;
@@ -96,6 +99,7 @@ pub struct Ctx {
     pub purge_data: bool,
     docker: tokio::sync::OnceCell<Engine>,
     aws: tokio::sync::OnceCell<Clients>,
+    kube: tokio::sync::OnceCell<crate::engines::kube::Cluster>,
 }
 
 impl Ctx {
@@ -107,6 +111,7 @@ impl Ctx {
             purge_data,
             docker: tokio::sync::OnceCell::new(),
             aws: tokio::sync::OnceCell::new(),
+            kube: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -119,6 +124,30 @@ impl Ctx {
     pub async fn aws(&self) -> &Clients {
         self.aws
             .get_or_init(|| Clients::connect(&self.config.aws))
+            .await
+    }
+
+    /// The cluster phases 5-7 and 10 deploy to, connected on first use.
+    /// Checks the kubeconfig first, so a bootstrap that has not run yet
+    /// says so instead of failing to parse a missing file.
+    pub async fn kube(&self) -> anyhow::Result<&crate::engines::kube::Cluster> {
+        use crate::config::kube::Mode;
+        self.kube
+            .get_or_try_init(|| async {
+                let k = &self.config.kube;
+                if !k.kubeconfig.exists() {
+                    anyhow::bail!(
+                        "kubeconfig {} does not exist{}",
+                        k.kubeconfig.display(),
+                        if k.mode == Mode::Bootstrap {
+                            ": phase 5 writes it when it bootstraps the cluster (eshop phase kubernetes apply)"
+                        } else {
+                            ": set kubernetes.kubeconfig (or KUBECONFIG) to your cluster's"
+                        }
+                    );
+                }
+                crate::engines::kube::connect(&k.kubeconfig, k.context.as_deref()).await
+            })
             .await
     }
 
@@ -145,19 +174,81 @@ impl Ctx {
     }
 }
 
-pub trait Phase: Send + Sync {
-    fn number(&self) -> u8;
-    fn name(&self) -> &'static str;
-    fn about(&self) -> &'static str;
-    fn targets(&self) -> &'static [Target];
-    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>>;
-    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome>;
-    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome>;
-    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>>;
+/// What `eshop phases` lists about a phase.
+#[derive(Debug, Clone, Copy)]
+pub struct Info {
+    pub number: u8,
+    pub name: &'static str,
+    pub about: &'static str,
+    pub targets: &'static [Target],
+}
+
+/// The contract every phase keeps. `plan` touches nothing; `apply`
+/// converges and is safe to re-run, also after a crash; `destroy` removes
+/// exactly what the phase owns, found by its labels; `status` says what
+/// exists and whether it is healthy.
+pub trait Phase: Sync {
+    const INFO: Info;
+
+    /// Why this phase has nothing to do under this configuration (no
+    /// cluster, nothing configured), asked once by the runner before
+    /// plan, apply and status, like kubeadm's RunIf. Destroy is never
+    /// skipped: it finds what the phase owns by label, whatever the
+    /// configuration says today.
+    fn skip(&self, _cfg: &Config) -> Option<String> {
+        None
+    }
+    fn plan(&self, ctx: &Ctx) -> impl Future<Output = anyhow::Result<Vec<Change>>> + Send;
+    fn apply(&self, ctx: &Ctx) -> impl Future<Output = anyhow::Result<Outcome>> + Send;
+    fn destroy(&self, ctx: &Ctx) -> impl Future<Output = anyhow::Result<Outcome>> + Send;
+    fn status(&self, ctx: &Ctx) -> impl Future<Output = anyhow::Result<Vec<Status>>> + Send;
     /// Writes the phase's rendered templates for review; returns the files.
     fn render(&self, _ctx: &Ctx, _out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         Ok(Vec::new())
     }
+}
+
+/// A phase as the runner holds it (the registry is a list of different
+/// phases, so their futures are boxed here, once, for all of them).
+pub trait Runnable: Sync {
+    fn info(&self) -> Info;
+    fn skip(&self, cfg: &Config) -> Option<String>;
+    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>>;
+    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome>;
+    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome>;
+    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>>;
+    fn render(&self, ctx: &Ctx, out: &Path) -> anyhow::Result<Vec<PathBuf>>;
+}
+
+impl<P: Phase> Runnable for P {
+    fn info(&self) -> Info {
+        P::INFO
+    }
+    fn skip(&self, cfg: &Config) -> Option<String> {
+        Phase::skip(self, cfg)
+    }
+    fn plan<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Change>> {
+        Box::pin(Phase::plan(self, ctx))
+    }
+    fn apply<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
+        Box::pin(Phase::apply(self, ctx))
+    }
+    fn destroy<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Outcome> {
+        Box::pin(Phase::destroy(self, ctx))
+    }
+    fn status<'a>(&'a self, ctx: &'a Ctx) -> BoxFut<'a, Vec<Status>> {
+        Box::pin(Phase::status(self, ctx))
+    }
+    fn render(&self, ctx: &Ctx, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        Phase::render(self, ctx, out)
+    }
+}
+
+/// The skip reason of the phases that need a cluster.
+pub fn needs_cluster(cfg: &Config) -> Option<String> {
+    (cfg.kube.mode == crate::config::kube::Mode::Off).then(|| {
+        "no cluster (kubernetes.mode = \"off\"; set \"existing\" with a kubeconfig context such as kind's, or \"bootstrap\" with nodes)".to_owned()
+    })
 }
 
 /// What [`remove_labelled`] removes.
@@ -222,7 +313,7 @@ pub async fn remove_labelled(
 }
 
 /// In execution order.
-pub fn registry() -> Vec<&'static dyn Phase> {
+pub fn registry() -> Vec<&'static dyn Runnable> {
     vec![
         &build::Build,
         &images::Images,
@@ -236,9 +327,9 @@ pub fn registry() -> Vec<&'static dyn Phase> {
 }
 
 /// By number ("2", "02") or name ("images").
-pub fn find(key: &str) -> Option<&'static dyn Phase> {
+pub fn find(key: &str) -> Option<&'static dyn Runnable> {
     let n: Option<u8> = key.parse().ok();
     registry()
         .into_iter()
-        .find(|p| Some(p.number()) == n || p.name() == key)
+        .find(|p| Some(p.info().number) == n || p.info().name == key)
 }
