@@ -8,7 +8,6 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
@@ -126,15 +125,8 @@ impl Store {
     /// Temp file in the same directory, fsync, rename: readers and crashes
     /// see the old file or the new one, never half of one.
     pub fn save(&self) -> anyhow::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(&self.state)?;
-        let mut f = File::create(&tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
-            .map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", self.path.display()))?;
-        Ok(())
+        crate::util::write_atomic(&self.path, &bytes, 0o600)
     }
 }
 

@@ -106,6 +106,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// 32 letters and digits, ~190 bits: generated credentials (database,
+/// Grafana), safe inside a URL such as DATABASE_URL.
+pub fn random_password() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
 /// How [`poll_until`] spaces its checks.
 #[derive(Debug, Clone, Copy)]
 pub enum Pace {
@@ -163,6 +174,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_long_and_url_safe() {
+        let (a, b) = (random_password(), random_password());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
+    }
 
     #[test]
     fn hashes_separate_their_parts() {

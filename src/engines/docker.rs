@@ -15,11 +15,9 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-pub const LABEL_PROJECT: &str = "eshop/project";
-pub const LABEL_TARGET: &str = "eshop/target";
-pub const LABEL_PHASE: &str = "eshop/phase";
-/// Hash of a container's desired spec: equal hash means nothing to change.
-pub const LABEL_SPEC: &str = "eshop/spec";
+use crate::labels::{
+    PHASE as LABEL_PHASE, PROJECT as LABEL_PROJECT, SPEC as LABEL_SPEC, TARGET as LABEL_TARGET,
+};
 
 pub fn labels(project: &str, target: &str, phase: &str) -> HashMap<String, String> {
     HashMap::from([

@@ -6,7 +6,7 @@
 //! its account exists); none of them may reach the API: no token is
 //! mounted and no role is bound to them.
 
-use super::manifests;
+use super::manifests::{self, pods, rule_from, rule_to, tcp};
 use super::{Change, Ctx, Info, Outcome, Phase, Status};
 use crate::config::kube::Mode;
 use crate::config::{Config, Target};
@@ -34,29 +34,6 @@ pub fn users_group(cfg: &Config) -> String {
 /// Where Prometheus runs (phase 7 on Kubernetes): the shop's namespace.
 pub fn monitoring_namespace(cfg: &Config) -> String {
     cfg.kube.namespace.clone()
-}
-
-/// Pods named `app` (the services' and the database's label).
-fn pods(app: &str) -> Value {
-    json!({"podSelector": {"matchLabels": {"app.kubernetes.io/name": app}}})
-}
-
-fn tcp(port: u16) -> Value {
-    json!([{"protocol": "TCP", "port": port}])
-}
-
-/// An egress rule: to the pods named `app`, on `port`.
-pub fn rule_to(app: &str, port: u16) -> Value {
-    json!({"to": [pods(app)], "ports": tcp(port)})
-}
-
-/// An ingress rule: from these peers (everyone when empty), on `port`.
-fn rule_from(peers: Vec<Value>, port: u16) -> Value {
-    if peers.is_empty() {
-        json!({"ports": tcp(port)})
-    } else {
-        json!({"from": peers, "ports": tcp(port)})
-    }
 }
 
 /// One service's NetworkPolicy: the catalogue's edges into and out of it.

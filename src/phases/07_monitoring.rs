@@ -536,7 +536,7 @@ pub fn kube_manifests(
                 anyhow::anyhow!("73-network-policies.yaml: prometheus has no egress list")
             })?;
             for (i, svc) in cfg.shop.iter().enumerate() {
-                egress.insert(i, super::security::rule_to(svc.name, svc.port));
+                egress.insert(i, manifests::rule_to(svc.name, svc.port));
             }
         }
     }
@@ -559,7 +559,7 @@ async fn kube_plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
 async fn kube_apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let cfg = &ctx.config;
     // Only used if the Secret does not exist yet (create-only).
-    let password = super::kubernetes::password();
+    let password = crate::util::random_password();
     let objects = kube_objects(cfg, Some(&password))?;
     let cluster = ctx.kube().await?;
     let changed = manifests::apply(ctx, cluster, NAME, &objects).await?;

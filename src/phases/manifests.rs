@@ -102,6 +102,31 @@ fn stamp(v: &mut Value, labels: &BTreeMap<&str, String>) {
     }
 }
 
+// --- NetworkPolicy rules, for the phases that write policies ---------------
+
+/// Pods named `app` (the services' and the database's label).
+pub fn pods(app: &str) -> Value {
+    json!({"podSelector": {"matchLabels": {"app.kubernetes.io/name": app}}})
+}
+
+pub fn tcp(port: u16) -> Value {
+    json!([{"protocol": "TCP", "port": port}])
+}
+
+/// An egress rule: to the pods named `app`, on `port`.
+pub fn rule_to(app: &str, port: u16) -> Value {
+    json!({"to": [pods(app)], "ports": tcp(port)})
+}
+
+/// An ingress rule: from these peers (everyone when empty), on `port`.
+pub fn rule_from(peers: Vec<Value>, port: u16) -> Value {
+    if peers.is_empty() {
+        json!({"ports": tcp(port)})
+    } else {
+        json!({"from": peers, "ports": tcp(port)})
+    }
+}
+
 /// Objects in apply order: by kind (KINDS), then as rendered.
 fn ordered(objects: &[Value]) -> Vec<&Value> {
     let rank = |o: &Value| {

@@ -24,7 +24,7 @@ mod catalogue_test;
 pub mod images;
 #[path = "03_infra.rs"]
 pub mod infra;
-#[path = "05_kubernetes.rs"]
+#[path = "05_kubernetes/mod.rs"]
 pub mod kubernetes;
 pub mod local;
 pub mod manifests;

@@ -1,0 +1,232 @@
+//! The shop's objects on the cluster: templates/kubernetes rendered once
+//! per service of the catalogue, with eshop's labels.
+
+use super::super::manifests;
+use super::PHASE;
+use crate::config::kube::Entry;
+use crate::config::Config;
+use crate::phases::Ctx;
+use crate::render::render_pairs as render;
+use crate::shop::Service;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+const NAMESPACE: &str = include_str!("../../../templates/kubernetes/00-namespace.yaml");
+const CONFIG: &str = include_str!("../../../templates/kubernetes/10-config.yaml");
+const SECRET: &str = include_str!("../../../templates/kubernetes/15-secret.yaml");
+const DATABASE: &str = include_str!("../../../templates/kubernetes/20-database.yaml");
+const SERVICE: &str = include_str!("../../../templates/kubernetes/30-service.yaml");
+const ENTRY: &str = include_str!("../../../templates/kubernetes/40-entry.yaml");
+
+/// Each service's environment in the cluster: where it listens, JSON
+/// logs, the in-cluster address of each service it calls, then
+/// `[services.<name>.env]` on top.
+pub fn service_env(cfg: &Config, svc: &Service) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::from([
+        ("LISTEN_ADDR".to_owned(), format!("0.0.0.0:{}", svc.port)),
+        ("LOG_FORMAT".to_owned(), "json".to_owned()),
+    ]);
+    for c in svc.callees(cfg.shop) {
+        env.insert(
+            c.url_env(),
+            format!("http://{}.{}.svc:{}", c.name, cfg.kube.namespace, c.port),
+        );
+    }
+    let service = svc.name;
+    // Phase 10's trace export; credentials arrive as a file from the
+    // Secret `otlp` (15-secret.yaml), never in the ConfigMap.
+    if let Some((endpoint, headers)) = cfg.apm.otlp() {
+        env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint);
+        env.insert("OTEL_SERVICE_NAME".into(), service.to_owned());
+        if headers.is_some() {
+            env.insert(
+                "OTEL_EXPORTER_OTLP_HEADERS_FILE".into(),
+                "/run/secrets/otlp/headers".into(),
+            );
+        }
+    }
+    if let Some(extra) = cfg.service_env.get(service) {
+        env.extend(extra.clone());
+    }
+    env
+}
+
+/// The images to run: what phase 2 last pushed, pinned by digest.
+pub(super) fn images(ctx: &Ctx) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut imgs = crate::phases::images::current_images(ctx).unwrap_or_default();
+    imgs.extend(ctx.config.kube.images.clone());
+    for svc in ctx.config.shop.iter().map(|s| s.name) {
+        if !imgs.contains_key(svc) {
+            if ctx.config.registry.is_empty() {
+                return Err(crate::config::ConfigError(
+                    "images.registry is empty: a cluster pulls the shop's images from a registry; set images.registry (phase 2 pushes there)".into(),
+                )
+                .into());
+            }
+            anyhow::bail!(
+                "no pushed image for {svc}: run phase 2 first (eshop phase images apply)"
+            );
+        }
+    }
+    Ok(imgs)
+}
+
+/// The shop's objects, per template file. `images` None renders
+/// placeholders (for review); `password` None likewise.
+pub fn manifests(
+    cfg: &Config,
+    images: Option<&BTreeMap<String, String>>,
+    password: Option<&str>,
+) -> anyhow::Result<Vec<(String, Vec<Value>)>> {
+    let k = &cfg.kube;
+    let labels = manifests::owner_labels(cfg, PHASE);
+    let ns = k.namespace.clone();
+    let mut files = Vec::new();
+    let parse = |name: &str, text: String| -> anyhow::Result<(String, Vec<Value>)> {
+        Ok((name.to_owned(), manifests::parse(&text, name, &labels)?))
+    };
+    files.push(parse(
+        "00-namespace.yaml",
+        render(NAMESPACE, &[("namespace", ns.clone())], &[])?,
+    )?);
+    let envs: BTreeMap<&str, BTreeMap<String, String>> = cfg
+        .shop
+        .iter()
+        .map(|s| (s.name, service_env(cfg, s)))
+        .collect();
+    // Per service a ConfigMap (its environment, put in as data so no key
+    // or value can change the YAML around it) and a ServiceAccount.
+    let mut config = Vec::new();
+    for svc in cfg.shop {
+        let text = render(
+            CONFIG,
+            &[("namespace", ns.clone()), ("service", svc.name.to_owned())],
+            &[],
+        )?;
+        for mut o in manifests::parse(&text, "10-config.yaml", &labels)? {
+            if o["kind"] == "ConfigMap" {
+                o["data"] = serde_json::to_value(&envs[svc.name])?;
+            }
+            config.push(o);
+        }
+    }
+    files.push(("10-config.yaml".to_owned(), config));
+    // `password` None means a render for review: no credential at all.
+    let otlp_headers = cfg.apm.otlp().and_then(|(_, h)| h);
+    let otlp_headers_text = match (&otlp_headers, password) {
+        (Some(h), Some(_)) => Value::String(h.expose().to_owned()).to_string(),
+        (Some(_), None) => "\"FROM-THE-ENVIRONMENT\"".to_owned(),
+        (None, _) => String::new(),
+    };
+    let otlp_flags: &[&str] = if otlp_headers.is_some() {
+        &["otlp_headers"]
+    } else {
+        &[]
+    };
+    files.push(parse(
+        "15-secret.yaml",
+        render(
+            SECRET,
+            &[
+                ("namespace", ns.clone()),
+                (
+                    "db_password",
+                    password.unwrap_or("GENERATED-AT-APPLY").to_owned(),
+                ),
+                ("otlp_headers", otlp_headers_text),
+            ],
+            otlp_flags,
+        )?,
+    )?);
+    let mut db_flags = Vec::new();
+    if k.storage_class.is_some() {
+        db_flags.push("storage_class");
+    }
+    if !k.postgres_image.contains("@sha256:") {
+        db_flags.push("postgres_by_tag");
+    }
+    files.push(parse(
+        "20-database.yaml",
+        render(
+            DATABASE,
+            &[
+                ("namespace", ns.clone()),
+                ("postgres_image", k.postgres_image.clone()),
+                ("database_storage_gib", k.database_storage_gib.to_string()),
+                ("storage_class", k.storage_class.clone().unwrap_or_default()),
+            ],
+            &db_flags,
+        )?,
+    )?);
+    for s in cfg.shop {
+        let (svc, port, db) = (s.name, s.port, s.database);
+        let image = images
+            .and_then(|m| m.get(svc).cloned())
+            .unwrap_or_else(|| format!("{}:FROM-PHASE-2", crate::phases::images::repo(cfg, svc)));
+        // The headers file is read at start: a new token must roll pods.
+        let headers = otlp_headers.as_ref().map(|h| h.expose()).unwrap_or("");
+        let env_json = serde_json::to_string(&envs[svc])?;
+        let config_hash = crate::util::short_hash(&[&env_json, headers]);
+        let mut flags: Vec<&str> = Vec::new();
+        if db {
+            flags.push("db");
+        }
+        if otlp_headers.is_some() {
+            flags.push("otlp");
+        }
+        files.push(parse(
+            &format!("30-{svc}.yaml"),
+            render(
+                SERVICE,
+                &[
+                    ("namespace", ns.clone()),
+                    ("service", svc.to_owned()),
+                    ("port", port.to_string()),
+                    ("image", image),
+                    ("config_hash", config_hash),
+                    ("min_replicas", k.min_replicas.to_string()),
+                    ("max_replicas", k.max_replicas.to_string()),
+                    ("cpu_target_percent", k.cpu_target_percent.to_string()),
+                    ("memory_target_percent", k.memory_target_percent.to_string()),
+                ],
+                &flags,
+            )?,
+        )?);
+    }
+    let (flags, host, class, node_port): (Vec<&str>, String, String, String) = match &k.entry {
+        Entry::NodePort(p) => (
+            vec!["nodeport"],
+            String::new(),
+            String::new(),
+            p.to_string(),
+        ),
+        Entry::Ingress { host, class } => {
+            let mut f = vec!["ingress"];
+            if !host.is_empty() {
+                f.push("host");
+            }
+            (f, host.clone(), class.clone(), String::new())
+        }
+    };
+    let entry = crate::shop::public(cfg.shop);
+    files.push(parse(
+        "40-entry.yaml",
+        render(
+            ENTRY,
+            &[
+                ("namespace", ns),
+                ("service", entry.name.to_owned()),
+                ("port", entry.port.to_string()),
+                ("node_port", node_port),
+                ("ingress_host", host),
+                ("ingress_class", class),
+            ],
+            &flags,
+        )?,
+    )?);
+    Ok(files)
+}
+
+pub(super) fn flat(files: Vec<(String, Vec<Value>)>) -> Vec<Value> {
+    files.into_iter().flat_map(|(_, o)| o).collect()
+}
