@@ -23,4 +23,9 @@ if [ -z "${ESHOP_MONITORING_GRAFANA_IMAGE:-}" ] && ! grep -qs '^\s*grafana_image
   echo "[up] cannot pull grafana/grafana and no local substitute exists: Grafana is skipped" >&2
   export ESHOP_MONITORING_GRAFANA_IMAGE=none
 fi
-exec cargo run --release --quiet --bin eshop -- up "$@"
+# One build of the CLI and the services together, with cargo's progress on
+# screen: phase 1 then finds the services compiled (same profile, same
+# features: services/workspace-hack) instead of compiling them again.
+echo "[up] compiling eshop and the services (release; the first time takes a few minutes)" >&2
+cargo build --release --locked --workspace --bins
+exec cargo run --release --locked --quiet --bin eshop -- up "$@"
