@@ -408,7 +408,7 @@ fn config_errors_exit_2_with_key_and_line_before_any_docker_call() {
     let p = p.env("DOCKER_HOST", format!("unix://{}", sock.display()));
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     listener.set_nonblocking(true).unwrap();
-    for (text, want) in [
+    let cases = [
         (
             "project = \"ok\"\n[images]\nregistri = \"x\"\n",
             "eshop.toml:3:1: unknown field `registri`",
@@ -423,18 +423,14 @@ fn config_errors_exit_2_with_key_and_line_before_any_docker_call() {
             "images.push is true but images.registry is empty",
         ),
         ("project = [1]\n", "eshop.toml:1:11"),
-    ] {
-        p.write_config(text);
-        for cmd in [
-            &["up"][..],
-            &["plan"],
-            &["destroy", "--yes"],
-            &["phase", "images", "apply"],
-        ] {
-            let stderr = p.fails(cmd, 2);
-            assert!(stderr.contains(want), "{cmd:?} {text:?}: {stderr}");
-        }
-    }
+    ];
+    let commands: [&[&str]; 4] = [
+        &["up"],
+        &["plan"],
+        &["destroy", "--yes"],
+        &["phase", "images", "apply"],
+    ];
+    p.rejects_configs("", &cases, &commands);
     assert!(
         listener.accept().is_err(),
         "eshop connected to Docker despite a bad config"

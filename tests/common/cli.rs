@@ -131,6 +131,21 @@ impl Project {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// For each `(body, want)`: with `head` then `body` as eshop.toml, each
+    /// of `commands` exits 2 (a configuration error) and says `want`.
+    pub fn rejects_configs(&self, head: &str, cases: &[(&str, &str)], commands: &[&[&str]]) {
+        for (body, want) in cases {
+            self.write_config(&format!("{head}{body}"));
+            for args in commands {
+                let err = self.fails(args, 2);
+                assert!(
+                    err.contains(want),
+                    "{body} {args:?}\n got: {err}\nwant: {want}"
+                );
+            }
+        }
+    }
+
     fn expect_code(&self, args: &[&str], out: &Output, code: i32) {
         let config = std::fs::read_to_string(self.config()).unwrap_or_default();
         assert_eq!(
