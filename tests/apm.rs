@@ -5,8 +5,10 @@
 //! against the mock API server in tests/kubernetes_cluster.rs; the
 //! services' span export is tested in services/pricing/tests/traces.rs.
 
+mod common;
+
+use common::cli::{text, Project};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 /// An HTTP listener answering every request with `status`, recording
@@ -52,42 +54,27 @@ fn receiver(status: u16) -> (String, Seen) {
     (url, seen)
 }
 
-fn eshop(dir: &std::path::Path, toml: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    std::fs::write(dir.join("eshop.toml"), toml).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_eshop"))
-        .current_dir(dir)
-        .args(args)
-        // Phase 10 on the local target needs no Docker: prove it.
-        .env("DOCKER_HOST", "unix:///nonexistent.sock")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// Phase 10 on the local target needs no Docker: prove it.
+fn project() -> Project {
+    Project::new().env("DOCKER_HOST", "unix:///nonexistent.sock")
 }
 
 #[test]
 fn without_configuration_apm_says_so_and_does_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = eshop(dir.path(), "", &["phase", "apm", "apply"], &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("not configured, nothing to do"));
-    let out = eshop(dir.path(), "", &["phase", "apm", "status"], &[]);
+    let p = project();
+    p.write_config("");
+    let out = p.ok(&["phase", "apm", "apply"]);
+    assert!(out.contains("not configured, nothing to do"));
+    let out = p.eshop(&["phase", "apm", "status"]);
     assert!(text(&out).contains("not configured"), "{}", text(&out));
     assert!(out.status.success(), "nothing configured is not a failure");
 }
 
 #[test]
 fn the_receiver_gets_an_empty_export_with_the_configured_headers_which_are_never_printed() {
-    let dir = tempfile::tempdir().unwrap();
+    let p = project();
     let (url, seen) = receiver(200);
-    let toml = format!("[apm]\notlp_endpoint = \"{url}/\"\n");
+    p.write_config(&format!("[apm]\notlp_endpoint = \"{url}/\"\n"));
     let headers = [(
         "ESHOP_OTLP_HEADERS",
         "Authorization=Api-Token%20s3cr3t-token,x-tenant=shop",
@@ -97,15 +84,10 @@ fn the_receiver_gets_an_empty_export_with_the_configured_headers_which_are_never
         &["phase", "apm", "apply"],
         &["phase", "apm", "plan"],
     ] {
-        let out = eshop(dir.path(), &toml, args, &headers);
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        assert!(!text(&out).contains("s3cr3t"), "{}", text(&out));
+        let out = p.ok_with(args, &headers);
+        assert!(!out.contains("s3cr3t"), "{out}");
         if args[2] != "plan" {
-            assert!(
-                text(&out).contains("accepts traces (HTTP 200)"),
-                "{}",
-                text(&out)
-            );
+            assert!(out.contains("accepts traces (HTTP 200)"), "{out}");
         }
     }
     let seen = seen.lock().unwrap();
@@ -120,8 +102,8 @@ fn the_receiver_gets_an_empty_export_with_the_configured_headers_which_are_never
 
     // A receiver that refuses (a wrong token) is unhealthy, and says why.
     let (url, _) = receiver(401);
-    let toml = format!("[apm]\notlp_endpoint = \"{url}\"\n");
-    let out = eshop(dir.path(), &toml, &["phase", "apm", "status"], &headers);
+    p.write_config(&format!("[apm]\notlp_endpoint = \"{url}\"\n"));
+    let out = p.eshop_with(&["phase", "apm", "status"], &headers);
     assert!(
         text(&out).contains("✘ OTLP receiver") && text(&out).contains("refuses traces: HTTP 401"),
         "{}",
@@ -129,17 +111,15 @@ fn the_receiver_gets_an_empty_export_with_the_configured_headers_which_are_never
     );
     assert_eq!(out.status.code(), Some(1), "an unhealthy phase fails CI");
     // Apply still succeeds: the receiver may only be reachable in-cluster.
-    let out = eshop(dir.path(), &toml, &["phase", "apm", "apply"], &headers);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("warning:"), "{}", text(&out));
+    let out = p.ok_with(&["phase", "apm", "apply"], &headers);
+    assert!(out.contains("warning:"), "{out}");
 }
 
 #[test]
 fn malformed_headers_exit_2_naming_the_variable_not_the_value() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = eshop(
-        dir.path(),
-        "[apm]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+    let p = project();
+    p.write_config("[apm]\notlp_endpoint = \"http://127.0.0.1:4318\"\n");
+    let out = p.eshop_with(
         &["phase", "apm", "status"],
         &[("ESHOP_OTLP_HEADERS", "Bearer-s3cr3t")],
     );

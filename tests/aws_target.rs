@@ -4,23 +4,27 @@
 
 mod common;
 
+use common::cli::Project;
 use common::{venv_bin, Moto};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// A real ed25519 public key (public: nothing secret about it).
 const PUBKEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq6XQv0m2Cq3wJ7bVfKp0u3cE1nM8yD4kLzR2sT5uVw eshop-test";
 
+/// A project on target aws with a moto of its own; runs eshop as
+/// [`Project`] does.
 struct Shop {
+    cli: Project,
     moto: Moto,
     /// Where eshop sends its calls: moto itself or a proxy in front.
     endpoint: String,
     project: String,
-    dir: tempfile::TempDir,
 }
+
+common::cli::wraps_project!(Shop);
 
 impl Shop {
     fn new(tag: &str) -> Shop {
@@ -30,9 +34,12 @@ impl Shop {
     }
 
     fn with(moto: Moto, endpoint: String, tag: &str) -> Shop {
-        let dir = tempfile::tempdir().unwrap();
+        let cli = Project::new()
+            .envs(moto.env())
+            .env_remove("AWS_ENDPOINT_URL") // eshop must use [aws] endpoint
+            .env_remove("AWS_PROFILE");
         let project = format!("t{tag}");
-        let key = dir.path().join("id.pub");
+        let key = cli.dir.path().join("id.pub");
         std::fs::write(&key, format!("{PUBKEY}\n")).unwrap();
         let toml = format!(
             "project = \"{project}\"\ntarget = \"aws\"\n\
@@ -43,44 +50,13 @@ impl Shop {
              [schedule]\ntime_zone = \"Europe/Paris\"\nstart_at = \"07:30\"\n",
             key = key.display()
         );
-        std::fs::write(dir.path().join("eshop.toml"), toml).unwrap();
+        cli.write_config(&toml);
         Shop {
+            cli,
             moto,
             endpoint,
             project,
-            dir,
         }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("eshop.toml")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_eshop"));
-        c.arg("--config")
-            .arg(self.config())
-            .args(args)
-            .envs(self.moto.env())
-            .env_remove("AWS_ENDPOINT_URL") // eshop must use [aws] endpoint
-            .env_remove("AWS_PROFILE")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn eshop(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.eshop(args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "eshop {args:?} failed:\n{text}");
-        text
     }
 
     fn py(&self, args: &[&str]) -> Value {
@@ -453,14 +429,16 @@ fn bad_aws_config_exits_2_naming_key_and_line_before_any_api_call() {
     let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     fake.set_nonblocking(true).unwrap();
     let endpoint = format!("http://{}", fake.local_addr().unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("id.pub");
+    let p = Project::new()
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing");
+    let key = p.dir.path().join("id.pub");
     std::fs::write(&key, PUBKEY).unwrap();
     let head = format!(
         "project = \"bad\"\ntarget = \"aws\"\n[aws]\nendpoint = \"{endpoint}\"\nssh_public_key = \"{}\"\n",
         key.display()
     );
-    for (body, want) in [
+    let cases = [
         (
             "subnet_cidrs = [\"10.42.1.0/24\", \"10.42.1.128/25\"]\n",
             "eshop.toml:6:33: aws.subnet_cidrs: 10.42.1.128/25 overlaps 10.42.1.0/24",
@@ -493,46 +471,12 @@ fn bad_aws_config_exits_2_naming_key_and_line_before_any_api_call() {
             "[schedule]\nstop_at = \"25:00\"\n",
             "eshop.toml:7:11: schedule.stop_at",
         ),
-    ] {
-        std::fs::write(dir.path().join("eshop.toml"), format!("{head}{body}")).unwrap();
-        for args in [
-            vec!["plan"],
-            vec!["--yes", "up"],
-            vec!["phase", "schedule", "apply"],
-        ] {
-            let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
-                .arg("--config")
-                .arg(dir.path().join("eshop.toml"))
-                .args(&args)
-                .env("AWS_ACCESS_KEY_ID", "testing")
-                .env("AWS_SECRET_ACCESS_KEY", "testing")
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{body} {args:?}: {err}");
-            assert!(
-                err.contains(want),
-                "{body} {args:?}\n got: {err}\nwant: {want}"
-            );
-        }
-    }
+    ];
+    let commands: [&[&str]; 3] = [&["plan"], &["--yes", "up"], &["phase", "schedule", "apply"]];
+    p.rejects_configs(&head, &cases, &commands);
     // A missing public key is found before any call too.
-    std::fs::write(
-        dir.path().join("eshop.toml"),
-        format!("project = \"bad\"\ntarget = \"aws\"\n[aws]\nendpoint = \"{endpoint}\"\nssh_public_key = \"/nonexistent/key.pub\"\n"),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
-        .arg("--config")
-        .arg(dir.path().join("eshop.toml"))
-        .args(["phase", "infra", "plan"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    p.write_config(&format!("project = \"bad\"\ntarget = \"aws\"\n[aws]\nendpoint = \"{endpoint}\"\nssh_public_key = \"/nonexistent/key.pub\"\n"));
+    let err = p.fails(&["phase", "infra", "plan"], 2);
     assert!(
         err.contains("aws.ssh_public_key") && err.contains("/nonexistent/key.pub"),
         "{err}"

@@ -10,20 +10,25 @@
 
 mod common;
 
+use common::cli::Project;
 use common::kube_mock::KubeMock;
 use common::ssh_hosts::{Call, Hosts};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 fn digest(c: char) -> String {
     std::iter::repeat_n(c, 64).collect()
 }
 
+/// The hosts, the mock API server and a project pointing at both; runs
+/// eshop as [`Project`] does.
 struct Cluster {
     hosts: Hosts,
     mock: KubeMock,
-    dir: tempfile::TempDir,
+    cli: Project,
 }
+
+common::cli::wraps_project!(Cluster);
 
 /// A CA and an admin client certificate that eshop's Kubernetes client
 /// can parse (the stand-in kubeadm puts them into admin.conf).
@@ -102,8 +107,11 @@ impl Cluster {
         let mock = KubeMock::start();
         hosts.set_api_server(&mock.url());
         pki(&hosts.cluster_dir());
-        let dir = tempfile::tempdir().unwrap();
-        let c = Cluster { hosts, mock, dir };
+        let c = Cluster {
+            hosts,
+            mock,
+            cli: Project::new(),
+        };
         c.configure(&c.hosts.ssh_config(), extra_ssh);
         c
     }
@@ -116,42 +124,17 @@ impl Cluster {
                 self.hosts.host(name).addr
             ));
         }
-        std::fs::write(
-            self.dir.path().join("eshop.toml"),
-            format!(
-                "project = \"shop\"\n[kubernetes]\nmode = \"bootstrap\"\napi_server = \"{api}\"\n\
-                 rollout_timeout_secs = 20\n{nodes}[kubernetes.images]\n\
-                 inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{a}\"\n\
-                 pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{b}\"\n\
-                 [ssh]\nconfig_file = \"{cfg}\"\nconnect_timeout_secs = 5\n{extra_ssh}\n",
-                api = self.mock.url(),
-                a = digest('a'),
-                b = digest('b'),
-                cfg = ssh_config.display(),
-            ),
-        )
-        .unwrap();
-    }
-
-    fn eshop(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_eshop"))
-            .arg("--config")
-            .arg(self.dir.path().join("eshop.toml"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.eshop(args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "eshop {args:?} failed:\n{text}");
-        text
+        self.write_config(&format!(
+            "project = \"shop\"\n[kubernetes]\nmode = \"bootstrap\"\napi_server = \"{api}\"\n\
+             rollout_timeout_secs = 20\n{nodes}[kubernetes.images]\n\
+             inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{a}\"\n\
+             pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{b}\"\n\
+             [ssh]\nconfig_file = \"{cfg}\"\nconnect_timeout_secs = 5\n{extra_ssh}\n",
+            api = self.mock.url(),
+            a = digest('a'),
+            b = digest('b'),
+            cfg = ssh_config.display(),
+        ));
     }
 
     fn kubeconfig(&self) -> PathBuf {
@@ -359,9 +342,7 @@ fn unknown_host_keys_are_refused_unless_trust_on_first_use_is_configured() {
     std::fs::write(&empty, "").unwrap();
     // The user's ssh config says to trust anything; eshop's own check wins.
     c.configure(&c.hosts.ssh_config_with_known_hosts(&empty, "no"), "");
-    let out = c.eshop(&["phase", "kubernetes", "apply"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = c.fails(&["phase", "kubernetes", "apply"], 1);
     assert!(
         err.contains("node cp (cp)") && err.contains("unknown host key"),
         "{err}"
@@ -404,9 +385,7 @@ fn unknown_host_keys_are_refused_unless_trust_on_first_use_is_configured() {
         &c.hosts.ssh_config_with_known_hosts(&other, "yes"),
         "trust_on_first_use = true",
     );
-    let out = c.eshop(&["phase", "kubernetes", "apply"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = c.fails(&["phase", "kubernetes", "apply"], 1);
     assert!(
         err.contains("node cp (cp)") && err.contains("CHANGED"),
         "{err}"
@@ -417,9 +396,7 @@ fn unknown_host_keys_are_refused_unless_trust_on_first_use_is_configured() {
 fn a_node_that_is_down_stops_the_bootstrap_with_an_error_naming_it() {
     let c = Cluster::start("");
     c.hosts.stop("w2");
-    let out = c.eshop(&["phase", "kubernetes", "apply"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = c.fails(&["phase", "kubernetes", "apply"], 1);
     assert!(err.contains("node w2 (w2): ssh:"), "{err}");
     assert!(
         !err.contains("node w1"),

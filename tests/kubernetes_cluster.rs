@@ -8,10 +8,11 @@
 
 mod common;
 
+use common::cli::Project;
 use common::kube_mock::{KubeMock, Recorded};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 const NS: &str = "shop";
 
@@ -19,17 +20,21 @@ fn digest(c: char) -> String {
     std::iter::repeat_n(c, 64).collect()
 }
 
+/// The mock API server and a project pointing at it; runs eshop as
+/// [`Project`] does, never with the test's own KUBECONFIG.
 struct Shop {
     mock: KubeMock,
-    dir: tempfile::TempDir,
+    cli: Project,
 }
+
+common::cli::wraps_project!(Shop);
 
 impl Shop {
     fn new(extra: &str) -> Shop {
         let mock = KubeMock::start();
-        let dir = tempfile::tempdir().unwrap();
-        mock.write_kubeconfig(&dir.path().join("kubeconfig"), "mock");
-        let s = Shop { mock, dir };
+        let cli = Project::new().env_remove("KUBECONFIG");
+        mock.write_kubeconfig(&cli.dir.path().join("kubeconfig"), "mock");
+        let s = Shop { mock, cli };
         s.configure(extra);
         s
     }
@@ -40,49 +45,14 @@ impl Shop {
         } else {
             "rollout_timeout_secs = 20\n"
         };
-        std::fs::write(
-            self.dir.path().join("eshop.toml"),
-            format!(
-                "project = \"{NS}\"\n[kubernetes]\nmode = \"existing\"\nkubeconfig = \"kubeconfig\"\n\
-                 context = \"mock\"\n{timeout}{extra}\n[kubernetes.images]\n\
-                 inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{}\"\n\
-                 pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{}\"\n",
-                digest('a'),
-                digest('b')
-            ),
-        )
-        .unwrap();
-    }
-
-    fn eshop(&self, args: &[&str]) -> Output {
-        self.eshop_with(args, &[])
-    }
-
-    fn eshop_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_eshop"))
-            .arg("--config")
-            .arg(self.dir.path().join("eshop.toml"))
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_with(args, &[])
-    }
-
-    fn ok_with(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let out = self.eshop_with(args, env);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "eshop {args:?} failed:\n{text}");
-        text
+        self.write_config(&format!(
+            "project = \"{NS}\"\n[kubernetes]\nmode = \"existing\"\nkubeconfig = \"kubeconfig\"\n\
+             context = \"mock\"\n{timeout}{extra}\n[kubernetes.images]\n\
+             inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{}\"\n\
+             pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{}\"\n",
+            digest('a'),
+            digest('b')
+        ));
     }
 
     fn obj(&self, api_version: &str, plural: &str, name: &str) -> Option<Value> {
@@ -613,12 +583,11 @@ fn apm_without_configuration_says_so_and_calls_nothing_and_missing_tokens_exit_2
     assert_eq!(shop.mock.requests().len(), before, "no API call");
 
     shop.configure("[apm]\ndynatrace_url = \"https://abc12345.live.dynatrace.com\"\n");
-    let out = shop.eshop_with(
+    let err = shop.fails_with(
         &["phase", "apm", "apply"],
         &[("ESHOP_DYNATRACE_API_TOKEN", "dt0c01.ONLY-ONE")],
+        2,
     );
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("eshop.toml:")
             && err.contains("apm.dynatrace_url")
@@ -638,9 +607,7 @@ fn apm_without_configuration_says_so_and_calls_nothing_and_missing_tokens_exit_2
         ),
     ] {
         shop.configure(&format!("[apm]\n{bad}\n"));
-        let out = shop.eshop_with(&["phase", "apm", "apply"], &TOKENS);
-        assert_eq!(out.status.code(), Some(2), "{bad}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = shop.fails_with(&["phase", "apm", "apply"], &TOKENS, 2);
         assert!(
             err.contains("eshop.toml:8:") && err.contains(key),
             "{bad}: {err}"
@@ -653,9 +620,8 @@ fn apm_without_configuration_says_so_and_calls_nothing_and_missing_tokens_exit_2
 fn add_user_gets_a_certificate_signed_through_the_mock_api_server_and_a_private_kubeconfig() {
     let shop = Shop::new("");
     // Without the binding the certificate would grant nothing.
-    let out = shop.eshop(&["phase", "security", "add-user", "alice"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("run eshop phase security apply first"));
+    let err = shop.fails(&["phase", "security", "add-user", "alice"], 1);
+    assert!(err.contains("run eshop phase security apply first"));
     shop.ok(&["phase", "kubernetes", "apply"]);
     shop.ok(&["phase", "security", "apply"]);
 
@@ -722,13 +688,7 @@ fn add_user_gets_a_certificate_signed_through_the_mock_api_server_and_a_private_
         vec!["phase", "security", "add-user", "../../etc"],
         vec!["phase", "kubernetes", "add-user", "bob"],
     ] {
-        let out = shop.eshop(&args);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        shop.fails(&args, 2);
     }
 }
 
@@ -737,9 +697,7 @@ fn a_rollout_that_never_finishes_fails_naming_the_workload_on_a_mock_api_server(
     let shop = Shop::new("rollout_timeout_secs = 5");
     shop.mock.stuck("deployments", NS, "inventory");
     let start = std::time::Instant::now();
-    let out = shop.eshop(&["phase", "kubernetes", "apply"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = shop.fails(&["phase", "kubernetes", "apply"], 1);
     assert!(
         err.contains("Deployment shop/inventory did not finish rolling out in 5s"),
         "{err}"
@@ -754,7 +712,7 @@ fn bad_kubernetes_configuration_exits_2_naming_key_and_line_before_any_api_call(
     let shop = Shop::new("");
     let head =
         "project = \"shop\"\n[kubernetes]\nmode = \"existing\"\nkubeconfig = \"kubeconfig\"\n";
-    for (body, want) in [
+    let cases = [
         (
             "min_replicas = 5\nmax_replicas = 2\n",
             "eshop.toml:5:16: kubernetes.min_replicas: 5 is larger than kubernetes.max_replicas 2",
@@ -779,29 +737,18 @@ fn bad_kubernetes_configuration_exits_2_naming_key_and_line_before_any_api_call(
             "[[kubernetes.nodes]]\nname = \"w1\"\naddress = \"10.0.0.2\"\n",
             "kubernetes.nodes: only used with mode = \"bootstrap\"",
         ),
-    ] {
-        std::fs::write(shop.dir.path().join("eshop.toml"), format!("{head}{body}")).unwrap();
-        for args in [
-            vec!["phase", "kubernetes", "apply"],
-            vec!["plan"],
-            vec!["phase", "security", "add-user", "a"],
-        ] {
-            let out = shop.eshop(&args);
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{body} {args:?}: {err}");
-            assert!(
-                err.contains(want),
-                "{body} {args:?}\n got: {err}\nwant: {want}"
-            );
-        }
-    }
+    ];
+    let commands: [&[&str]; 3] = [
+        &["phase", "kubernetes", "apply"],
+        &["plan"],
+        &["phase", "security", "add-user", "a"],
+    ];
+    shop.rejects_configs(head, &cases, &commands);
     let bootstrap = "project = \"shop\"\n[kubernetes]\nmode = \"bootstrap\"\n\
                      [[kubernetes.nodes]]\nname = \"w1\"\naddress = \"10.0.0.2\"\n";
-    std::fs::write(shop.dir.path().join("eshop.toml"), bootstrap).unwrap();
-    let out = shop.eshop(&["phase", "kubernetes", "apply"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("needs exactly one node with role = \"control-plane\", found 0"));
+    shop.write_config(bootstrap);
+    let err = shop.fails(&["phase", "kubernetes", "apply"], 2);
+    assert!(err.contains("needs exactly one node with role = \"control-plane\", found 0"));
     assert!(
         shop.mock.requests().is_empty(),
         "the API was called: {:?}",
@@ -822,37 +769,18 @@ fn a_real_cluster_runs_the_shop_converges_and_is_left_clean() {
         std::env::var(format!("ESHOP_E2E_{s}_IMAGE"))
             .unwrap_or_else(|_| panic!("ESHOP_E2E_{s}_IMAGE"))
     };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("eshop.toml"),
-        format!(
-            "project = \"eshop-e2e\"\n[kubernetes]\nmode = \"existing\"\nkubeconfig = \"{}\"\n\
-             [kubernetes.images]\ninventory = \"{}\"\npricing = \"{}\"\n",
-            kubeconfig.display(),
-            image("INVENTORY"),
-            image("PRICING")
-        ),
-    )
-    .unwrap();
-    let run = |args: &[&str]| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
-            .arg("--config")
-            .arg(dir.path().join("eshop.toml"))
-            .args(args)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "eshop {args:?}:\n{text}");
-        text
-    };
-    run(&["up", "--from", "kubernetes", "--to", "security"]);
-    assert!(run(&["up", "--from", "kubernetes", "--to", "security"]).contains("up: 0 change(s)"));
-    run(&["phase", "kubernetes", "status"]);
-    run(&["phase", "security", "add-user", "e2e-user", "--days", "1"]);
-    run(&["--yes", "destroy", "--purge-data"]);
-    let _ = Path::new(".");
+    let p = Project::with_config(&format!(
+        "project = \"eshop-e2e\"\n[kubernetes]\nmode = \"existing\"\nkubeconfig = \"{}\"\n\
+         [kubernetes.images]\ninventory = \"{}\"\npricing = \"{}\"\n",
+        kubeconfig.display(),
+        image("INVENTORY"),
+        image("PRICING")
+    ));
+    p.ok(&["up", "--from", "kubernetes", "--to", "security"]);
+    assert!(p
+        .ok(&["up", "--from", "kubernetes", "--to", "security"])
+        .contains("up: 0 change(s)"));
+    p.ok(&["phase", "kubernetes", "status"]);
+    p.ok(&["phase", "security", "add-user", "e2e-user", "--days", "1"]);
+    p.ok(&["--yes", "destroy", "--purge-data"]);
 }

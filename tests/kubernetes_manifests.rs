@@ -6,6 +6,9 @@
 //! exactly five verbs on pods and monitoring may only read what it
 //! scrapes; the node scripts pass shellcheck.
 
+mod common;
+
+use common::cli::Project;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,11 +32,13 @@ fn tool(var: &str, name: &str) -> PathBuf {
 
 /// Not a hidden directory: checkov skips those (tempfile's default
 /// names start with a dot).
-fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("eshop-k8s-")
-        .tempdir()
-        .unwrap()
+fn scratch() -> Project {
+    Project::in_dir(
+        tempfile::Builder::new()
+            .prefix("eshop-k8s-")
+            .tempdir()
+            .unwrap(),
+    )
 }
 
 fn digest(c: char) -> String {
@@ -42,34 +47,20 @@ fn digest(c: char) -> String {
 
 /// Renders phases 5, 6 and 7 for `extra` configuration into one directory
 /// (YAML) plus `nodes/` (scripts); returns the directory.
-fn render(dir: &Path, extra: &str) -> PathBuf {
-    let cfg = dir.join("eshop.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "project = \"shop\"\n[kubernetes]\nmode = \"existing\"\n{extra}\n[kubernetes.images]\n\
-             inventory = \"registry.example.com/shop-inventory:1a2b@sha256:{}\"\n\
-             pricing = \"registry.example.com/shop-pricing:1a2b@sha256:{}\"\n",
-            digest('a'),
-            digest('b')
-        ),
-    )
-    .unwrap();
-    let out = dir.join("rendered");
+fn render(p: &Project, extra: &str) -> PathBuf {
+    p.write_config(&format!(
+        "project = \"shop\"\n[kubernetes]\nmode = \"existing\"\n{extra}\n[kubernetes.images]\n\
+         inventory = \"registry.example.com/shop-inventory:1a2b@sha256:{}\"\n\
+         pricing = \"registry.example.com/shop-pricing:1a2b@sha256:{}\"\n",
+        digest('a'),
+        digest('b')
+    ));
+    let out = p.dir.path().join("rendered");
     for phase in ["kubernetes", "security", "monitoring"] {
-        let r = Command::new(env!("CARGO_BIN_EXE_eshop"))
-            .arg("--config")
-            .arg(&cfg)
-            .args(["render", phase, "--out"])
-            .arg(&out)
+        p.ok_with(
+            &["render", phase, "--out", out.to_str().unwrap()],
             // Used only where [apm] sets an endpoint (rendered as a placeholder).
-            .env("ESHOP_OTLP_HEADERS", "x-api-key=never-rendered")
-            .output()
-            .unwrap();
-        assert!(
-            r.status.success(),
-            "render {phase}: {}",
-            String::from_utf8_lossy(&r.stderr)
+            &[("ESHOP_OTLP_HEADERS", "x-api-key=never-rendered")],
         );
     }
     out
@@ -121,7 +112,7 @@ fn every_rendered_manifest_passes_kubernetes_validate_strict() {
     let kv = tool("ESHOP_TEST_KUBERNETES_VALIDATE", "kubernetes-validate");
     for (what, extra) in VARIANTS {
         let tmp = scratch();
-        let dir = render(tmp.path(), extra);
+        let dir = render(&tmp, extra);
         let files = yaml_files(&dir);
         assert!(files.len() >= 9, "{what}: {files:?}");
         let out = Command::new(&kv)
@@ -143,7 +134,7 @@ fn checkov_finds_no_failing_kubernetes_check_and_every_skip_says_why() {
     let checkov = tool("ESHOP_TEST_CHECKOV", "checkov");
     for (what, extra) in VARIANTS {
         let tmp = scratch();
-        let dir = render(tmp.path(), extra);
+        let dir = render(&tmp, extra);
         let out = Command::new(&checkov)
             .args(["--framework", "kubernetes", "--output", "json", "-d"])
             .arg(&dir)
@@ -208,7 +199,7 @@ fn checkov_finds_no_failing_kubernetes_check_and_every_skip_says_why() {
 #[test]
 fn node_scripts_pass_shellcheck_as_the_nodes_receive_them() {
     let tmp = scratch();
-    let dir = render(tmp.path(), "");
+    let dir = render(&tmp, "");
     let mut scripts: Vec<PathBuf> = std::fs::read_dir(dir.join("nodes"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -243,7 +234,7 @@ fn node_scripts_pass_shellcheck_as_the_nodes_receive_them() {
 #[test]
 fn the_pod_manager_role_grants_exactly_five_verbs_on_pods_and_nothing_else() {
     let tmp = scratch();
-    let all = objects(&render(tmp.path(), ""));
+    let all = objects(&render(&tmp, ""));
     let of_phase = |o: &&Value, phase: &str| o["metadata"]["labels"]["eshop/phase"] == phase;
     assert!(
         !all.iter()
@@ -459,7 +450,7 @@ impl Policies {
 #[test]
 fn network_policies_allow_exactly_the_shops_flows() {
     let tmp = scratch();
-    let all = objects(&render(tmp.path(), ""));
+    let all = objects(&render(&tmp, ""));
     let policies = Policies(
         all.iter()
             .filter(|o| o["kind"] == "NetworkPolicy")
@@ -725,7 +716,7 @@ fn network_policies_allow_exactly_the_shops_flows() {
 #[test]
 fn the_workloads_meet_the_restricted_pod_security_profile() {
     let tmp = scratch();
-    let all = objects(&render(tmp.path(), ""));
+    let all = objects(&render(&tmp, ""));
     let ns = all.iter().find(|o| o["kind"] == "Namespace").unwrap();
     assert_eq!(
         ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],

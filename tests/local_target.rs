@@ -2,21 +2,15 @@
 //! scripts/test-setup.sh starts. Every check of what exists is made with
 //! the docker CLI, not through eshop.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use common::cli::{self, Project};
+use common::free_port;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn env_or(var: &str, default: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| default.to_owned())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn docker(args: &[&str]) -> String {
@@ -39,28 +33,31 @@ fn lines(s: String) -> Vec<String> {
         .collect()
 }
 
-/// A project of its own per test, so tests never see each other's objects.
-struct Project {
+/// A project of its own per test, so tests never see each other's
+/// objects; runs eshop as [`Project`] does.
+struct Shop {
+    cli: Project,
     name: String,
-    dir: tempfile::TempDir,
     pricing: u16,
     inventory: u16,
     prometheus: u16,
     grafana: u16,
 }
 
-impl Project {
+common::cli::wraps_project!(Shop);
+
+impl Shop {
     /// Without Grafana.
-    fn new(tag: &str) -> Project {
-        Project::make(tag, "")
+    fn new(tag: &str) -> Shop {
+        Shop::make(tag, "")
     }
 
     /// With the Grafana STAND-IN image built by scripts/test-setup.sh
     /// (busybox httpd answering /api/health and serving its files; no
     /// Grafana image can be had here). It checks eshop's side: the derived
     /// image, the container, readiness, destroy; not Grafana itself.
-    fn with_grafana_stand_in(tag: &str) -> Project {
-        Project::make(
+    fn with_grafana_stand_in(tag: &str) -> Shop {
+        Shop::make(
             tag,
             &env_or(
                 "ESHOP_TEST_GRAFANA_STANDIN_IMAGE",
@@ -69,9 +66,8 @@ impl Project {
         )
     }
 
-    fn make(tag: &str, grafana_image: &str) -> Project {
+    fn make(tag: &str, grafana_image: &str) -> Shop {
         let name = format!("t{tag}{:x}", rand_u32());
-        let dir = tempfile::tempdir().unwrap();
         let (pricing, inventory) = (free_port(), free_port());
         let (prometheus, grafana) = (free_port(), free_port());
         let toml = format!(
@@ -87,23 +83,14 @@ impl Project {
             base = env_or("ESHOP_TEST_BASE_IMAGE", "eshop-base:local"),
             prom = env_or("ESHOP_TEST_PROMETHEUS_IMAGE", "eshop-prometheus:local"),
         );
-        std::fs::write(dir.path().join("eshop.toml"), toml).unwrap();
-        Project {
+        Shop {
+            cli: Project::with_config(&toml),
             name,
-            dir,
             pricing,
             inventory,
             prometheus,
             grafana,
         }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("eshop.toml")
-    }
-
-    fn eshop(&self, args: &[&str]) -> Output {
-        eshop_in(self.dir.path(), &self.config(), args)
     }
 
     fn label(&self) -> String {
@@ -123,7 +110,7 @@ impl Project {
     }
 }
 
-impl Drop for Project {
+impl Drop for Shop {
     fn drop(&mut self) {
         // Leave nothing behind even when an assertion failed half-way.
         let _ = self.eshop(&["destroy", "--yes", "--purge-data"]);
@@ -151,28 +138,6 @@ fn rand_u32() -> u32 {
     t.subsec_nanos() ^ std::process::id()
 }
 
-fn eshop_in(dir: &Path, config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eshop"))
-        .current_dir(dir)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run eshop")
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "eshop failed ({:?}):\n{stdout}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 async fn http_get(url: &str) -> (u16, String) {
     let res = reqwest::get(url).await.unwrap();
     (res.status().as_u16(), res.text().await.unwrap())
@@ -180,8 +145,8 @@ async fn http_get(url: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_labelled() {
-    let p = Project::with_grafana_stand_in("up");
-    let out = ok(&p.eshop(&["up"]));
+    let p = Shop::with_grafana_stand_in("up");
+    let out = p.ok_stdout(&["up"]);
     assert!(
         out.contains(&format!("http://127.0.0.1:{}/", p.pricing)),
         "{out}"
@@ -333,15 +298,12 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     // Second up: nothing to do, nothing recreated.
     let before = p.container_ids();
     assert_eq!(before.len(), 4, "2 services, Prometheus, Grafana");
-    let out = ok(&p.eshop(&["up"]));
+    let out = p.ok_stdout(&["up"]);
     assert!(out.contains("up: 0 change(s)"), "{out}");
     assert_eq!(p.container_ids(), before);
     // The same no-op for CI: one JSON object per line, ending in a summary.
-    let json_out = ok(&p.eshop(&["--output", "json", "up"]));
-    let events: Vec<serde_json::Value> = json_out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let json_out = p.ok_stdout(&["--output", "json", "up"]);
+    let events = cli::json_lines(&json_out);
     let summary = events
         .iter()
         .find(|e| e["event"] == "summary")
@@ -351,7 +313,7 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
         .iter()
         .any(|e| e["event"] == "phase" && e["phase"] == "monitoring"));
     assert_eq!(p.container_ids(), before);
-    let plan = ok(&p.eshop(&["plan"]));
+    let plan = p.ok_stdout(&["plan"]);
     assert!(
         plan.contains("0 to create, 0 to update, 0 to delete"),
         "{plan}"
@@ -386,7 +348,7 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     docker(&["network", "create", look]);
     docker(&["volume", "create", look]);
 
-    let out = ok(&p.eshop(&["destroy", "--yes"]));
+    let out = p.ok_stdout(&["destroy", "--yes"]);
     assert!(out.contains("destroy:"), "{out}");
     assert!(p.container_ids().is_empty());
     assert!(lines(docker(&["network", "ls", "-q", "--filter", &p.label()])).is_empty());
@@ -397,7 +359,7 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
         lines(docker(&["volume", "ls", "-q", "--filter", &p.label()])).len(),
         3
     );
-    ok(&p.eshop(&["destroy", "--yes", "--purge-data"]));
+    p.ok(&["destroy", "--yes", "--purge-data"]);
     // …and goes with --purge-data.
     assert!(lines(docker(&["volume", "ls", "-q", "--filter", &p.label()])).is_empty());
     // The look-alikes are untouched.
@@ -405,21 +367,18 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     docker(&["network", "inspect", look]);
     docker(&["volume", "inspect", look]);
     // Destroying twice is fine.
-    ok(&p.eshop(&["destroy", "--yes"]));
+    p.ok(&["destroy", "--yes"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_up_mid_run_and_rerunning_converges() {
-    let p = Project::new("kill");
+    let p = Shop::new("kill");
     // Phase 1 first, so the kill lands in phase 2 (images and containers).
-    ok(&p.eshop(&["phase", "build", "apply"]));
+    p.ok(&["phase", "build", "apply"]);
     for delay_ms in [300u64, 1200, 2500] {
-        ok(&p.eshop(&["destroy", "--yes"]));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eshop"))
-            .current_dir(p.dir.path())
-            .arg("--config")
-            .arg(p.config())
-            .arg("up")
+        p.ok(&["destroy", "--yes"]);
+        let mut child = p
+            .cmd(&["up"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -427,13 +386,13 @@ async fn killing_up_mid_run_and_rerunning_converges() {
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL: no cleanup, no lock release by the program
         let _ = child.wait();
-        let out = ok(&p.eshop(&["up"]));
+        let out = p.ok_stdout(&["up"]);
         assert!(
             out.contains("the shop is up"),
             "after kill at {delay_ms} ms: {out}"
         );
         assert_eq!(p.container_ids().len(), 3, "after kill at {delay_ms} ms");
-        let out = ok(&p.eshop(&["up"]));
+        let out = p.ok_stdout(&["up"]);
         assert!(
             out.contains("up: 0 change(s)"),
             "after kill at {delay_ms} ms: {out}"
@@ -444,11 +403,12 @@ async fn killing_up_mid_run_and_rerunning_converges() {
 #[test]
 fn config_errors_exit_2_with_key_and_line_before_any_docker_call() {
     // A fake Docker socket that counts connections: there must be none.
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("docker.sock");
+    let p = Project::new();
+    let sock = p.dir.path().join("docker.sock");
+    let p = p.env("DOCKER_HOST", format!("unix://{}", sock.display()));
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     listener.set_nonblocking(true).unwrap();
-    for (text, want) in [
+    let cases = [
         (
             "project = \"ok\"\n[images]\nregistri = \"x\"\n",
             "eshop.toml:3:1: unknown field `registri`",
@@ -463,61 +423,31 @@ fn config_errors_exit_2_with_key_and_line_before_any_docker_call() {
             "images.push is true but images.registry is empty",
         ),
         ("project = [1]\n", "eshop.toml:1:11"),
-    ] {
-        let cfg = dir.path().join("eshop.toml");
-        std::fs::write(&cfg, text).unwrap();
-        for cmd in [
-            &["up"][..],
-            &["plan"],
-            &["destroy", "--yes"],
-            &["phase", "images", "apply"],
-        ] {
-            let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
-                .current_dir(dir.path())
-                .env("DOCKER_HOST", format!("unix://{}", sock.display()))
-                .arg("--config")
-                .arg(&cfg)
-                .args(cmd)
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{cmd:?} {text:?}: {stderr}");
-            assert!(stderr.contains(want), "{cmd:?} {text:?}: {stderr}");
-        }
-    }
+    ];
+    let commands: [&[&str]; 4] = [
+        &["up"],
+        &["plan"],
+        &["destroy", "--yes"],
+        &["phase", "images", "apply"],
+    ];
+    p.rejects_configs("", &cases, &commands);
     assert!(
         listener.accept().is_err(),
         "eshop connected to Docker despite a bad config"
     );
-    // Usage errors are exit 2 too.
-    let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
-        .args(["phase", "nine", "apply"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
-        .args(["frobnicate"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    // Usage errors are exit 2 too (in a project without a configuration).
+    let empty = Project::new();
+    empty.fails(&["phase", "nine", "apply"], 2);
+    empty.fails(&["frobnicate"], 2);
 }
 
 #[test]
 fn phases_render_and_completions_need_no_engine() {
-    let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
-        .args(["phases", "--output", "json"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let names: Vec<String> = text
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["name"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+    let p = Project::new().env("DOCKER_HOST", "unix:///nonexistent.sock");
+    let names: Vec<String> = p
+        .json_lines(&["phases", "--output", "json"])
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
         names,
@@ -532,26 +462,11 @@ fn phases_render_and_completions_need_no_engine() {
             "apm"
         ]
     );
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
-        .current_dir(dir.path())
-        .env("DOCKER_HOST", "unix:///nonexistent.sock")
-        .args(["render", "images", "--out", "rendered"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let df = std::fs::read_to_string(dir.path().join("rendered/inventory/Dockerfile")).unwrap();
+    p.ok(&["render", "images", "--out", "rendered"]);
+    let df = std::fs::read_to_string(p.dir.path().join("rendered/inventory/Dockerfile")).unwrap();
     assert!(df.contains("USER 65532:65532"));
     assert!(df.contains("HEALTHCHECK"));
     assert!(df.contains("FROM gcr.io/distroless/cc-debian12:nonroot"));
     assert!(!df.contains("{{"), "unrendered placeholder:\n{df}");
-    let out = Command::new(env!("CARGO_BIN_EXE_eshop"))
-        .args(["completions", "bash"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("eshop"));
+    assert!(p.ok_stdout(&["completions", "bash"]).contains("eshop"));
 }

@@ -1,7 +1,9 @@
-//! What several integration test files share: moto's real AWS server on a
-//! free loopback port, and the Python tools of the test virtualenv.
+//! What several integration test files share: the harness that runs the
+//! `eshop` binary in a project of its own (cli.rs), free loopback ports,
+//! moto's real AWS server, and the Python tools of the test virtualenv.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod cli;
 pub mod kube_mock;
 pub mod ssh_hosts;
 
