@@ -147,6 +147,23 @@ async fn http_get(url: &str) -> (u16, String) {
 async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_labelled() {
     let p = Shop::with_grafana_stand_in("up");
     let out = p.ok_stdout(&["up"]);
+    // A new shop is not empty: the demo catalogue is loaded, and the last
+    // lines say which product to try, on which page.
+    let try_url = format!(
+        "http://127.0.0.1:{}/?product_id=SKU-MUG-001&quantity=2",
+        p.pricing
+    );
+    assert!(
+        out.contains(&format!("try product SKU-MUG-001: {try_url}")),
+        "{out}"
+    );
+    let (status, page) = http_get(&try_url).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Enamel mug") || page.contains("EUR"),
+        "{page}"
+    );
+    assert!(!page.contains("not found"), "{page}");
     assert!(
         out.contains(&format!("http://127.0.0.1:{}/", p.pricing)),
         "{out}"
@@ -295,12 +312,19 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     let env = docker(&["inspect", "-f", "{{json .Config.Env}}", &g]);
     assert!(env.contains("GF_LOG_MODE=console"), "{env}");
 
+    // A shop with data of its own is never refilled: a demo product the
+    // user deleted stays deleted.
+    let tee = format!("{inv}/products/SKU-TEE-002");
+    let res = reqwest::Client::new().delete(&tee).send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+
     // Second up: nothing to do, nothing recreated.
     let before = p.container_ids();
     assert_eq!(before.len(), 4, "2 services, Prometheus, Grafana");
     let out = p.ok_stdout(&["up"]);
     assert!(out.contains("up: 0 change(s)"), "{out}");
     assert_eq!(p.container_ids(), before);
+    assert_eq!(http_get(&tee).await.0, 404);
     // The same no-op for CI: one JSON object per line, ending in a summary.
     let json_out = p.ok_stdout(&["--output", "json", "up"]);
     let events = cli::json_lines(&json_out);
@@ -469,4 +493,169 @@ fn phases_render_and_completions_need_no_engine() {
     assert!(df.contains("FROM gcr.io/distroless/cc-debian12:nonroot"));
     assert!(!df.contains("{{"), "unrendered placeholder:\n{df}");
     assert!(p.ok_stdout(&["completions", "bash"]).contains("eshop"));
+}
+
+/// A registry of this test's own (Debian's docker-registry on a free
+/// loopback port, storing under a temp dir), so it can be wiped.
+struct Registry {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let mut r = Registry {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        r.run();
+        r
+    }
+
+    fn run(&mut self) {
+        let store = self.dir.path().join("store");
+        std::fs::create_dir_all(&store).unwrap();
+        let config = self.dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{}\n",
+                store.display(),
+                self.port
+            ),
+        )
+        .unwrap();
+        self.child = Some(
+            Command::new("docker-registry")
+                .args(["serve"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("docker-registry (Debian's docker-registry package)"),
+        );
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("registry on {} did not start", self.port);
+    }
+
+    /// Stops it, loses everything it stored, starts it again empty.
+    fn wipe(&mut self) {
+        self.stop();
+        std::fs::remove_dir_all(self.dir.path().join("store")).unwrap();
+        self.run();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn a_wiped_registry_is_refilled_and_status_on_aws_reports_no_local_containers() {
+    let mut reg = Registry::start();
+    let p = Shop::new("reg");
+    // Phase 2 on target aws builds and pushes but runs nothing here, and
+    // calls no AWS API: only this test's registry is involved.
+    let toml = std::fs::read_to_string(p.config()).unwrap().replace(
+        &format!(
+            "registry = \"{}\"",
+            env_or("ESHOP_TEST_REGISTRY", "localhost:5000")
+        ),
+        &format!("registry = \"127.0.0.1:{}\"", reg.port),
+    );
+    p.write_config(&toml);
+    let aws = |args: &[&str]| {
+        let mut a = vec!["--target", "aws"];
+        a.extend_from_slice(args);
+        p.ok_stdout(&a)
+    };
+    aws(&["phase", "build", "apply"]);
+    aws(&["phase", "images", "apply"]);
+    let plan = aws(&["-v", "phase", "images", "plan"]);
+    assert_eq!(plan.matches("in the registry").count(), 2, "{plan}");
+
+    // Not a single container runs on target aws: status reports the
+    // images and exits 0 (it used to report the local containers absent).
+    let text = aws(&["phase", "images", "status"]);
+    assert!(!text.contains("container"), "{text}");
+    assert!(text.contains("image 127.0.0.1:"), "{text}");
+
+    // The registry loses everything; the state file still says "pushed".
+    reg.wipe();
+    let plan = aws(&["phase", "images", "plan"]);
+    assert_eq!(
+        plan.matches(&format!("not in 127.0.0.1:{}", reg.port))
+            .count(),
+        2,
+        "plan must ask the registry, not the state file:\n{plan}"
+    );
+    let out = aws(&["phase", "images", "apply"]);
+    assert!(out.contains("2 change(s)"), "{out}");
+    // What phase 5 would deploy is back in the registry, by digest.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.dir.path().join(".eshop/aws.json")).unwrap())
+            .unwrap();
+    for (_, pinned) in state["phases"]["images"]["current"].as_object().unwrap() {
+        let pinned = pinned.as_str().unwrap();
+        let (repo_tag, digest) = pinned.split_once('@').unwrap();
+        let repo = repo_tag.rsplit_once(':').unwrap().0;
+        docker(&["pull", "-q", &format!("{repo}@{digest}")]);
+    }
+    aws(&["phase", "images", "destroy"]);
+}
+
+#[test]
+fn build_test_output_never_breaks_the_json_event_stream() {
+    // A STAND-IN for cargo: `test` prints a test runner's report on
+    // stdout (as cargo does), `build` reports two binaries the way
+    // `--message-format=json` does. eshop must keep its stdout for its own
+    // JSON events.
+    let dir = tempfile::tempdir().unwrap();
+    let cargo = dir.path().join("cargo");
+    std::fs::write(
+        &cargo,
+        "#!/bin/sh\n\
+         case \"$*\" in\n\
+         *--no-run*) exit 0 ;;\n\
+         test*) echo 'running 3 tests'; echo 'test a ... ok'; echo 'test result: ok. 3 passed'; exit 0 ;;\n\
+         build*) for s in inventory pricing; do\n\
+           printf '{\"reason\":\"compiler-artifact\",\"target\":{\"name\":\"%s\"},\"executable\":\"/bin/true\"}\\n' \"$s\"; done ;;\n\
+         esac\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = Shop::new("json");
+    let toml = std::fs::read_to_string(p.config()).unwrap();
+    p.write_config(&toml.replace("[build]\n", "[build]\ntest = true\n"));
+    let cargo = cargo.to_str().unwrap();
+    let out = p.eshop_with(
+        &["--output", "json", "phase", "build", "apply"],
+        &[("CARGO", cargo)],
+    );
+    assert!(out.status.success(), "{}", cli::text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in stdout.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}\n{stdout}"));
+    }
+    assert!(stdout.contains("\"summary\""), "{stdout}");
+    // The report still reaches the user, on stderr.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("running 3 tests"));
 }
