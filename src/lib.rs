@@ -153,7 +153,7 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
                     format!(
                         "http://{}:{}/",
                         phases::images::display_host(&ctx.config),
-                        ctx.config.pricing_port
+                        ctx.config.host_port(shop::public(ctx.config.shop))
                     )
                 });
                 let tail = shop

@@ -259,11 +259,7 @@ fn container_spec(ctx: &Ctx, svc: &Svc, image_ref: &str) -> ContainerSpec {
     if let Some(extra) = cfg.service_env.get(svc.name) {
         env.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
     }
-    let host_port = if svc.name == "pricing" {
-        cfg.pricing_port
-    } else {
-        cfg.inventory_port
-    };
+    let host_port = cfg.local_ports[svc.name];
     let mut labels = docker::labels(&cfg.project, cfg.target.as_str(), NAME);
     labels.insert("eshop/service".into(), svc.name.into());
     ContainerSpec {
@@ -421,7 +417,7 @@ impl Images {
                     .push(
                         &p.repo,
                         &p.tag,
-                        docker::credentials(&cfg.registry),
+                        docker::credentials(&cfg.registry, cfg.registry_auth.as_ref()),
                         |line| progress.set_message(format!("{r}: {line}")),
                     )
                     .await?;
@@ -478,9 +474,9 @@ impl Images {
             &format!(
                 "the shop is up: http://{}:{}/",
                 display_host(cfg),
-                cfg.pricing_port
+                cfg.host_port(crate::shop::public(cfg.shop))
             ),
-            json!({"url": format!("http://{}:{}/", display_host(cfg), cfg.pricing_port)}),
+            json!({"url": format!("http://{}:{}/", display_host(cfg), cfg.host_port(crate::shop::public(cfg.shop)))}),
         );
         Ok(Outcome { changed })
     }
