@@ -153,64 +153,71 @@ pub(super) fn apm(o: &Origin, f: &FileApm) -> Result<Apm, ConfigError> {
             }
         }))?
         .flatten();
-    let url = o.key("apm.dynatrace_url", &f.dynatrace_url);
-    let dynatrace = match url.get(|u| {
-        let u = check_url(u, true)?;
-        match u.ends_with("/api") {
-            true => {
-                Err("give the tenant URL without /api (eshop adds /api and /api/v2/otlp)".into())
-            }
-            false => Ok(u),
-        }
-    })? {
-        None => None,
-        Some(tenant) => {
-            let token = |var| {
-                o.secret(var)
-                    .get(optional(|t| Ok(Secret(t.to_owned()))))
-                    .map(Option::flatten)
-            };
-            let (Some(api_token), Some(ingest_token)) =
-                (token(API_TOKEN_ENV)?, token(INGEST_TOKEN_ENV)?)
-            else {
-                return Err(url.blame(format!("needs the tokens in the environment: {API_TOKEN_ENV} (operator) and {INGEST_TOKEN_ENV} (data ingest); they are never read from the file")));
-            };
-            let operator_version = o
-                .key(
-                    "apm.dynatrace_operator_version",
-                    &f.dynatrace_operator_version,
-                )
-                .or(DEFAULT_OPERATOR_VERSION.to_owned(), operator_version)?;
-            let operator_manifest = o
-                .key(
-                    "apm.dynatrace_operator_manifest",
-                    &f.dynatrace_operator_manifest,
-                )
-                .get(|m| match m {
-                    m if m.starts_with("https://") => Ok(m.to_owned()),
-                    m if m.contains("://") => Err("a file path or an https:// URL".to_owned()),
-                    m => {
-                        let p = o.path(m);
-                        match p.is_file() {
-                            true => Ok(p.display().to_string()),
-                            false => Err(format!("{} is not a file", p.display())),
-                        }
-                    }
-                })?;
-            Some(Dynatrace {
-                url: tenant,
-                api_token,
-                ingest_token,
-                operator_version,
-                operator_manifest,
-            })
-        }
-    };
+    let dynatrace = dynatrace(o, f)?;
     Ok(Apm {
         otlp_endpoint,
         otlp_headers,
         dynatrace,
     })
+}
+
+/// `apm.dynatrace_url` and its tokens (from the environment only), its
+/// operator release and manifest.
+fn dynatrace(o: &Origin, f: &FileApm) -> Result<Option<Dynatrace>, ConfigError> {
+    let url = o.key("apm.dynatrace_url", &f.dynatrace_url);
+    let Some(tenant) = url.get(|u| {
+        let u = check_url(u, true)?;
+        if u.ends_with("/api") {
+            return Err(
+                "give the tenant URL without /api (eshop adds /api and /api/v2/otlp)".into(),
+            );
+        }
+        Ok(u)
+    })?
+    else {
+        return Ok(None);
+    };
+    let token = |var| {
+        o.secret(var)
+            .get(optional(|t| Ok(Secret(t.to_owned()))))
+            .map(Option::flatten)
+    };
+    let (Some(api_token), Some(ingest_token)) = (token(API_TOKEN_ENV)?, token(INGEST_TOKEN_ENV)?)
+    else {
+        return Err(url.blame(format!("needs the tokens in the environment: {API_TOKEN_ENV} (operator) and {INGEST_TOKEN_ENV} (data ingest); they are never read from the file")));
+    };
+    let operator_version = o
+        .key(
+            "apm.dynatrace_operator_version",
+            &f.dynatrace_operator_version,
+        )
+        .or(DEFAULT_OPERATOR_VERSION.to_owned(), operator_version)?;
+    // A file (relative to the config's folder) or an https URL.
+    let operator_manifest = o
+        .key(
+            "apm.dynatrace_operator_manifest",
+            &f.dynatrace_operator_manifest,
+        )
+        .get(|m| {
+            if m.starts_with("https://") {
+                return Ok(m.to_owned());
+            }
+            if m.contains("://") {
+                return Err("a file path or an https:// URL".to_owned());
+            }
+            let p = o.path(m);
+            if !p.is_file() {
+                return Err(format!("{} is not a file", p.display()));
+            }
+            Ok(p.display().to_string())
+        })?;
+    Ok(Some(Dynatrace {
+        url: tenant,
+        api_token,
+        ingest_token,
+        operator_version,
+        operator_manifest,
+    }))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `[aws]` (phase 3) and `[schedule]` (phase 4): checked with the rest of
 //! the file, so a bad CIDR or time zone fails before any AWS call.
 
-use super::layer::{keep, optional, within, Origin};
+use super::layer::{keep, nonempty, optional, within, Origin};
 use super::ConfigError;
 use serde::Deserialize;
 use toml::Spanned;
@@ -281,19 +281,11 @@ pub(super) fn aws(o: &Origin, f: &FileAws) -> Result<Aws, ConfigError> {
     let ami = o.key("aws.ami", &f.ami).get(optional(ami))?.flatten();
     let ami_owner = o.key("aws.ami_owner", &f.ami_owner).or(
         UBUNTU_OWNER.to_owned(),
-        keep(|s| {
-            (!s.is_empty())
-                .then_some(())
-                .ok_or_else(|| "must be an account id or alias such as amazon".into())
-        }),
+        nonempty("must be an account id or alias such as amazon"),
     )?;
     let ami_name = o.key("aws.ami_name", &f.ami_name).or(
         UBUNTU_NAME.to_owned(),
-        keep(|s| {
-            (!s.is_empty())
-                .then_some(())
-                .ok_or_else(|| "must be an image name pattern".into())
-        }),
+        nonempty("must be an image name pattern"),
     )?;
     let control_plane_type = o
         .key("aws.control_plane_type", &f.control_plane_type)

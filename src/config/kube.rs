@@ -302,19 +302,7 @@ pub(super) fn kube(
                     .ok_or_else(|| "must be a Debian revision like 1.1".into())
             }),
         )?;
-    // Calico's default pool; kubeadm's default services range.
-    let cidr = |s: &str| s.parse::<Cidr>();
-    let pod = o.key("kubernetes.pod_cidr", &f.pod_cidr);
-    let pod_cidr = pod.or("192.168.0.0/16".parse().expect("valid"), cidr)?;
-    let service = o.key("kubernetes.service_cidr", &f.service_cidr);
-    let service_cidr = service.or("10.96.0.0/12".parse().expect("valid"), cidr)?;
-    if pod_cidr.overlaps(service_cidr) {
-        return o.err(
-            service.span().or(pod.span()).unwrap_or(0..0),
-            "kubernetes.service_cidr",
-            format!("{service_cidr} overlaps kubernetes.pod_cidr {pod_cidr}"),
-        );
-    }
+    let (pod_cidr, service_cidr) = cidrs(o, f)?;
     let calico_version = o
         .key("kubernetes.calico_version", &f.calico_version)
         .or(DEFAULT_CALICO.to_owned(), keep(tag_version))?;
@@ -357,13 +345,7 @@ pub(super) fn kube(
         o.key("kubernetes.rollout_timeout_secs", &f.rollout_timeout_secs)
             .or(300, within(5..=3600))?,
     );
-    let mut images = std::collections::BTreeMap::new();
-    for (svc, img) in &f.images {
-        super::known_service(o, shop, svc, "kubernetes.images")?;
-        let key = format!("kubernetes.images.{}", svc.get_ref());
-        super::check_image_ref(img.get_ref()).or_else(|m| o.err(img.span(), &key, m))?;
-        images.insert(svc.get_ref().clone(), img.get_ref().clone());
-    }
+    let images = images(o, f, shop)?;
     Ok(Kube {
         mode,
         kubeconfig,
@@ -389,6 +371,40 @@ pub(super) fn kube(
         rollout_timeout,
         images,
     })
+}
+
+/// Calico's default pool and kubeadm's default services range, which must
+/// not overlap.
+fn cidrs(o: &Origin, f: &FileKube) -> Result<(Cidr, Cidr), ConfigError> {
+    let cidr = |s: &str| s.parse::<Cidr>();
+    let pod = o.key("kubernetes.pod_cidr", &f.pod_cidr);
+    let pod_cidr = pod.or("192.168.0.0/16".parse().expect("valid"), cidr)?;
+    let service = o.key("kubernetes.service_cidr", &f.service_cidr);
+    let service_cidr = service.or("10.96.0.0/12".parse().expect("valid"), cidr)?;
+    if pod_cidr.overlaps(service_cidr) {
+        return o.err(
+            service.span().or(pod.span()).unwrap_or(0..0),
+            "kubernetes.service_cidr",
+            format!("{service_cidr} overlaps kubernetes.pod_cidr {pod_cidr}"),
+        );
+    }
+    Ok((pod_cidr, service_cidr))
+}
+
+/// `[kubernetes.images]`: catalogue entry → image built elsewhere.
+fn images(
+    o: &Origin,
+    f: &FileKube,
+    shop: &[Service],
+) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    let mut images = std::collections::BTreeMap::new();
+    for (svc, img) in &f.images {
+        super::known_service(o, shop, svc, "kubernetes.images")?;
+        let key = format!("kubernetes.images.{}", svc.get_ref());
+        super::check_image_ref(img.get_ref()).or_else(|m| o.err(img.span(), &key, m))?;
+        images.insert(svc.get_ref().clone(), img.get_ref().clone());
+    }
+    Ok(images)
 }
 
 /// `[[kubernetes.nodes]]`: distinct names, one control plane, bootstrap

@@ -271,6 +271,14 @@ pub(super) fn keep(
     move |s| check(s).map(|()| s.to_owned())
 }
 
+/// Any text but the empty one, which is refused with `msg`.
+pub(super) fn nonempty(msg: &'static str) -> impl Fn(&str) -> Result<String, String> {
+    move |s| match s {
+        "" => Err(msg.to_owned()),
+        s => Ok(s.to_owned()),
+    }
+}
+
 /// `""` means "none": the check applies to the rest.
 pub(super) fn optional<T>(
     check: impl Fn(&str) -> Result<T, String>,
@@ -308,31 +316,26 @@ mod tests {
     fn flag_beats_env_beats_file_beats_default() {
         let text = "n = 7\ns = \"x\"\n";
         let f: F = toml::from_str(text).unwrap();
-        let mut env = BTreeMap::new();
-        let o = origin(text, &env);
-        let n = || o.key("a.n", &f.n).env("ESHOP_A_N");
-        assert_eq!(
-            n().or(1, within::<i64>(0..=100)).unwrap(),
-            7,
-            "file over default"
-        );
-        assert_eq!(n().over(Some(9), 1, within::<i64>(0..=100)).unwrap(), 9);
         let none: Option<Spanned<i64>> = None;
-        assert_eq!(o.key("a.m", &none).or(1, within::<i64>(0..=9)).unwrap(), 1);
-        env.insert("ESHOP_A_N".to_owned(), "8".to_owned());
+        let in_range = || within::<i64>(0..=100);
+        // (the variable, then what flag None / flag 9 / no key give)
+        for (var, want, set_by) in [(None, 7, SetBy::File(4)), (Some("8"), 8, SetBy::Env)] {
+            let env: BTreeMap<String, String> = var
+                .map(|v| ("ESHOP_A_N".to_owned(), v.to_owned()))
+                .into_iter()
+                .collect();
+            let o = origin(text, &env);
+            let n = o.key("a.n", &f.n).env("ESHOP_A_N");
+            assert_eq!(n.or(1, in_range()).unwrap(), want, "{var:?}");
+            assert_eq!(n.over(None, 1, in_range()).unwrap(), want);
+            assert_eq!(n.over(Some(9), 1, in_range()).unwrap(), 9, "the flag wins");
+            assert_eq!(n.set_by(), set_by);
+            let m = o.key("a.m", &none).env("ESHOP_A_M");
+            assert_eq!(m.or(1, in_range()).unwrap(), 1, "the default");
+            assert_eq!(m.set_by(), SetBy::Default);
+        }
+        let env = BTreeMap::new();
         let o = origin(text, &env);
-        let n = || o.key("a.n", &f.n).env("ESHOP_A_N");
-        assert_eq!(
-            n().or(1, within::<i64>(0..=100)).unwrap(),
-            8,
-            "env over file"
-        );
-        assert_eq!(n().over(Some(9), 1, within::<i64>(0..=100)).unwrap(), 9);
-        assert_eq!(n().over(None, 1, within::<i64>(0..=100)).unwrap(), 8);
-        assert_eq!(n().span(), None, "the variable decides");
-        assert_eq!(n().set_by(), SetBy::Env);
-        assert_eq!(o.key("a.s", &f.s).set_by(), SetBy::File(10));
-        assert_eq!(o.key("a.m", &none).set_by(), SetBy::Default);
         assert_eq!(o.key("a.s", &f.s).span(), Some(10..13));
     }
 

@@ -83,18 +83,23 @@ fn defaults_need_no_file() {
     assert_eq!(c.base_image, DEFAULT_BASE_IMAGE);
 }
 
-fn parse_env(text: &str, base: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+/// `text` as the file in folder `base`, for catalogue `shop`, with `env`.
+fn parse_in(
+    shop: &'static [Service],
+    text: &str,
+    base: &str,
+    env: &[(&str, &str)],
+) -> Result<Config, ConfigError> {
     let env: BTreeMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Config::parse(
-        text,
-        Path::new("eshop.toml"),
-        Path::new(base),
-        &env,
-        &Overrides::default(),
-    )
+    let (path, base) = (Path::new("eshop.toml"), Path::new(base));
+    Config::parse_for(shop, text, path, base, &env, &Overrides::default())
+}
+
+fn parse_env(text: &str, base: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    parse_in(crate::shop::SHOP, text, base, env)
 }
 
 #[test]
@@ -152,18 +157,7 @@ const THREE: &[Service] = &[
 ];
 
 fn parse_three(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let env: BTreeMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Config::parse_for(
-        THREE,
-        text,
-        Path::new("eshop.toml"),
-        Path::new("."),
-        &env,
-        &Overrides::default(),
-    )
+    parse_in(THREE, text, ".", env)
 }
 
 #[test]
