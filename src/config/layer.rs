@@ -156,7 +156,7 @@ impl<'k, F: Raw> Layer<'k, F> {
         &self,
         check: impl Fn(&F::View) -> Result<T, String>,
     ) -> Result<Option<T>, ConfigError> {
-        if let Some((var, text)) = self.from_env() {
+        if let Some((var, text)) = self.env_value() {
             return F::from_env(&text)
                 .and_then(|f| check(f.view()))
                 .map(Some)
@@ -196,7 +196,7 @@ impl<'k, F: Raw> Layer<'k, F> {
     /// with another key's), pointing at whichever layer set it: the
     /// variable, the file's line, or the key alone for a default.
     pub fn blame(&self, msg: impl std::fmt::Display) -> ConfigError {
-        if let Some((var, text)) = self.from_env() {
+        if let Some((var, text)) = self.env_value() {
             return self.env_error(var, &text, msg);
         }
         match self.file {
@@ -216,7 +216,7 @@ impl<'k, F: Raw> Layer<'k, F> {
 
     /// Which layer decides the value.
     pub fn set_by(&self) -> SetBy {
-        match (self.from_env(), self.file) {
+        match (self.env_value(), self.file) {
             (Some(_), _) => SetBy::Env,
             (None, Some(v)) => SetBy::File(v.span().start),
             (None, None) => SetBy::Default,
@@ -227,7 +227,7 @@ impl<'k, F: Raw> Layer<'k, F> {
         self.key
     }
 
-    fn from_env(&self) -> Option<(&'k str, String)> {
+    fn env_value(&self) -> Option<(&'k str, String)> {
         let var = self.env?;
         self.o.env.var(var).map(|v| (var, v))
     }
