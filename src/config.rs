@@ -1,5 +1,7 @@
 //! `eshop.toml` + `ESHOP_*` environment + flags, validated before anything
-//! is touched. Precedence: flags > environment > file > defaults.
+//! is touched. Precedence: flags > environment > file > defaults, for
+//! every key through one helper ([`layer`]); relative paths are relative
+//! to the config file's folder, everywhere.
 //!
 //! Every error names the key and, for file values, the line, so a typo
 //! fails in milliseconds instead of half-way through a deployment.
@@ -7,7 +9,11 @@
 pub mod apm;
 pub mod aws;
 pub mod kube;
+mod layer;
+mod local;
 
+use crate::shop::Service;
+use layer::{within, Origin};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -64,8 +70,10 @@ struct File {
     build: FileBuild,
     #[serde(default)]
     images: FileImages,
+    /// Its keys follow the catalogue (`<service>_port`): checked by
+    /// [`local::file_local`], not by serde.
     #[serde(default)]
-    local: FileLocal,
+    local: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     #[serde(default)]
     monitoring: FileMonitoring,
     #[serde(default)]
@@ -85,7 +93,7 @@ struct File {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileBuild {
-    source_dir: Option<String>,
+    source_dir: Option<Spanned<String>>,
     test: Option<bool>,
 }
 
@@ -96,17 +104,7 @@ struct FileImages {
     base_image: Option<Spanned<String>>,
     builder_image: Option<Spanned<String>>,
     variant: Option<Variant>,
-    push: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileLocal {
-    bind: Option<Spanned<String>>,
-    pricing_port: Option<Spanned<i64>>,
-    inventory_port: Option<Spanned<i64>>,
-    ready_timeout_secs: Option<Spanned<i64>>,
-    demo_data: Option<bool>,
+    push: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +125,34 @@ struct FileService {
     env: BTreeMap<String, String>,
 }
 
+/// A credential: usable, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `ESHOP_REGISTRY_USERNAME` / `ESHOP_REGISTRY_PASSWORD`: how phase 2
+/// logs in to push (without them: `~/.docker/config.json`).
+#[derive(Debug, Clone)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: Secret,
+}
+
+pub const REGISTRY_USERNAME_ENV: &str = "ESHOP_REGISTRY_USERNAME";
+pub const REGISTRY_PASSWORD_ENV: &str = "ESHOP_REGISTRY_PASSWORD";
+pub const GRAFANA_ADMIN_PASSWORD_ENV: &str = "ESHOP_GRAFANA_ADMIN_PASSWORD";
+
 /// The validated configuration every phase reads.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -139,19 +165,24 @@ pub struct Config {
     pub build_test: bool,
     /// Registry host[:port][/namespace]; empty = images stay local.
     pub registry: String,
+    /// Credentials for `registry`, from the environment only.
+    pub registry_auth: Option<RegistryAuth>,
     pub base_image: String,
     pub builder_image: String,
     pub variant: Variant,
     pub push: bool,
     pub bind: std::net::IpAddr,
-    pub pricing_port: u16,
-    pub inventory_port: u16,
+    /// Where the local target publishes each catalogue entry
+    /// (`local.<name>_port`); read it through [`Config::host_port`].
+    pub local_ports: BTreeMap<&'static str, u16>,
     pub ready_timeout: std::time::Duration,
     /// Load the catalogue's demo records into empty services (local).
     pub demo_data: bool,
     pub prometheus_image: String,
     /// Empty: no Grafana.
     pub grafana_image: String,
+    /// The local Grafana's admin password; None: Grafana's own default.
+    pub grafana_admin_password: Option<Secret>,
     /// On Kubernetes: replicas, HPA and restarts for the dashboard and
     /// alerts. Empty: none.
     pub kube_state_metrics_image: String,
@@ -167,7 +198,7 @@ pub struct Config {
     pub apm: apm::Apm,
     /// The services eshop builds and runs ([`crate::shop::SHOP`]; tests
     /// may hand in another catalogue).
-    pub shop: &'static [crate::shop::Service],
+    pub shop: &'static [Service],
 }
 
 /// A distroless-style base with glibc and CA certificates, non-root.
@@ -204,30 +235,6 @@ pub struct Overrides {
     pub target: Option<Target>,
 }
 
-/// Where a value came from, for error messages.
-struct Origin<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Origin<'_> {
-    fn at(&self, span: std::ops::Range<usize>) -> String {
-        let before = &self.text[..span.start.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        format!("{}:{line}:{col}", self.path.display())
-    }
-
-    fn err<T>(
-        &self,
-        span: std::ops::Range<usize>,
-        key: &str,
-        msg: impl std::fmt::Display,
-    ) -> Result<T, ConfigError> {
-        Err(ConfigError(format!("{}: {key}: {msg}", self.at(span))))
-    }
-}
-
 impl Config {
     /// Loads `path` if it exists (a missing default file means "all
     /// defaults"; a missing explicit file is an error).
@@ -250,6 +257,8 @@ impl Config {
         Self::parse(&text, path, &base, env, flags)
     }
 
+    /// `text` read from `path`, whose folder is `base`, for the bundled
+    /// shop.
     pub fn parse(
         text: &str,
         path: &Path,
@@ -257,7 +266,26 @@ impl Config {
         env: &dyn EnvSource,
         flags: &Overrides,
     ) -> Result<Config, ConfigError> {
-        let o = Origin { path, text };
+        Self::parse_for(crate::shop::SHOP, text, path, base, env, flags)
+    }
+
+    /// [`Config::parse`] for another catalogue (tests): its entries'
+    /// `local.<name>_port` keys and `[services.<name>]` tables are the
+    /// known ones.
+    pub fn parse_for(
+        shop: &'static [Service],
+        text: &str,
+        path: &Path,
+        base: &Path,
+        env: &dyn EnvSource,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let o = Origin {
+            path,
+            text,
+            base,
+            env,
+        };
         let file: File = toml::from_str(text).map_err(|e| {
             let at = e
                 .span()
@@ -266,270 +294,200 @@ impl Config {
             ConfigError(format!("{at}: {}", e.message().trim()))
         })?;
 
-        let project = match env.var("ESHOP_PROJECT") {
-            Some(v) => {
-                check_name(&v).map_err(|m| ConfigError(format!("ESHOP_PROJECT={v:?}: {m}")))?
-            }
-            None => match &file.project {
-                Some(p) => check_name(p.get_ref()).or_else(|m| o.err(p.span(), "project", m))?,
-                None => "eshop".to_owned(),
-            },
-        };
-        let target = match (&flags.target, env.var("ESHOP_TARGET"), &file.target) {
-            (Some(t), _, _) => *t,
-            (None, Some(v), _) => v
-                .parse()
-                .map_err(|m| ConfigError(format!("ESHOP_TARGET: {m}")))?,
-            (None, None, Some(t)) => t
-                .get_ref()
-                .parse()
-                .or_else(|m| o.err(t.span(), "target", m))?,
-            (None, None, None) => Target::Local,
-        };
-
-        let registry = match env.var("ESHOP_IMAGES_REGISTRY") {
-            Some(v) => check_registry(&v)
-                .map_err(|m| ConfigError(format!("ESHOP_IMAGES_REGISTRY={v:?}: {m}")))?,
-            None => match &file.images.registry {
-                Some(r) => check_registry(r.get_ref())
-                    .or_else(|m| o.err(r.span(), "images.registry", m))?,
-                None => String::new(),
-            },
-        };
-        let base_image = match env.var("ESHOP_IMAGES_BASE_IMAGE") {
-            Some(v) => check_image_ref(&v)
-                .map_err(|m| ConfigError(format!("ESHOP_IMAGES_BASE_IMAGE={v:?}: {m}")))?,
-            None => match &file.images.base_image {
-                Some(r) => check_image_ref(r.get_ref())
-                    .or_else(|m| o.err(r.span(), "images.base_image", m))?,
-                None => DEFAULT_BASE_IMAGE.to_owned(),
-            },
-        };
-        let builder_image = match &file.images.builder_image {
-            Some(r) => check_image_ref(r.get_ref())
-                .or_else(|m| o.err(r.span(), "images.builder_image", m))?,
-            None => DEFAULT_BUILDER_IMAGE.to_owned(),
-        };
-        let push = match env.var("ESHOP_IMAGES_PUSH") {
-            Some(v) => {
-                parse_bool(&v).map_err(|m| ConfigError(format!("ESHOP_IMAGES_PUSH={v:?}: {m}")))?
-            }
-            None => file.images.push.unwrap_or(!registry.is_empty()),
-        };
-        if push && registry.is_empty() {
-            return Err(ConfigError(
-                "images.push is true but images.registry is empty: set a registry (e.g. \"localhost:5000\" or \"docker.io/you\")".into(),
-            ));
-        }
-
-        let bind = match &file.local.bind {
-            Some(b) => b.get_ref().parse().or_else(|_| {
-                o.err(
-                    b.span(),
-                    "local.bind",
-                    "must be an IP address such as 127.0.0.1",
-                )
-            })?,
-            None => std::net::IpAddr::from([127, 0, 0, 1]),
-        };
-        let port = |env_key: &str,
-                    key: &str,
-                    v: &Option<Spanned<i64>>,
-                    default: u16|
-         -> Result<u16, ConfigError> {
-            if let Some(s) = env.var(env_key) {
-                return s.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                    ConfigError(format!("{env_key}={s:?}: must be a port from 1 to 65535"))
-                });
-            }
-            match v {
-                Some(p) => u16::try_from(*p.get_ref())
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .map_or_else(
-                        || o.err(p.span(), key, "must be a port from 1 to 65535"),
-                        Ok,
-                    ),
-                None => Ok(default),
-            }
-        };
-        let pricing_port = port(
-            "ESHOP_LOCAL_PRICING_PORT",
-            "local.pricing_port",
-            &file.local.pricing_port,
-            8080,
+        let project = o
+            .key("project", &file.project)
+            .env("ESHOP_PROJECT")
+            .or("eshop".to_owned(), check_name)?;
+        let target = o.key("target", &file.target).env("ESHOP_TARGET").over(
+            flags.target,
+            Target::Local,
+            str::parse,
         )?;
-        let inventory_port = port(
-            "ESHOP_LOCAL_INVENTORY_PORT",
-            "local.inventory_port",
-            &file.local.inventory_port,
-            8081,
-        )?;
-        if pricing_port == inventory_port {
-            let span = file
-                .local
-                .inventory_port
-                .as_ref()
-                .map(|p| p.span())
-                .unwrap_or(0..0);
-            return o.err(
-                span,
-                "local.inventory_port",
-                "must differ from local.pricing_port",
-            );
-        }
-        let prometheus_port = port(
-            "ESHOP_MONITORING_PROMETHEUS_PORT",
-            "monitoring.prometheus_port",
-            &file.monitoring.prometheus_port,
-            9090,
-        )?;
-        let grafana_port = port(
-            "ESHOP_MONITORING_GRAFANA_PORT",
-            "monitoring.grafana_port",
-            &file.monitoring.grafana_port,
-            3000,
-        )?;
-        let mut used = vec![pricing_port, inventory_port];
-        for (p, key, span) in [
-            (
-                prometheus_port,
-                "monitoring.prometheus_port",
-                file.monitoring.prometheus_port.as_ref().map(|p| p.span()),
-            ),
-            (
-                grafana_port,
-                "monitoring.grafana_port",
-                file.monitoring.grafana_port.as_ref().map(|p| p.span()),
-            ),
-        ] {
-            if used.contains(&p) {
-                return o.err(
-                    span.unwrap_or(0..0),
-                    key,
-                    "must differ from the other published ports",
-                );
-            }
-            used.push(p);
-        }
-        let prometheus_image = match env.var("ESHOP_MONITORING_PROMETHEUS_IMAGE") {
-            Some(v) => check_image_ref(&v).map_err(|m| {
-                ConfigError(format!("ESHOP_MONITORING_PROMETHEUS_IMAGE={v:?}: {m}"))
-            })?,
-            None => match &file.monitoring.prometheus_image {
-                Some(r) => check_image_ref(r.get_ref())
-                    .or_else(|m| o.err(r.span(), "monitoring.prometheus_image", m))?,
-                None => DEFAULT_PROMETHEUS_IMAGE.to_owned(),
-            },
-        };
-        let grafana_image = match env.var("ESHOP_MONITORING_GRAFANA_IMAGE") {
-            Some(v) if v == "none" => String::new(),
-            Some(v) => check_image_ref(&v)
-                .map_err(|m| ConfigError(format!("ESHOP_MONITORING_GRAFANA_IMAGE={v:?}: {m}")))?,
-            None => match &file.monitoring.grafana_image {
-                Some(r) if r.get_ref().is_empty() => String::new(),
-                Some(r) => check_image_ref(r.get_ref())
-                    .or_else(|m| o.err(r.span(), "monitoring.grafana_image", m))?,
-                None => DEFAULT_GRAFANA_IMAGE.to_owned(),
-            },
-        };
-        let kube_state_metrics_image = match &file.monitoring.kube_state_metrics_image {
-            Some(r) if r.get_ref().is_empty() => String::new(),
-            Some(r) => check_image_ref(r.get_ref())
-                .or_else(|m| o.err(r.span(), "monitoring.kube_state_metrics_image", m))?,
-            None => DEFAULT_KUBE_STATE_METRICS_IMAGE.to_owned(),
-        };
-        let scrape_interval_secs = match &file.monitoring.scrape_interval_secs {
-            Some(t) if (1..=300).contains(t.get_ref()) => *t.get_ref() as u16,
-            Some(t) => {
-                return o.err(
-                    t.span(),
-                    "monitoring.scrape_interval_secs",
-                    "must be between 1 and 300",
-                )
-            }
-            None => 5,
-        };
-        let ready_timeout = match &file.local.ready_timeout_secs {
-            Some(t) if (1..=600).contains(t.get_ref()) => {
-                std::time::Duration::from_secs(*t.get_ref() as u64)
-            }
-            Some(t) => {
-                return o.err(
-                    t.span(),
-                    "local.ready_timeout_secs",
-                    "must be between 1 and 600",
-                )
-            }
-            None => std::time::Duration::from_secs(60),
-        };
+        let images = images(&o, &file.images)?;
+        let local = local::local(&o, &file.local, &file.monitoring, shop)?;
+        let monitoring = monitoring(&o, &file.monitoring)?;
 
         let mut service_env = BTreeMap::new();
         for (name, svc) in file.services {
-            if crate::shop::find(crate::shop::SHOP, name.get_ref()).is_none() {
-                return o.err(
-                    name.span(),
-                    &format!("services.{}", name.get_ref()),
-                    format!(
-                        "unknown service; known: {}",
-                        crate::shop::names(crate::shop::SHOP).join(", ")
-                    ),
-                );
-            }
+            known_service(&o, shop, &name, "services")?;
             service_env.insert(name.into_inner(), svc.env);
         }
 
-        let aws = aws::aws(&o, &file.aws, env)?;
+        let aws = aws::aws(&o, &file.aws)?;
         let schedule = aws::schedule(&o, &file.schedule)?;
         let state_dir = base.join(".eshop");
         let kube = kube::kube(
             &o,
             &file.kubernetes,
-            env,
-            base,
             &state_dir,
             &project,
             target,
+            shop,
             aws.node_port as u16,
         )?;
-        let ssh = kube::ssh(&o, &file.ssh, base, target)?;
-        let apm = apm::apm(&o, &file.apm, env, base)?;
-
-        let source_dir = match file.build.source_dir {
-            Some(d) => base.join(d),
-            None => base.to_path_buf(),
-        };
+        let ssh = kube::ssh(&o, &file.ssh, target)?;
+        let apm = apm::apm(&o, &file.apm)?;
+        let source_dir = o
+            .key("build.source_dir", &file.build.source_dir)
+            .or(base.to_path_buf(), |d| Ok(o.path(d)))?;
         Ok(Config {
             project,
             target,
             source_dir,
             state_dir,
             build_test: file.build.test.unwrap_or(false),
-            registry,
-            base_image,
-            builder_image,
+            registry: images.registry,
+            registry_auth: registry_auth(&o)?,
+            base_image: images.base_image,
+            builder_image: images.builder_image,
             variant: file.images.variant.unwrap_or(Variant::Runtime),
-            push,
-            bind,
-            pricing_port,
-            inventory_port,
-            ready_timeout,
-            demo_data: file.local.demo_data.unwrap_or(true),
-            prometheus_image,
-            grafana_image,
-            kube_state_metrics_image,
-            prometheus_port,
-            grafana_port,
-            scrape_interval_secs,
+            push: images.push,
+            bind: local.bind,
+            local_ports: local.ports,
+            ready_timeout: local.ready_timeout,
+            demo_data: local.demo_data,
+            prometheus_image: monitoring.prometheus_image,
+            grafana_image: monitoring.grafana_image,
+            grafana_admin_password: o
+                .secret(GRAFANA_ADMIN_PASSWORD_ENV)
+                .get(|p| Ok(Secret(p.to_owned())))?,
+            kube_state_metrics_image: monitoring.kube_state_metrics_image,
+            prometheus_port: local.prometheus_port,
+            grafana_port: local.grafana_port,
+            scrape_interval_secs: monitoring.scrape_interval_secs,
             service_env,
             aws,
             schedule,
             kube,
             ssh,
             apm,
-            shop: crate::shop::SHOP,
+            shop,
         })
     }
+
+    /// The host port the local target publishes `svc` on:
+    /// `local.<name>_port`, by default the service's own port.
+    pub fn host_port(&self, svc: &Service) -> u16 {
+        self.local_ports.get(svc.name).copied().unwrap_or(svc.port)
+    }
+}
+
+/// The `[images]` keys phase 2 reads.
+struct Images {
+    registry: String,
+    base_image: String,
+    builder_image: String,
+    push: bool,
+}
+
+fn images(o: &Origin, f: &FileImages) -> Result<Images, ConfigError> {
+    let registry = o
+        .key("images.registry", &f.registry)
+        .env("ESHOP_IMAGES_REGISTRY")
+        .or(String::new(), check_registry)?;
+    let base_image = o
+        .key("images.base_image", &f.base_image)
+        .env("ESHOP_IMAGES_BASE_IMAGE")
+        .or(DEFAULT_BASE_IMAGE.to_owned(), check_image_ref)?;
+    let builder_image = o
+        .key("images.builder_image", &f.builder_image)
+        .or(DEFAULT_BUILDER_IMAGE.to_owned(), check_image_ref)?;
+    // Pushing is what a registry is for, unless said otherwise.
+    let push = o
+        .key("images.push", &f.push)
+        .env("ESHOP_IMAGES_PUSH")
+        .or(!registry.is_empty(), |b| Ok(*b))?;
+    if push && registry.is_empty() {
+        return Err(ConfigError(
+            "images.push is true but images.registry is empty: set a registry (e.g. \"localhost:5000\" or \"docker.io/you\")".into(),
+        ));
+    }
+    Ok(Images {
+        registry,
+        base_image,
+        builder_image,
+        push,
+    })
+}
+
+/// The `[monitoring]` keys but its ports (checked with the other
+/// published ports in [`local`]).
+struct Monitoring {
+    prometheus_image: String,
+    grafana_image: String,
+    kube_state_metrics_image: String,
+    scrape_interval_secs: u16,
+}
+
+fn monitoring(o: &Origin, f: &FileMonitoring) -> Result<Monitoring, ConfigError> {
+    let prometheus_image = o
+        .key("monitoring.prometheus_image", &f.prometheus_image)
+        .env("ESHOP_MONITORING_PROMETHEUS_IMAGE")
+        .or(DEFAULT_PROMETHEUS_IMAGE.to_owned(), check_image_ref)?;
+    // Off is "" in the file and "none" in the environment (an empty
+    // variable counts as unset); either is accepted in both.
+    let grafana_image = o
+        .key("monitoring.grafana_image", &f.grafana_image)
+        .env("ESHOP_MONITORING_GRAFANA_IMAGE")
+        .or(DEFAULT_GRAFANA_IMAGE.to_owned(), |s| match s {
+            "" | "none" => Ok(String::new()),
+            s => check_image_ref(s),
+        })?;
+    let kube_state_metrics_image = o
+        .key(
+            "monitoring.kube_state_metrics_image",
+            &f.kube_state_metrics_image,
+        )
+        .or(DEFAULT_KUBE_STATE_METRICS_IMAGE.to_owned(), |s| match s {
+            "" => Ok(String::new()),
+            s => check_image_ref(s),
+        })?;
+    let scrape_interval_secs = o
+        .key("monitoring.scrape_interval_secs", &f.scrape_interval_secs)
+        .or(5, within(1..=300))?;
+    Ok(Monitoring {
+        prometheus_image,
+        grafana_image,
+        kube_state_metrics_image,
+        scrape_interval_secs,
+    })
+}
+
+/// Both variables or neither: one alone is a mistake that would otherwise
+/// surface as a refused push much later.
+fn registry_auth(o: &Origin) -> Result<Option<RegistryAuth>, ConfigError> {
+    let username = o.secret(REGISTRY_USERNAME_ENV).get(|u| Ok(u.to_owned()))?;
+    let password = o
+        .secret(REGISTRY_PASSWORD_ENV)
+        .get(|p| Ok(Secret(p.to_owned())))?;
+    match (username, password) {
+        (Some(username), Some(password)) => Ok(Some(RegistryAuth { username, password })),
+        (None, None) => Ok(None),
+        _ => Err(ConfigError(format!(
+            "{REGISTRY_USERNAME_ENV} and {REGISTRY_PASSWORD_ENV} go together: set both, or neither (then ~/.docker/config.json is used)"
+        ))),
+    }
+}
+
+/// A table keyed by service name (`[services.<name>]`,
+/// `[kubernetes.images]`) names a catalogue entry.
+fn known_service(
+    o: &Origin,
+    shop: &[Service],
+    name: &Spanned<String>,
+    table: &str,
+) -> Result<(), ConfigError> {
+    if crate::shop::find(shop, name.get_ref()).is_some() {
+        return Ok(());
+    }
+    o.err(
+        name.span(),
+        &format!("{table}.{}", name.get_ref()),
+        format!(
+            "unknown service; known: {}",
+            crate::shop::names(shop).join(", ")
+        ),
+    )
 }
 
 /// Project names end up in container, network and image names and labels.
@@ -577,95 +535,5 @@ fn check_image_ref(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err("must be true or false".into()),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(
-            text,
-            Path::new("eshop.toml"),
-            Path::new("."),
-            &BTreeMap::new(),
-            &Overrides::default(),
-        )
-    }
-
-    #[test]
-    fn errors_name_the_key_and_line() {
-        for (text, want) in [
-            (
-                "project = \"shop\"\n\n[images]\nregistri = \"x\"\n",
-                "eshop.toml:4:1: unknown field `registri`",
-            ),
-            (
-                "[local]\npricing_port = 70000\n",
-                "eshop.toml:2:16: local.pricing_port: must be a port",
-            ),
-            ("project = \"Shop!\"\n", "eshop.toml:1:11: project: must be"),
-            (
-                "target = \"gcp\"\n",
-                "eshop.toml:1:10: target: unknown target \"gcp\"",
-            ),
-            (
-                "[images]\nregistry = \"https://x\"\n",
-                "eshop.toml:2:12: images.registry",
-            ),
-            (
-                "[services.cart]\nenv = {}\n",
-                "eshop.toml:1:11: services.cart: unknown service",
-            ),
-            (
-                "[local]\npricing_port = 9000\ninventory_port = 9000\n",
-                "eshop.toml:3:18: local.inventory_port",
-            ),
-            ("project = \n", "eshop.toml:1:"),
-        ] {
-            let err = parse(text).unwrap_err().to_string();
-            assert!(err.starts_with(want), "{text:?}\n got: {err}\nwant: {want}");
-        }
-    }
-
-    #[test]
-    fn precedence_is_flags_then_env_then_file() {
-        let text = "target = \"aws\"\n[local]\npricing_port = 9000\n";
-        let mut env = BTreeMap::new();
-        env.insert("ESHOP_LOCAL_PRICING_PORT".to_owned(), "9100".to_owned());
-        env.insert("ESHOP_TARGET".to_owned(), "local".to_owned());
-        let c = Config::parse(
-            text,
-            Path::new("e.toml"),
-            Path::new("."),
-            &env,
-            &Overrides::default(),
-        )
-        .unwrap();
-        assert_eq!(c.pricing_port, 9100);
-        assert_eq!(c.target, Target::Local);
-        let flags = Overrides {
-            target: Some(Target::Aws),
-        };
-        let c = Config::parse(text, Path::new("e.toml"), Path::new("."), &env, &flags).unwrap();
-        assert_eq!(c.target, Target::Aws);
-        let c = parse(text).unwrap();
-        assert_eq!(c.pricing_port, 9000);
-        assert_eq!(c.target, Target::Aws);
-    }
-
-    #[test]
-    fn defaults_need_no_file() {
-        let c = parse("").unwrap();
-        assert_eq!(c.project, "eshop");
-        assert_eq!(c.target, Target::Local);
-        assert!(!c.push);
-        assert_eq!(c.base_image, DEFAULT_BASE_IMAGE);
-    }
-}
+mod tests;

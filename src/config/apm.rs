@@ -3,9 +3,10 @@
 //! never come from the file: only from the environment, and they are kept
 //! in [`Secret`]s that print as `<redacted>`.
 
-use super::{ConfigError, EnvSource, Origin};
+use super::layer::{optional, Origin};
+use super::ConfigError;
+pub use super::Secret;
 use serde::Deserialize;
-use std::path::Path;
 use toml::Spanned;
 
 /// The operator release eshop installs unless told otherwise; DynaKube
@@ -23,22 +24,6 @@ pub(super) struct FileApm {
     dynatrace_url: Option<Spanned<String>>,
     dynatrace_operator_version: Option<Spanned<String>>,
     dynatrace_operator_manifest: Option<Spanned<String>>,
-}
-
-/// A credential: usable, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -132,123 +117,107 @@ fn check_url(s: &str, https_only: bool) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-pub(super) fn apm(
-    o: &Origin,
-    f: &FileApm,
-    env: &dyn EnvSource,
-    base: &Path,
-) -> Result<Apm, ConfigError> {
-    let otlp_endpoint = match (env.var("ESHOP_APM_OTLP_ENDPOINT"), &f.otlp_endpoint) {
-        (Some(v), _) if v.is_empty() => None,
-        (Some(v), _) => Some(
-            check_url(&v, false)
-                .map_err(|m| ConfigError(format!("ESHOP_APM_OTLP_ENDPOINT: {m}")))?,
-        ),
-        (None, Some(v)) => Some(
-            check_url(v.get_ref(), false).or_else(|m| o.err(v.span(), "apm.otlp_endpoint", m))?,
-        ),
-        (None, None) => None,
-    };
-    if let Some(e) = &otlp_endpoint {
-        if e.ends_with("/v1/traces") {
-            let m = "give the base URL: the services append /v1/traces";
-            return match &f.otlp_endpoint {
-                Some(v) => o.err(v.span(), "apm.otlp_endpoint", m),
-                None => Err(ConfigError(format!("ESHOP_APM_OTLP_ENDPOINT: {m}"))),
-            };
-        }
-    }
-    let otlp_headers = env
-        .var(OTLP_HEADERS_ENV)
-        .filter(|h| !h.is_empty())
-        .map(Secret);
-    if let Some(h) = &otlp_headers {
-        if header_pairs(h).is_none() {
-            // The value is a credential: name the variable, not its text.
-            return Err(ConfigError(format!(
-                "{OTLP_HEADERS_ENV}: must be key=value pairs separated by commas"
-            )));
-        }
-    }
-    let dynatrace = match &f.dynatrace_url {
-        None => None,
-        Some(u) => {
-            let url = check_url(u.get_ref(), true)
-                .or_else(|m| o.err(u.span(), "apm.dynatrace_url", m))?;
-            if url.ends_with("/api") {
-                return o.err(
-                    u.span(),
-                    "apm.dynatrace_url",
-                    "give the tenant URL without /api (eshop adds /api and /api/v2/otlp)",
-                );
+/// A Dynatrace operator release tag: `v1.4.0`.
+fn operator_version(s: &str) -> Result<String, String> {
+    let ok = s.strip_prefix('v').is_some_and(|r| {
+        let parts: Vec<&str> = r.split('.').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    ok.then(|| s.to_owned())
+        .ok_or_else(|| "must look like v1.4.0".into())
+}
+
+pub(super) fn apm(o: &Origin, f: &FileApm) -> Result<Apm, ConfigError> {
+    let otlp_endpoint = o
+        .key("apm.otlp_endpoint", &f.otlp_endpoint)
+        .env("ESHOP_APM_OTLP_ENDPOINT")
+        .get(optional(|e| {
+            let e = check_url(e, false)?;
+            if e.ends_with("/v1/traces") {
+                return Err("give the base URL: the services append /v1/traces".into());
             }
-            let token = |var: &str| env.var(var).filter(|t| !t.is_empty()).map(Secret);
-            let (Some(api_token), Some(ingest_token)) =
-                (token(API_TOKEN_ENV), token(INGEST_TOKEN_ENV))
-            else {
-                return o.err(
-                    u.span(),
-                    "apm.dynatrace_url",
-                    format!("needs the tokens in the environment: {API_TOKEN_ENV} (operator) and {INGEST_TOKEN_ENV} (data ingest); they are never read from the file"),
-                );
-            };
-            let operator_version = match &f.dynatrace_operator_version {
-                Some(v) => {
-                    let s = v.get_ref();
-                    let ok = s.strip_prefix('v').is_some_and(|r| {
-                        let parts: Vec<&str> = r.split('.').collect();
-                        parts.len() == 3
-                            && parts
-                                .iter()
-                                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-                    });
-                    if !ok {
-                        return o.err(
-                            v.span(),
-                            "apm.dynatrace_operator_version",
-                            "must look like v1.4.0",
-                        );
-                    }
-                    s.clone()
-                }
-                None => DEFAULT_OPERATOR_VERSION.to_owned(),
-            };
-            let operator_manifest = match &f.dynatrace_operator_manifest {
-                None => None,
-                Some(m) if m.get_ref().starts_with("https://") => Some(m.get_ref().clone()),
-                Some(m) if m.get_ref().contains("://") => {
-                    return o.err(
-                        m.span(),
-                        "apm.dynatrace_operator_manifest",
-                        "a file path or an https:// URL",
-                    )
-                }
-                Some(m) => {
-                    let p = base.join(m.get_ref());
-                    if !p.is_file() {
-                        return o.err(
-                            m.span(),
-                            "apm.dynatrace_operator_manifest",
-                            format!("{} is not a file", p.display()),
-                        );
-                    }
-                    Some(p.display().to_string())
-                }
-            };
-            Some(Dynatrace {
-                url,
-                api_token,
-                ingest_token,
-                operator_version,
-                operator_manifest,
-            })
-        }
-    };
+            Ok(e)
+        }))?
+        .flatten();
+    // The values are credentials: errors name the variable, not its text.
+    let otlp_headers = o
+        .secret(OTLP_HEADERS_ENV)
+        .get(optional(|h| {
+            let h = Secret(h.to_owned());
+            match header_pairs(&h) {
+                Some(_) => Ok(h),
+                None => Err("must be key=value pairs separated by commas".to_owned()),
+            }
+        }))?
+        .flatten();
+    let dynatrace = dynatrace(o, f)?;
     Ok(Apm {
         otlp_endpoint,
         otlp_headers,
         dynatrace,
     })
+}
+
+/// `apm.dynatrace_url` and its tokens (from the environment only), its
+/// operator release and manifest.
+fn dynatrace(o: &Origin, f: &FileApm) -> Result<Option<Dynatrace>, ConfigError> {
+    let url = o.key("apm.dynatrace_url", &f.dynatrace_url);
+    let Some(tenant) = url.get(|u| {
+        let u = check_url(u, true)?;
+        if u.ends_with("/api") {
+            return Err(
+                "give the tenant URL without /api (eshop adds /api and /api/v2/otlp)".into(),
+            );
+        }
+        Ok(u)
+    })?
+    else {
+        return Ok(None);
+    };
+    let token = |var| {
+        o.secret(var)
+            .get(optional(|t| Ok(Secret(t.to_owned()))))
+            .map(Option::flatten)
+    };
+    let (Some(api_token), Some(ingest_token)) = (token(API_TOKEN_ENV)?, token(INGEST_TOKEN_ENV)?)
+    else {
+        return Err(url.blame(format!("needs the tokens in the environment: {API_TOKEN_ENV} (operator) and {INGEST_TOKEN_ENV} (data ingest); they are never read from the file")));
+    };
+    let operator_version = o
+        .key(
+            "apm.dynatrace_operator_version",
+            &f.dynatrace_operator_version,
+        )
+        .or(DEFAULT_OPERATOR_VERSION.to_owned(), operator_version)?;
+    // A file (relative to the config's folder) or an https URL.
+    let operator_manifest = o
+        .key(
+            "apm.dynatrace_operator_manifest",
+            &f.dynatrace_operator_manifest,
+        )
+        .get(|m| {
+            if m.starts_with("https://") {
+                return Ok(m.to_owned());
+            }
+            if m.contains("://") {
+                return Err("a file path or an https:// URL".to_owned());
+            }
+            let p = o.path(m);
+            if !p.is_file() {
+                return Err(format!("{} is not a file", p.display()));
+            }
+            Ok(p.display().to_string())
+        })?;
+    Ok(Some(Dynatrace {
+        url: tenant,
+        api_token,
+        ingest_token,
+        operator_version,
+        operator_manifest,
+    }))
 }
 
 #[cfg(test)]

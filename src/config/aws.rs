@@ -1,7 +1,8 @@
 //! `[aws]` (phase 3) and `[schedule]` (phase 4): checked with the rest of
 //! the file, so a bad CIDR or time zone fails before any AWS call.
 
-use super::{ConfigError, EnvSource, Origin};
+use super::layer::{keep, nonempty, optional, within, Origin};
+use super::ConfigError;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -165,40 +166,6 @@ pub const REGIONS: &[&str] = &[
     "us-west-2",
 ];
 
-fn strings(
-    o: &Origin,
-    key: &str,
-    v: &Option<Spanned<String>>,
-    default: &str,
-    check: impl Fn(&str) -> Result<(), String>,
-) -> Result<String, ConfigError> {
-    match v {
-        Some(s) => match check(s.get_ref()) {
-            Ok(()) => Ok(s.get_ref().clone()),
-            Err(m) => o.err(s.span(), key, m),
-        },
-        None => Ok(default.to_owned()),
-    }
-}
-
-fn int(
-    o: &Origin,
-    key: &str,
-    v: &Option<Spanned<i64>>,
-    default: i64,
-    range: std::ops::RangeInclusive<i64>,
-) -> Result<i64, ConfigError> {
-    match v {
-        Some(n) if range.contains(n.get_ref()) => Ok(*n.get_ref()),
-        Some(n) => o.err(
-            n.span(),
-            key,
-            format!("must be between {} and {}", range.start(), range.end()),
-        ),
-        None => Ok(default),
-    }
-}
-
 fn instance_type(s: &str) -> Result<(), String> {
     let ok = s.split_once('.').is_some_and(|(f, z)| {
         !f.is_empty()
@@ -218,102 +185,59 @@ fn hh_mm(s: &str) -> Result<(u8, u8), String> {
     Ok((h, m))
 }
 
-pub(super) fn aws(o: &Origin, f: &FileAws, env: &dyn EnvSource) -> Result<Aws, ConfigError> {
-    let region = match env.var("ESHOP_AWS_REGION") {
-        Some(r) if REGIONS.contains(&r.as_str()) => r,
-        Some(r) => {
-            return Err(ConfigError(format!(
-                "ESHOP_AWS_REGION={r:?}: unknown region"
-            )))
-        }
-        None => strings(o, "aws.region", &f.region, "eu-west-1", |r| {
-            if REGIONS.contains(&r) {
-                Ok(())
-            } else {
-                Err(format!("unknown region {r:?}; e.g. eu-west-1, us-east-1"))
-            }
-        })?,
-    };
-    let check_endpoint = |e: &str| -> Result<(), String> {
-        let rest = e
-            .strip_prefix("http://")
-            .or_else(|| e.strip_prefix("https://"));
-        match rest {
-            Some(r) if !r.is_empty() && !r.contains(char::is_whitespace) => Ok(()),
-            _ => Err(format!(
-                "{e:?} must be a URL like http://127.0.0.1:5000 (empty = AWS itself)"
-            )),
-        }
-    };
-    let endpoint = match env.var("ESHOP_AWS_ENDPOINT") {
-        Some(e) => {
-            check_endpoint(&e).map_err(|m| ConfigError(format!("ESHOP_AWS_ENDPOINT: {m}")))?;
-            Some(e)
-        }
-        None => match &f.endpoint {
-            Some(e) if e.get_ref().is_empty() => None,
-            Some(e) => match check_endpoint(e.get_ref()) {
-                Ok(()) => Some(e.get_ref().trim_end_matches('/').to_owned()),
-                Err(m) => return o.err(e.span(), "aws.endpoint", m),
-            },
-            None => None,
-        },
-    };
-
-    let cidr = |key: &str, v: &Spanned<String>| -> Result<Cidr, ConfigError> {
-        v.get_ref()
-            .parse::<Cidr>()
-            .or_else(|m| o.err(v.span(), key, m))
-    };
-    let vpc_cidr = match &f.vpc_cidr {
-        Some(v) => cidr("aws.vpc_cidr", v)?,
-        None => "10.42.0.0/16".parse().expect("valid"),
-    };
-    if !(16..=24).contains(&vpc_cidr.len) {
-        let span = f.vpc_cidr.as_ref().map_or(0..0, |v| v.span());
-        return o.err(
-            span,
-            "aws.vpc_cidr",
-            "AWS allows VPC sizes /16 to /28; eshop needs room for two subnets: use /16 to /24",
-        );
+fn region(r: &str) -> Result<String, String> {
+    if REGIONS.contains(&r) {
+        Ok(r.to_owned())
+    } else {
+        Err(format!("unknown region {r:?}; e.g. eu-west-1, us-east-1"))
     }
-    let subnet_cidrs = match &f.subnet_cidrs {
-        Some(list) => {
-            if list.get_ref().len() < 2 {
-                return o.err(
-                    list.span(),
-                    "aws.subnet_cidrs",
-                    "needs at least two subnets: the load balancer spans two availability zones",
-                );
-            }
-            let mut out: Vec<Cidr> = Vec::new();
-            for v in list.get_ref() {
-                let c = cidr("aws.subnet_cidrs", v)?;
-                if !vpc_cidr.contains(c) {
-                    return o.err(
-                        v.span(),
-                        "aws.subnet_cidrs",
-                        format!("{c} is not inside aws.vpc_cidr {vpc_cidr}"),
-                    );
-                }
-                if c.len > 28 {
-                    return o.err(v.span(), "aws.subnet_cidrs", "AWS subnets are /16 to /28");
-                }
-                if let Some(prev) = out.iter().find(|p| p.overlaps(c)) {
-                    return o.err(v.span(), "aws.subnet_cidrs", format!("{c} overlaps {prev}"));
-                }
-                out.push(c);
-            }
-            out
+}
+
+fn endpoint(e: &str) -> Result<String, String> {
+    let rest = e
+        .strip_prefix("http://")
+        .or_else(|| e.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.contains(char::is_whitespace) => {
+            Ok(e.trim_end_matches('/').to_owned())
         }
-        // Two /24s at the start of the VPC's range.
-        None => (1..=2)
-            .map(|i| Cidr {
-                addr: vpc_cidr.addr + (i << 8),
-                len: 24,
-            })
-            .collect(),
-    };
+        _ => Err(format!(
+            "{e:?} must be a URL like http://127.0.0.1:5000 (empty = AWS itself)"
+        )),
+    }
+}
+
+fn ami(a: &str) -> Result<String, String> {
+    let ok = a
+        .strip_prefix("ami-")
+        .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    ok.then(|| a.to_owned())
+        .ok_or_else(|| "must be an AMI id like ami-0abc1234".into())
+}
+
+fn cidr(s: &str) -> Result<Cidr, String> {
+    s.parse()
+}
+
+pub(super) fn aws(o: &Origin, f: &FileAws) -> Result<Aws, ConfigError> {
+    let region = o
+        .key("aws.region", &f.region)
+        .env("ESHOP_AWS_REGION")
+        .or("eu-west-1".to_owned(), region)?;
+    let endpoint = o
+        .key("aws.endpoint", &f.endpoint)
+        .env("ESHOP_AWS_ENDPOINT")
+        .get(optional(endpoint))?
+        .flatten();
+
+    let vpc = o.key("aws.vpc_cidr", &f.vpc_cidr);
+    let vpc_cidr = vpc.or("10.42.0.0/16".parse().expect("valid"), cidr)?;
+    if !(16..=24).contains(&vpc_cidr.len) {
+        return Err(vpc.blame(
+            "AWS allows VPC sizes /16 to /28; eshop needs room for two subnets: use /16 to /24",
+        ));
+    }
+    let subnet_cidrs = subnet_cidrs(o, f, vpc_cidr)?;
     let availability_zones = match &f.availability_zones {
         Some(list) => {
             let zones: Vec<String> = list.get_ref().iter().map(|z| z.get_ref().clone()).collect();
@@ -343,96 +267,54 @@ pub(super) fn aws(o: &Origin, f: &FileAws, env: &dyn EnvSource) -> Result<Aws, C
         }
         None => Vec::new(),
     };
-    let admin_cidr = match &f.admin_cidr {
-        Some(v) if v.get_ref().is_empty() => None,
-        Some(v) => Some(cidr("aws.admin_cidr", v)?),
-        None => None,
-    };
-    let ssh_public_key = match &f.ssh_public_key {
-        Some(p) if p.get_ref().trim().is_empty() => {
-            return o.err(
-                p.span(),
-                "aws.ssh_public_key",
-                "must be a path to a public key",
-            )
-        }
-        Some(p) => expand_home(p.get_ref()),
-        None => expand_home("~/.ssh/id_ed25519.pub"),
-    };
-    let ami = match &f.ami {
-        Some(a) if a.get_ref().is_empty() => None,
-        Some(a) => {
-            let ok = a
-                .get_ref()
-                .strip_prefix("ami-")
-                .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()));
-            if !ok {
-                return o.err(a.span(), "aws.ami", "must be an AMI id like ami-0abc1234");
-            }
-            Some(a.get_ref().clone())
-        }
-        None => None,
-    };
-    let ami_owner = strings(o, "aws.ami_owner", &f.ami_owner, UBUNTU_OWNER, |s| {
-        (!s.is_empty())
-            .then_some(())
-            .ok_or_else(|| "must be an account id or alias such as amazon".into())
-    })?;
-    let ami_name = strings(o, "aws.ami_name", &f.ami_name, UBUNTU_NAME, |s| {
-        (!s.is_empty())
-            .then_some(())
-            .ok_or_else(|| "must be an image name pattern".into())
-    })?;
-    let control_plane_type = strings(
-        o,
-        "aws.control_plane_type",
-        &f.control_plane_type,
-        "t3.medium",
-        instance_type,
+    let admin_cidr = o
+        .key("aws.admin_cidr", &f.admin_cidr)
+        .get(optional(cidr))?
+        .flatten();
+    let ssh_public_key = o.key("aws.ssh_public_key", &f.ssh_public_key).or(
+        o.path("~/.ssh/id_ed25519.pub"),
+        |p| match p.trim() {
+            "" => Err("must be a path to a public key".into()),
+            _ => Ok(o.path(p)),
+        },
     )?;
-    let worker_type = strings(
-        o,
-        "aws.worker_type",
-        &f.worker_type,
-        "t3.medium",
-        instance_type,
+    let ami = o.key("aws.ami", &f.ami).get(optional(ami))?.flatten();
+    let ami_owner = o.key("aws.ami_owner", &f.ami_owner).or(
+        UBUNTU_OWNER.to_owned(),
+        nonempty("must be an account id or alias such as amazon"),
     )?;
-    let root_volume_gib = int(o, "aws.root_volume_gib", &f.root_volume_gib, 20, 8..=1024)? as i32;
-    let min_size = int(o, "aws.min_size", &f.min_size, 1, 0..=100)? as i32;
-    let max_size = int(o, "aws.max_size", &f.max_size, 4, 1..=100)? as i32;
-    let desired_capacity = int(
-        o,
-        "aws.desired_capacity",
-        &f.desired_capacity,
-        i64::from(min_size.max(2).min(max_size)),
-        0..=100,
-    )? as i32;
+    let ami_name = o.key("aws.ami_name", &f.ami_name).or(
+        UBUNTU_NAME.to_owned(),
+        nonempty("must be an image name pattern"),
+    )?;
+    let control_plane_type = o
+        .key("aws.control_plane_type", &f.control_plane_type)
+        .or("t3.medium".to_owned(), keep(instance_type))?;
+    let worker_type = o
+        .key("aws.worker_type", &f.worker_type)
+        .or("t3.medium".to_owned(), keep(instance_type))?;
+    let root_volume_gib = o
+        .key("aws.root_volume_gib", &f.root_volume_gib)
+        .or(20, within(8..=1024))?;
+    let min = o.key("aws.min_size", &f.min_size);
+    let min_size: i32 = min.or(1, within(0..=100))?;
+    let max_size: i32 = o.key("aws.max_size", &f.max_size).or(4, within(1..=100))?;
+    let desired = o.key("aws.desired_capacity", &f.desired_capacity);
+    let desired_capacity: i32 = desired.or(min_size.max(2).min(max_size), within(0..=100))?;
     if min_size > max_size {
-        let span = f.min_size.as_ref().map_or(0..0, |v| v.span());
-        return o.err(
-            span,
-            "aws.min_size",
-            format!("{min_size} is larger than aws.max_size {max_size}"),
-        );
+        return Err(min.blame(format!("{min_size} is larger than aws.max_size {max_size}")));
     }
     if desired_capacity < min_size || desired_capacity > max_size {
-        let span = f.desired_capacity.as_ref().map_or(0..0, |v| v.span());
-        return o.err(
-            span,
-            "aws.desired_capacity",
-            format!(
-                "{desired_capacity} is outside aws.min_size..aws.max_size ({min_size}..{max_size})"
-            ),
-        );
+        return Err(desired.blame(format!(
+            "{desired_capacity} is outside aws.min_size..aws.max_size ({min_size}..{max_size})"
+        )));
     }
-    let cpu_target_percent = int(
-        o,
-        "aws.cpu_target_percent",
-        &f.cpu_target_percent,
-        50,
-        10..=90,
-    )? as f64;
-    let node_port = int(o, "aws.node_port", &f.node_port, 30080, 30000..=32767)? as i32;
+    let cpu_target_percent: i32 = o
+        .key("aws.cpu_target_percent", &f.cpu_target_percent)
+        .or(50, within(10..=90))?;
+    let node_port = o
+        .key("aws.node_port", &f.node_port)
+        .or(30080, within(30000..=32767))?;
     Ok(Aws {
         region,
         endpoint,
@@ -450,54 +332,69 @@ pub(super) fn aws(o: &Origin, f: &FileAws, env: &dyn EnvSource) -> Result<Aws, C
         min_size,
         desired_capacity,
         max_size,
-        cpu_target_percent,
+        cpu_target_percent: f64::from(cpu_target_percent),
         node_port,
     })
 }
 
+/// At least two, inside the VPC, not overlapping; by default two /24s at
+/// the start of the VPC's range.
+fn subnet_cidrs(o: &Origin, f: &FileAws, vpc_cidr: Cidr) -> Result<Vec<Cidr>, ConfigError> {
+    let Some(list) = &f.subnet_cidrs else {
+        return Ok((1..=2)
+            .map(|i| Cidr {
+                addr: vpc_cidr.addr + (i << 8),
+                len: 24,
+            })
+            .collect());
+    };
+    if list.get_ref().len() < 2 {
+        return o.err(
+            list.span(),
+            "aws.subnet_cidrs",
+            "needs at least two subnets: the load balancer spans two availability zones",
+        );
+    }
+    let mut out: Vec<Cidr> = Vec::new();
+    for v in list.get_ref() {
+        let c = cidr(v.get_ref()).or_else(|m| o.err(v.span(), "aws.subnet_cidrs", m))?;
+        if !vpc_cidr.contains(c) {
+            return o.err(
+                v.span(),
+                "aws.subnet_cidrs",
+                format!("{c} is not inside aws.vpc_cidr {vpc_cidr}"),
+            );
+        }
+        if c.len > 28 {
+            return o.err(v.span(), "aws.subnet_cidrs", "AWS subnets are /16 to /28");
+        }
+        if let Some(prev) = out.iter().find(|p| p.overlaps(c)) {
+            return o.err(v.span(), "aws.subnet_cidrs", format!("{c} overlaps {prev}"));
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
 pub(super) fn schedule(o: &Origin, f: &FileSchedule) -> Result<Schedule, ConfigError> {
-    let time =
-        |key: &str, v: &Spanned<String>| hh_mm(v.get_ref()).or_else(|m| o.err(v.span(), key, m));
-    let stop_at = match &f.stop_at {
-        Some(v) => time("schedule.stop_at", v)?,
-        None => (18, 0),
-    };
-    let start_at = match &f.start_at {
-        Some(v) if v.get_ref().is_empty() => None,
-        Some(v) => Some(time("schedule.start_at", v)?),
-        None => None,
-    };
-    let time_zone = match &f.time_zone {
-        Some(v) => match jiff::tz::TimeZone::get(v.get_ref()) {
-            Ok(_) => v.get_ref().clone(),
-            Err(_) => {
-                return o.err(
-                    v.span(),
-                    "schedule.time_zone",
-                    format!(
-                        "{:?} is not an IANA time zone like Europe/Paris or UTC",
-                        v.get_ref()
-                    ),
-                )
-            }
-        },
-        None => "UTC".to_owned(),
-    };
+    let stop_at = o.key("schedule.stop_at", &f.stop_at).or((18, 0), hh_mm)?;
+    let start_at = o
+        .key("schedule.start_at", &f.start_at)
+        .get(optional(hh_mm))?
+        .flatten();
+    let time_zone = o
+        .key("schedule.time_zone", &f.time_zone)
+        .or("UTC".to_owned(), |z| match jiff::tz::TimeZone::get(z) {
+            Ok(_) => Ok(z.to_owned()),
+            Err(_) => Err(format!(
+                "{z:?} is not an IANA time zone like Europe/Paris or UTC"
+            )),
+        })?;
     Ok(Schedule {
         stop_at,
         start_at,
         time_zone,
     })
-}
-
-fn expand_home(p: &str) -> std::path::PathBuf {
-    match p.strip_prefix("~/") {
-        Some(rest) => std::env::var_os("HOME")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_default()
-            .join(rest),
-        None => std::path::PathBuf::from(p),
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! fails before any connection.
 
 use super::aws::Cidr;
-use super::{ConfigError, EnvSource, Origin, Target};
+use super::layer::{keep, optional, port, within, Origin};
+use super::{ConfigError, Target};
+use crate::shop::Service;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -215,50 +217,6 @@ fn tag_version(s: &str) -> Result<(), String> {
         .ok_or_else(|| format!("{s:?} must be a release tag like v3.30.3"))
 }
 
-fn expand_home(p: &str, base: &Path) -> PathBuf {
-    match p.strip_prefix("~/") {
-        Some(rest) => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_default()
-            .join(rest),
-        None => base.join(p),
-    }
-}
-
-fn int(
-    o: &Origin,
-    key: &str,
-    v: &Option<Spanned<i64>>,
-    default: i64,
-    range: std::ops::RangeInclusive<i64>,
-) -> Result<i64, ConfigError> {
-    match v {
-        Some(n) if range.contains(n.get_ref()) => Ok(*n.get_ref()),
-        Some(n) => o.err(
-            n.span(),
-            key,
-            format!("must be between {} and {}", range.start(), range.end()),
-        ),
-        None => Ok(default),
-    }
-}
-
-fn string(
-    o: &Origin,
-    key: &str,
-    v: &Option<Spanned<String>>,
-    default: &str,
-    check: impl Fn(&str) -> Result<(), String>,
-) -> Result<String, ConfigError> {
-    match v {
-        Some(s) => match check(s.get_ref()) {
-            Ok(()) => Ok(s.get_ref().clone()),
-            Err(m) => o.err(s.span(), key, m),
-        },
-        None => Ok(default.to_owned()),
-    }
-}
-
 /// A host name, an IP address or an SSH alias: no spaces, no shell.
 fn address(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
@@ -269,302 +227,125 @@ fn address(s: &str) -> Result<(), String> {
         .ok_or_else(|| format!("{s:?} is not a host name or address"))
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn kube(
     o: &Origin,
     f: &FileKube,
-    env: &dyn EnvSource,
-    base: &Path,
     state_dir: &Path,
     project: &str,
     target: Target,
+    shop: &[Service],
     node_port_default: u16,
 ) -> Result<Kube, ConfigError> {
-    let mode = match (env.var("ESHOP_KUBERNETES_MODE"), &f.mode) {
-        (Some(m), _) => {
-            parse_mode(&m).map_err(|e| ConfigError(format!("ESHOP_KUBERNETES_MODE: {e}")))?
-        }
-        (None, Some(m)) => {
-            parse_mode(m.get_ref()).or_else(|e| o.err(m.span(), "kubernetes.mode", e))?
-        }
-        (None, None) if target == Target::Aws => Mode::Bootstrap,
-        (None, None) => Mode::Off,
-    };
-    let context = match (env.var("ESHOP_KUBERNETES_CONTEXT"), &f.context) {
-        (Some(c), _) => Some(c),
-        (None, Some(c)) if c.get_ref().is_empty() => None,
-        (None, Some(c)) => Some(c.get_ref().clone()),
-        (None, None) if mode == Mode::Bootstrap => Some(format!("eshop-{project}")),
-        (None, None) => None,
-    };
-    let kubeconfig = match (env.var("ESHOP_KUBERNETES_KUBECONFIG"), &f.kubeconfig) {
-        (Some(k), _) => expand_home(&k, base),
-        (None, Some(k)) => expand_home(k.get_ref(), base),
-        (None, None) if mode == Mode::Bootstrap => {
-            state_dir.join(format!("{project}-admin.kubeconfig"))
-        }
-        (None, None) => match env.var("KUBECONFIG") {
-            // The first file of a KUBECONFIG list is where kubectl writes.
-            Some(k) => PathBuf::from(k.split(':').next().unwrap_or_default()),
-            None => expand_home("~/.kube/config", base),
-        },
-    };
-    let namespace = string(o, "kubernetes.namespace", &f.namespace, project, dns_label)?;
-    let api_server = match &f.api_server {
-        Some(a) if a.get_ref().is_empty() => None,
-        Some(a) => {
-            let ok = a.get_ref().starts_with("https://") || a.get_ref().starts_with("http://");
-            if !ok {
-                return o.err(
-                    a.span(),
-                    "kubernetes.api_server",
-                    "must be a URL like https://203.0.113.10:6443",
-                );
-            }
-            Some(a.get_ref().trim_end_matches('/').to_owned())
-        }
-        None => None,
-    };
-    let control_plane_endpoint = match &f.control_plane_endpoint {
-        Some(e) if e.get_ref().is_empty() => None,
-        Some(e) => {
-            address(e.get_ref())
-                .or_else(|m| o.err(e.span(), "kubernetes.control_plane_endpoint", m))?;
-            Some(e.get_ref().clone())
-        }
-        None => None,
-    };
-    let version = string(
-        o,
-        "kubernetes.version",
-        &f.version,
-        DEFAULT_K8S_VERSION,
-        version,
-    )?;
-    let package_revision = string(
-        o,
-        "kubernetes.package_revision",
-        &f.package_revision,
-        DEFAULT_PACKAGE_REVISION,
-        |s| {
-            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
-                .then_some(())
-                .ok_or_else(|| "must be a Debian revision like 1.1".into())
-        },
-    )?;
-    let cidr =
-        |key: &str, v: &Option<Spanned<String>>, default: &str| -> Result<Cidr, ConfigError> {
-            match v {
-                Some(s) => s.get_ref().parse().or_else(|m| o.err(s.span(), key, m)),
-                None => Ok(default.parse().expect("valid default")),
-            }
-        };
-    // Calico's default pool; kubeadm's default services range.
-    let pod_cidr = cidr("kubernetes.pod_cidr", &f.pod_cidr, "192.168.0.0/16")?;
-    let service_cidr = cidr("kubernetes.service_cidr", &f.service_cidr, "10.96.0.0/12")?;
-    if pod_cidr.overlaps(service_cidr) {
-        let span = f
-            .service_cidr
-            .as_ref()
-            .or(f.pod_cidr.as_ref())
-            .map_or(0..0, |s| s.span());
-        return o.err(
-            span,
-            "kubernetes.service_cidr",
-            format!("{service_cidr} overlaps kubernetes.pod_cidr {pod_cidr}"),
-        );
-    }
-    let calico_version = string(
-        o,
-        "kubernetes.calico_version",
-        &f.calico_version,
-        DEFAULT_CALICO,
-        tag_version,
-    )?;
-    let metrics_server_version = string(
-        o,
-        "kubernetes.metrics_server_version",
-        &f.metrics_server_version,
-        DEFAULT_METRICS_SERVER,
-        tag_version,
-    )?;
-
-    let mut nodes: Vec<Node> = Vec::new();
-    for n in &f.nodes {
-        dns_label(n.name.get_ref())
-            .or_else(|m| o.err(n.name.span(), "kubernetes.nodes.name", m))?;
-        if nodes.iter().any(|x| x.name == *n.name.get_ref()) {
-            return o.err(
-                n.name.span(),
-                "kubernetes.nodes.name",
-                format!("{:?} is listed twice", n.name.get_ref()),
-            );
-        }
-        address(n.address.get_ref())
-            .or_else(|m| o.err(n.address.span(), "kubernetes.nodes.address", m))?;
-        let role = match &n.role {
-            None => Role::Worker,
-            Some(r) => match r.get_ref().as_str() {
-                "worker" => Role::Worker,
-                "control-plane" => Role::ControlPlane,
-                other => {
-                    return o.err(
-                        r.span(),
-                        "kubernetes.nodes.role",
-                        format!("{other:?} is not control-plane or worker"),
-                    )
-                }
-            },
-        };
-        let private_address = match &n.private_address {
-            Some(p) => {
-                address(p.get_ref())
-                    .or_else(|m| o.err(p.span(), "kubernetes.nodes.private_address", m))?;
-                p.get_ref().clone()
-            }
-            None => n.address.get_ref().clone(),
-        };
-        nodes.push(Node {
-            name: n.name.get_ref().clone(),
-            address: n.address.get_ref().clone(),
-            private_address,
-            role,
+    let mode = o
+        .key("kubernetes.mode", &f.mode)
+        .env("ESHOP_KUBERNETES_MODE")
+        .get(parse_mode)?
+        .unwrap_or(match target {
+            Target::Aws => Mode::Bootstrap,
+            Target::Local => Mode::Off,
         });
-    }
-    if mode == Mode::Existing && !nodes.is_empty() {
-        let span = f.nodes.first().map_or(0..0, |n| n.name.span());
-        return o.err(
-            span,
-            "kubernetes.nodes",
-            "only used with mode = \"bootstrap\"",
-        );
-    }
-    if !nodes.is_empty() {
-        let cps = nodes
-            .iter()
-            .filter(|n| n.role == Role::ControlPlane)
-            .count();
-        if cps != 1 {
-            let span = f.nodes.first().map_or(0..0, |n| n.name.span());
-            return o.err(
-                span,
-                "kubernetes.nodes",
-                format!("needs exactly one node with role = \"control-plane\", found {cps}"),
-            );
-        }
-    }
-    if mode == Mode::Bootstrap && nodes.is_empty() && target != Target::Aws {
-        return Err(ConfigError(
-            "kubernetes.mode = \"bootstrap\" on target local needs [[kubernetes.nodes]] (one control-plane, any workers); on target aws phase 3's instances are used".into(),
-        ));
-    }
-
-    let min_replicas = int(o, "kubernetes.min_replicas", &f.min_replicas, 2, 1..=100)? as u32;
-    let max_replicas = int(o, "kubernetes.max_replicas", &f.max_replicas, 6, 1..=1000)? as u32;
-    if min_replicas > max_replicas {
-        let span = f.min_replicas.as_ref().map_or(0..0, |v| v.span());
-        return o.err(
-            span,
-            "kubernetes.min_replicas",
-            format!("{min_replicas} is larger than kubernetes.max_replicas {max_replicas}"),
-        );
-    }
-    let cpu_target_percent = int(
-        o,
-        "kubernetes.cpu_target_percent",
-        &f.cpu_target_percent,
-        50,
-        10..=95,
-    )? as u32;
-    let memory_target_percent = int(
-        o,
-        "kubernetes.memory_target_percent",
-        &f.memory_target_percent,
-        50,
-        10..=95,
-    )? as u32;
-    let entry = match f.entry.as_ref().map(|e| e.get_ref().as_str()) {
-        None | Some("nodeport") => {
-            let p = int(
-                o,
-                "kubernetes.node_port",
-                &f.node_port,
-                i64::from(node_port_default),
-                30000..=32767,
-            )?;
-            Entry::NodePort(p as u16)
-        }
-        Some("ingress") => Entry::Ingress {
-            host: match &f.ingress_host {
-                Some(h) if !h.get_ref().is_empty() => {
-                    address(h.get_ref())
-                        .or_else(|m| o.err(h.span(), "kubernetes.ingress_host", m))?;
-                    h.get_ref().clone()
-                }
-                _ => String::new(),
-            },
-            class: string(
-                o,
-                "kubernetes.ingress_class",
-                &f.ingress_class,
-                "nginx",
-                dns_label,
-            )?,
-        },
-        Some(other) => {
-            let span = f.entry.as_ref().map_or(0..0, |e| e.span());
-            return o.err(
-                span,
-                "kubernetes.entry",
-                format!("{other:?} is not nodeport or ingress"),
-            );
-        }
-    };
-    let postgres_image = string(
-        o,
-        "kubernetes.postgres_image",
-        &f.postgres_image,
-        DEFAULT_POSTGRES_IMAGE,
-        |s| super::check_image_ref(s).map(|_| ()),
-    )?;
-    let database_storage_gib = int(
-        o,
-        "kubernetes.database_storage_gib",
-        &f.database_storage_gib,
-        5,
-        1..=16384,
-    )? as u32;
-    let storage_class = match &f.storage_class {
-        Some(s) if s.get_ref().is_empty() => None,
-        Some(s) => {
-            dns_label(s.get_ref()).or_else(|m| o.err(s.span(), "kubernetes.storage_class", m))?;
-            Some(s.get_ref().clone())
-        }
+    // Some(None): set to "", no context.
+    let context = match o
+        .key("kubernetes.context", &f.context)
+        .env("ESHOP_KUBERNETES_CONTEXT")
+        .get(|c| Ok((!c.is_empty()).then(|| c.to_owned())))?
+    {
+        Some(c) => c,
+        None if mode == Mode::Bootstrap => Some(format!("eshop-{project}")),
         None => None,
     };
-    let rollout_timeout = std::time::Duration::from_secs(int(
-        o,
-        "kubernetes.rollout_timeout_secs",
-        &f.rollout_timeout_secs,
-        300,
-        5..=3600,
-    )? as u64);
-    let mut images = std::collections::BTreeMap::new();
-    for (svc, img) in &f.images {
-        if crate::shop::find(crate::shop::SHOP, svc.get_ref()).is_none() {
-            return o.err(
-                svc.span(),
-                &format!("kubernetes.images.{}", svc.get_ref()),
-                format!(
-                    "unknown service; known: {}",
-                    crate::shop::names(crate::shop::SHOP).join(", ")
-                ),
-            );
-        }
-        let key = format!("kubernetes.images.{}", svc.get_ref());
-        super::check_image_ref(img.get_ref()).or_else(|m| o.err(img.span(), &key, m))?;
-        images.insert(svc.get_ref().clone(), img.get_ref().clone());
+    let kubeconfig = match o
+        .key("kubernetes.kubeconfig", &f.kubeconfig)
+        .env("ESHOP_KUBERNETES_KUBECONFIG")
+        .get(|k| Ok(o.path(k)))?
+    {
+        Some(k) => k,
+        None if mode == Mode::Bootstrap => state_dir.join(format!("{project}-admin.kubeconfig")),
+        // kubectl's own variable, with kubectl's meaning (relative to the
+        // working directory); the first file of a list is where kubectl
+        // writes.
+        None => match o.env.var("KUBECONFIG") {
+            Some(k) => PathBuf::from(k.split(':').next().unwrap_or_default()),
+            None => o.path("~/.kube/config"),
+        },
+    };
+    let namespace = o
+        .key("kubernetes.namespace", &f.namespace)
+        .or(project.to_owned(), keep(dns_label))?;
+    let api_server = o
+        .key("kubernetes.api_server", &f.api_server)
+        .get(optional(|a| {
+            if a.starts_with("https://") || a.starts_with("http://") {
+                Ok(a.trim_end_matches('/').to_owned())
+            } else {
+                Err("must be a URL like https://203.0.113.10:6443".to_owned())
+            }
+        }))?
+        .flatten();
+    let control_plane_endpoint = o
+        .key(
+            "kubernetes.control_plane_endpoint",
+            &f.control_plane_endpoint,
+        )
+        .get(optional(keep(address)))?
+        .flatten();
+    let version = o
+        .key("kubernetes.version", &f.version)
+        .or(DEFAULT_K8S_VERSION.to_owned(), keep(version))?;
+    let package_revision = o
+        .key("kubernetes.package_revision", &f.package_revision)
+        .or(
+            DEFAULT_PACKAGE_REVISION.to_owned(),
+            keep(|s| {
+                (!s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
+                    .then_some(())
+                    .ok_or_else(|| "must be a Debian revision like 1.1".into())
+            }),
+        )?;
+    let (pod_cidr, service_cidr) = cidrs(o, f)?;
+    let calico_version = o
+        .key("kubernetes.calico_version", &f.calico_version)
+        .or(DEFAULT_CALICO.to_owned(), keep(tag_version))?;
+    let metrics_server_version = o
+        .key(
+            "kubernetes.metrics_server_version",
+            &f.metrics_server_version,
+        )
+        .or(DEFAULT_METRICS_SERVER.to_owned(), keep(tag_version))?;
+    let nodes = nodes(o, f, mode, target)?;
+
+    let min = o.key("kubernetes.min_replicas", &f.min_replicas);
+    let min_replicas: u32 = min.or(2, within(1..=100))?;
+    let max_replicas: u32 = o
+        .key("kubernetes.max_replicas", &f.max_replicas)
+        .or(6, within(1..=1000))?;
+    if min_replicas > max_replicas {
+        return Err(min.blame(format!(
+            "{min_replicas} is larger than kubernetes.max_replicas {max_replicas}"
+        )));
     }
+    let cpu_target_percent = o
+        .key("kubernetes.cpu_target_percent", &f.cpu_target_percent)
+        .or(50, within(10..=95))?;
+    let memory_target_percent = o
+        .key("kubernetes.memory_target_percent", &f.memory_target_percent)
+        .or(50, within(10..=95))?;
+    let entry = entry(o, f, node_port_default)?;
+    let postgres_image = o
+        .key("kubernetes.postgres_image", &f.postgres_image)
+        .or(DEFAULT_POSTGRES_IMAGE.to_owned(), super::check_image_ref)?;
+    let database_storage_gib = o
+        .key("kubernetes.database_storage_gib", &f.database_storage_gib)
+        .or(5, within(1..=16384))?;
+    let storage_class = o
+        .key("kubernetes.storage_class", &f.storage_class)
+        .get(optional(keep(dns_label)))?
+        .flatten();
+    let rollout_timeout = std::time::Duration::from_secs(
+        o.key("kubernetes.rollout_timeout_secs", &f.rollout_timeout_secs)
+            .or(300, within(5..=3600))?,
+    );
+    let images = images(o, f, shop)?;
     Ok(Kube {
         mode,
         kubeconfig,
@@ -592,6 +373,127 @@ pub(super) fn kube(
     })
 }
 
+/// Calico's default pool and kubeadm's default services range, which must
+/// not overlap.
+fn cidrs(o: &Origin, f: &FileKube) -> Result<(Cidr, Cidr), ConfigError> {
+    let cidr = |s: &str| s.parse::<Cidr>();
+    let pod = o.key("kubernetes.pod_cidr", &f.pod_cidr);
+    let pod_cidr = pod.or("192.168.0.0/16".parse().expect("valid"), cidr)?;
+    let service = o.key("kubernetes.service_cidr", &f.service_cidr);
+    let service_cidr = service.or("10.96.0.0/12".parse().expect("valid"), cidr)?;
+    if pod_cidr.overlaps(service_cidr) {
+        return o.err(
+            service.span().or(pod.span()).unwrap_or(0..0),
+            "kubernetes.service_cidr",
+            format!("{service_cidr} overlaps kubernetes.pod_cidr {pod_cidr}"),
+        );
+    }
+    Ok((pod_cidr, service_cidr))
+}
+
+/// `[kubernetes.images]`: catalogue entry → image built elsewhere.
+fn images(
+    o: &Origin,
+    f: &FileKube,
+    shop: &[Service],
+) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    let mut images = std::collections::BTreeMap::new();
+    for (svc, img) in &f.images {
+        super::known_service(o, shop, svc, "kubernetes.images")?;
+        let key = format!("kubernetes.images.{}", svc.get_ref());
+        super::check_image_ref(img.get_ref()).or_else(|m| o.err(img.span(), &key, m))?;
+        images.insert(svc.get_ref().clone(), img.get_ref().clone());
+    }
+    Ok(images)
+}
+
+/// `[[kubernetes.nodes]]`: distinct names, one control plane, bootstrap
+/// mode only.
+fn nodes(o: &Origin, f: &FileKube, mode: Mode, target: Target) -> Result<Vec<Node>, ConfigError> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for n in &f.nodes {
+        dns_label(n.name.get_ref())
+            .or_else(|m| o.err(n.name.span(), "kubernetes.nodes.name", m))?;
+        if nodes.iter().any(|x| x.name == *n.name.get_ref()) {
+            return o.err(
+                n.name.span(),
+                "kubernetes.nodes.name",
+                format!("{:?} is listed twice", n.name.get_ref()),
+            );
+        }
+        address(n.address.get_ref())
+            .or_else(|m| o.err(n.address.span(), "kubernetes.nodes.address", m))?;
+        let role = o
+            .key("kubernetes.nodes.role", &n.role)
+            .or(Role::Worker, |r| match r {
+                "worker" => Ok(Role::Worker),
+                "control-plane" => Ok(Role::ControlPlane),
+                other => Err(format!("{other:?} is not control-plane or worker")),
+            })?;
+        let private_address = o
+            .key("kubernetes.nodes.private_address", &n.private_address)
+            .or(n.address.get_ref().clone(), keep(address))?;
+        nodes.push(Node {
+            name: n.name.get_ref().clone(),
+            address: n.address.get_ref().clone(),
+            private_address,
+            role,
+        });
+    }
+    let first = f.nodes.first().map_or(0..0, |n| n.name.span());
+    if mode == Mode::Existing && !nodes.is_empty() {
+        return o.err(
+            first,
+            "kubernetes.nodes",
+            "only used with mode = \"bootstrap\"",
+        );
+    }
+    if !nodes.is_empty() {
+        let cps = nodes
+            .iter()
+            .filter(|n| n.role == Role::ControlPlane)
+            .count();
+        if cps != 1 {
+            return o.err(
+                first,
+                "kubernetes.nodes",
+                format!("needs exactly one node with role = \"control-plane\", found {cps}"),
+            );
+        }
+    }
+    if mode == Mode::Bootstrap && nodes.is_empty() && target != Target::Aws {
+        return Err(ConfigError(
+            "kubernetes.mode = \"bootstrap\" on target local needs [[kubernetes.nodes]] (one control-plane, any workers); on target aws phase 3's instances are used".into(),
+        ));
+    }
+    Ok(nodes)
+}
+
+/// How the world reaches the shop on the cluster.
+fn entry(o: &Origin, f: &FileKube, node_port_default: u16) -> Result<Entry, ConfigError> {
+    let ingress = o.key("kubernetes.entry", &f.entry).or(false, |e| match e {
+        "nodeport" => Ok(false),
+        "ingress" => Ok(true),
+        other => Err(format!("{other:?} is not nodeport or ingress")),
+    })?;
+    if !ingress {
+        let p = o
+            .key("kubernetes.node_port", &f.node_port)
+            .or(node_port_default, within(30000..=32767))?;
+        return Ok(Entry::NodePort(p));
+    }
+    Ok(Entry::Ingress {
+        host: o
+            .key("kubernetes.ingress_host", &f.ingress_host)
+            .get(optional(keep(address)))?
+            .flatten()
+            .unwrap_or_default(),
+        class: o
+            .key("kubernetes.ingress_class", &f.ingress_class)
+            .or("nginx".to_owned(), keep(dns_label))?,
+    })
+}
+
 fn parse_mode(s: &str) -> Result<Mode, String> {
     match s {
         "off" => Ok(Mode::Off),
@@ -601,62 +503,39 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
     }
 }
 
-pub(super) fn ssh(
-    o: &Origin,
-    f: &FileSsh,
-    base: &Path,
-    target: Target,
-) -> Result<Ssh, ConfigError> {
-    let user = match &f.user {
-        Some(u) if u.get_ref().is_empty() => None,
-        Some(u) => {
-            let ok = u
-                .get_ref()
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-            if !ok {
-                return o.err(u.span(), "ssh.user", "must be a user name");
-            }
-            Some(u.get_ref().clone())
-        }
+pub(super) fn ssh(o: &Origin, f: &FileSsh, target: Target) -> Result<Ssh, ConfigError> {
+    let user = match o.key("ssh.user", &f.user).get(optional(|u| {
+        u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            .then(|| u.to_owned())
+            .ok_or_else(|| "must be a user name".to_owned())
+    }))? {
+        Some(u) => u,
         // Ubuntu's images (phase 3's default AMI) log in as ubuntu.
         None if target == Target::Aws => Some("ubuntu".to_owned()),
         None => None,
     };
-    let port = match &f.port {
-        Some(p) => Some(
-            u16::try_from(*p.get_ref())
-                .ok()
-                .filter(|p| *p > 0)
-                .map_or_else(
-                    || o.err(p.span(), "ssh.port", "must be a port from 1 to 65535"),
-                    Ok,
-                )?,
-        ),
-        None => None,
-    };
-    let path = |key: &str, v: &Option<Spanned<String>>| -> Result<Option<PathBuf>, ConfigError> {
-        match v {
-            Some(p) if p.get_ref().is_empty() => Ok(None),
-            Some(p) => {
-                let path = expand_home(p.get_ref(), base);
-                if !path.is_file() {
-                    return o.err(p.span(), key, format!("{} does not exist", path.display()));
-                }
-                Ok(Some(path))
-            }
-            None => Ok(None),
+    let port = o.key("ssh.port", &f.port).get(port)?;
+    let file = |p: &str| {
+        let path = o.path(p);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("{} does not exist", path.display()))
         }
     };
-    let identity_file = path("ssh.identity_file", &f.identity_file)?;
-    let config_file = path("ssh.config_file", &f.config_file)?;
-    let connect_timeout = std::time::Duration::from_secs(int(
-        o,
-        "ssh.connect_timeout_secs",
-        &f.connect_timeout_secs,
-        10,
-        1..=300,
-    )? as u64);
+    let identity_file = o
+        .key("ssh.identity_file", &f.identity_file)
+        .get(optional(file))?
+        .flatten();
+    let config_file = o
+        .key("ssh.config_file", &f.config_file)
+        .get(optional(file))?
+        .flatten();
+    let connect_timeout = std::time::Duration::from_secs(
+        o.key("ssh.connect_timeout_secs", &f.connect_timeout_secs)
+            .or(10, within(1..=300))?,
+    );
     Ok(Ssh {
         user,
         port,

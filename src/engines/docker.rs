@@ -572,17 +572,19 @@ impl Engine {
     }
 }
 
-/// Registry credentials from `ESHOP_REGISTRY_USERNAME`/`_PASSWORD`, else
-/// from `~/.docker/config.json` `auths` for that registry host. Never logged.
-pub fn credentials(registry: &str) -> Option<bollard::auth::DockerCredentials> {
+/// Registry credentials: `auth` (the configuration's
+/// `ESHOP_REGISTRY_USERNAME`/`_PASSWORD`), else `~/.docker/config.json`
+/// `auths` for that registry host, found the way the Docker CLI finds it
+/// (`DOCKER_CONFIG`, else `$HOME/.docker`). Never logged.
+pub fn credentials(
+    registry: &str,
+    auth: Option<&crate::config::RegistryAuth>,
+) -> Option<bollard::auth::DockerCredentials> {
     let host = registry.split('/').next().unwrap_or(registry);
-    if let (Ok(u), Ok(p)) = (
-        std::env::var("ESHOP_REGISTRY_USERNAME"),
-        std::env::var("ESHOP_REGISTRY_PASSWORD"),
-    ) {
+    if let Some(a) = auth {
         return Some(bollard::auth::DockerCredentials {
-            username: Some(u),
-            password: Some(p),
+            username: Some(a.username.clone()),
+            password: Some(a.password.expose().to_owned()),
             serveraddress: Some(host.to_owned()),
             ..Default::default()
         });

@@ -8,7 +8,7 @@
 //! Dockerfile and everything copied into the image, and each container
 //! carries a hash of its whole spec (`eshop/spec`). Equal hash, nothing to do.
 
-use super::local::{container_name, display_host, host_port, network_name, volume_name};
+use super::local::{container_name, display_host, network_name, volume_name};
 use super::{Action, Change, Ctx, Info, Outcome, Phase, Status};
 use crate::config::{Config, Target, Variant};
 use crate::engines::docker::{self, ContainerSpec, Engine, Health};
@@ -207,7 +207,7 @@ pub(crate) fn container_spec(ctx: &Ctx, svc: &Service, image_ref: &str) -> Conta
         env,
         labels,
         network: network_name(cfg),
-        ports: vec![(svc.port, cfg.bind.to_string(), host_port(cfg, svc))],
+        ports: vec![(svc.port, cfg.bind.to_string(), cfg.host_port(svc))],
         volumes: if svc.database {
             vec![(volume_name(cfg, svc), DATA_DIR.to_owned())]
         } else {
@@ -228,7 +228,7 @@ impl Images {
         engine: &Engine,
         p: &Planned,
     ) -> anyhow::Result<Option<String>> {
-        let creds = docker::credentials(&ctx.config.registry);
+        let creds = docker::credentials(&ctx.config.registry, ctx.config.registry_auth.as_ref());
         engine.registry_digest(&p.reference(), creds).await
     }
 
@@ -362,7 +362,7 @@ impl Images {
             return Ok((d, false));
         }
         let progress = ctx.ui.spinner(NAME, &format!("pushing {r}"));
-        let creds = docker::credentials(&ctx.config.registry);
+        let creds = docker::credentials(&ctx.config.registry, ctx.config.registry_auth.as_ref());
         let digest = engine
             .push(&p.repo, &p.tag, creds, |line| {
                 progress.set_message(format!("{r}: {line}"))
@@ -551,7 +551,7 @@ async fn load_demo(ctx: &Ctx) -> anyhow::Result<usize> {
     let mut added = 0;
     for svc in cfg.shop {
         let Some(demo) = svc.demo else { continue };
-        let base = format!("http://{host}:{}{}", host_port(cfg, svc), demo.collection);
+        let base = format!("http://{host}:{}{}", cfg.host_port(svc), demo.collection);
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             anyhow::anyhow!("demo data for {}: {what} {base}: {e}", svc.name)
         };

@@ -226,8 +226,8 @@ fn spec(cfg: &Config, b: &Bundle) -> ContainerSpec {
                 // The root filesystem is read-only: log to the console only.
                 "GF_LOG_MODE=console".to_owned(),
             ];
-            if let Ok(pw) = std::env::var("ESHOP_GRAFANA_ADMIN_PASSWORD") {
-                env.push(format!("GF_SECURITY_ADMIN_PASSWORD={pw}"));
+            if let Some(pw) = &cfg.grafana_admin_password {
+                env.push(format!("GF_SECURITY_ADMIN_PASSWORD={}", pw.expose()));
             }
             ContainerSpec {
                 image: b.reference(cfg),

@@ -33,7 +33,9 @@ static THREE: [Service; 3] = [
 ];
 
 fn ctx(dir: &Path) -> Ctx {
-    let mut cfg = Config::parse(
+    crate::shop::check(&THREE).unwrap();
+    let cfg = Config::parse_for(
+        &THREE,
         "[images]\nregistry = \"localhost:5000\"\n",
         &dir.join("eshop.toml"),
         dir,
@@ -41,8 +43,6 @@ fn ctx(dir: &Path) -> Ctx {
         &Overrides::default(),
     )
     .unwrap();
-    crate::shop::check(&THREE).unwrap();
-    cfg.shop = &THREE;
     let store = crate::state::Store::open(&cfg.state_dir, &cfg.project, "local").unwrap();
     Ctx::new(cfg, Ui::new(Output::Json, -1), store, false)
 }

@@ -31,14 +31,5 @@ pub fn display_host(cfg: &Config) -> String {
 /// Where the shop's public entry answers on this machine.
 pub fn shop_url(cfg: &Config) -> String {
     let entry = crate::shop::public(cfg.shop);
-    format!("http://{}:{}/", display_host(cfg), host_port(cfg, entry))
-}
-
-/// The host port a service is published on.
-pub fn host_port(cfg: &Config, svc: &Service) -> u16 {
-    match svc.name {
-        "pricing" => cfg.pricing_port,
-        "inventory" => cfg.inventory_port,
-        _ => svc.port,
-    }
+    format!("http://{}:{}/", display_host(cfg), cfg.host_port(entry))
 }
