@@ -580,10 +580,11 @@ fn a_wiped_registry_is_refilled_and_status_on_aws_reports_no_local_containers() 
         &format!("registry = \"127.0.0.1:{}\"", reg.port),
     );
     p.write_config(&toml);
+    // All eshop printed: plan's lines go to stderr, results to stdout.
     let aws = |args: &[&str]| {
         let mut a = vec!["--target", "aws"];
         a.extend_from_slice(args);
-        p.ok_stdout(&a)
+        p.ok(&a)
     };
     aws(&["phase", "build", "apply"]);
     aws(&["phase", "images", "apply"]);

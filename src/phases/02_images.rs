@@ -616,8 +616,15 @@ async fn load_demo(ctx: &Ctx) -> anyhow::Result<usize> {
     Ok(added)
 }
 
+/// For a path segment or query value: everything but RFC 3986's
+/// unreserved characters, so `SKU-MUG-001` stays readable.
 fn percent_encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
 }
 
 impl Phase for Images {
