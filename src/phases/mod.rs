@@ -28,7 +28,7 @@ pub mod infra;
 pub mod kubernetes;
 pub mod local;
 pub mod manifests;
-#[path = "07_monitoring.rs"]
+#[path = "07_monitoring/mod.rs"]
 pub mod monitoring;
 #[path = "04_schedule.rs"]
 pub mod schedule;
