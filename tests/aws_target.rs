@@ -763,7 +763,11 @@ fn hand_edits_to_the_function_configuration_show_in_the_plan_and_apply_reverts_t
             .envs(shop.moto.env())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let read = format!(
@@ -807,8 +811,8 @@ fn render_writes_the_infra_user_data_and_the_schedule_documents_for_review() {
     assert!(!said.contains("no templates"), "{said}");
     for role in ["control-plane", "worker"] {
         let p = infra.join(format!("node-user-data-{role}.sh"));
-        let script = std::fs::read_to_string(&p)
-            .unwrap_or_else(|e| panic!("{}: {e}\n{said}", p.display()));
+        let script =
+            std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}\n{said}", p.display()));
         assert!(
             script.contains(&format!("project={} role={role}", shop.project)),
             "{script}"
@@ -837,5 +841,8 @@ fn render_writes_the_infra_user_data_and_the_schedule_documents_for_review() {
         assert_eq!(v["Version"], "2012-10-17", "{doc}: {body}");
     }
     let policy = std::fs::read_to_string(sched.join("lambda-policy.json")).unwrap();
-    assert!(policy.contains(&format!("eshop-{}-stop-shop", shop.project)), "{policy}");
+    assert!(
+        policy.contains(&format!("eshop-{}-stop-shop", shop.project)),
+        "{policy}"
+    );
 }

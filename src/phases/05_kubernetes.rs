@@ -199,7 +199,7 @@ pub fn manifests(
             .unwrap_or_else(|| format!("{}:FROM-PHASE-2", super::images::repo(cfg, svc)));
         // The headers file is read at start: a new token must roll pods.
         let headers = otlp_headers.as_ref().map(|h| h.expose()).unwrap_or("");
-        let config_hash = crate::engines::aws::short_hash(&[&yaml_map(&envs[svc]), headers]);
+        let config_hash = crate::util::short_hash(&[&yaml_map(&envs[svc]), headers]);
         let mut flags: Vec<&str> = Vec::new();
         if db {
             flags.push("db");

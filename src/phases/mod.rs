@@ -20,14 +20,14 @@ pub mod apm;
 pub mod build;
 #[path = "02_images.rs"]
 pub mod images;
-#[path = "03_infra.rs"]
+#[path = "03_infra/mod.rs"]
 pub mod infra;
 #[path = "05_kubernetes.rs"]
 pub mod kubernetes;
 pub mod manifests;
 #[path = "07_monitoring.rs"]
 pub mod monitoring;
-#[path = "04_schedule.rs"]
+#[path = "04_schedule/mod.rs"]
 pub mod schedule;
 #[path = "06_security.rs"]
 pub mod security;
