@@ -94,6 +94,13 @@ pub trait Call<T> {
     /// For deletes and lookups: "already gone" is `None`, so destroy can
     /// be re-run; any other failure is [`Call::call`]'s error.
     fn call_or_gone(self, resource: &str, op: &str) -> anyhow::Result<Option<T>>;
+    /// For deletes: true when there was something to delete.
+    fn deleted(self, resource: &str, op: &str) -> anyhow::Result<bool>
+    where
+        Self: Sized,
+    {
+        Ok(self.call_or_gone(resource, op)?.is_some())
+    }
     /// For [`until_settled`]: the error with its AWS code beside it.
     fn settle(self, resource: &str, op: &str) -> Result<T, Unsettled>;
 }

@@ -7,33 +7,26 @@ use super::compute::{self, Boot};
 use super::discover::{discover, Found};
 use super::network::{self, refuse_moves};
 use super::rules;
-use super::{names, Tally, PHASE};
+use super::{Scope, Tally, PHASE};
 use crate::phases::{Ctx, Outcome};
 use serde_json::json;
 
 pub(super) async fn apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
-    let cfg = &ctx.config.aws;
-    let project = ctx.config.project.as_str();
-    let material = compute::public_key(cfg)?;
-    let c = ctx.aws().await;
-    let n = names(project);
-    let (f, ami, zones) = tokio::try_join!(
-        discover(c, project),
-        compute::ami(c, cfg),
-        network::zones(c, cfg)
-    )?;
+    let material = compute::public_key(&ctx.config.aws)?;
+    let s = Scope::of(ctx).await;
+    let (f, ami, zones) = tokio::try_join!(discover(&s), compute::ami(&s), network::zones(&s))?;
     // Before the first write: plan refuses the same way.
-    refuse_moves(cfg, project, &f)?;
+    refuse_moves(s.cfg, s.project, &f)?;
     let mut t = Tally::new(ctx);
 
-    let vpc = t.take(network::vpc(c, cfg, project, &f).await?);
+    let vpc = t.take(network::vpc(&s, &f).await?);
     let (igw, subnets, lb_sg, nodes_sg, key, tg) = tokio::try_join!(
-        network::gateway(c, project, f.igw.as_ref(), &vpc),
-        network::subnets(c, cfg, project, &f.subnets, &vpc, &zones),
-        rules::group(c, project, &vpc, "lb", f.sg_lb.as_ref()),
-        rules::group(c, project, &vpc, "nodes", f.sg_nodes.as_ref()),
-        compute::key_pair(c, project, &n, &material, f.key.as_ref()),
-        balancer::target_group(c, cfg, project, &n, &vpc, f.tg.as_ref()),
+        network::gateway(&s, f.igw.as_ref(), &vpc),
+        network::subnets(&s, &f.subnets, &vpc, &zones),
+        rules::group(&s, &vpc, "lb", f.sg_lb.as_ref()),
+        rules::group(&s, &vpc, "nodes", f.sg_nodes.as_ref()),
+        compute::key_pair(&s, &material, f.key.as_ref()),
+        balancer::target_group(&s, &vpc, f.tg.as_ref()),
     )?;
     let (igw, subnets) = (t.take(igw), t.take(subnets));
     let (lb_sg, nodes_sg) = (t.take(lb_sg), t.take(nodes_sg));
@@ -42,20 +35,16 @@ pub(super) async fn apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
 
     let boot = Boot {
         ami: &ami,
-        key: &n.key,
+        key: &s.n.key,
         group: &nodes_sg,
     };
+    let node_rules = rules::node_rules(s.cfg, &nodes_sg, &lb_sg);
     let (rtb, lb_rules, node_rules, lt, alb) = tokio::try_join!(
-        network::route_table(c, project, f.rtb.as_ref(), &vpc, &igw, &subnets),
-        rules::converge(c, &lb_sg, rules::lb_rules(), f.sg_lb.as_ref()),
-        rules::converge(
-            c,
-            &nodes_sg,
-            rules::node_rules(cfg, &nodes_sg, &lb_sg),
-            f.sg_nodes.as_ref()
-        ),
-        compute::launch_template(c, cfg, project, &n, &boot, f.lt.as_ref()),
-        balancer::load_balancer(c, project, &n, &subnets, &lb_sg, f.alb.as_ref()),
+        network::route_table(&s, f.rtb.as_ref(), &vpc, &igw, &subnets),
+        rules::converge(&s, &lb_sg, rules::lb_rules(), f.sg_lb.as_ref()),
+        rules::converge(&s, &nodes_sg, node_rules, f.sg_nodes.as_ref()),
+        compute::launch_template(&s, &boot, f.lt.as_ref()),
+        balancer::load_balancer(&s, &subnets, &lb_sg, f.alb.as_ref()),
     )?;
     t.take(rtb);
     t.take(lb_rules);
@@ -68,23 +57,23 @@ pub(super) async fn apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
         target_group: &tg,
     };
     let (cp, listener, workers) = tokio::try_join!(
-        compute::control_plane(c, cfg, project, &f, &boot, &subnets[0]),
-        balancer::listener(c, project, &n, &alb, &tg, f.listener.as_ref()),
-        balancer::workers(c, cfg, project, &n, &place, f.asg.as_ref()),
+        compute::control_plane(&s, &f, &boot, &subnets[0]),
+        balancer::listener(&s, &alb, &tg, f.listener.as_ref()),
+        balancer::workers(&s, &place, f.asg.as_ref()),
     )?;
     let cp = t.take(cp);
     t.take(listener);
     t.take(workers);
 
     let (eip, policy) = tokio::try_join!(
-        compute::address(c, project, f.eip.as_ref(), &cp),
-        balancer::policy(c, cfg, &n, f.policy),
+        compute::address(&s, f.eip.as_ref(), &cp),
+        balancer::policy(&s, f.policy),
     )?;
     t.take(eip);
     t.take(policy);
 
     // The state file is a cache of what phase 5 needs to reach the nodes.
-    let after = discover(c, project).await?;
+    let after = discover(&s).await?;
     ctx.set_phase_state(PHASE, outputs(&after, &vpc))?;
     Ok(t.outcome())
 }

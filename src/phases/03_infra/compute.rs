@@ -1,10 +1,10 @@
 //! The machines: the imported key pair, the control plane (one instance
 //! with an Elastic IP) and the workers' launch template. Both kinds boot
 //! from the same AMI with the same hardening: IMDSv2 only and an
-//! encrypted gp3 root volume ([`root_volume!`]).
+//! encrypted gp3 root volume (`hardened!`).
 
 use super::discover::{Address, Found, Specced};
-use super::{ec2_tags, ec2_tags_with_spec, filter, owner_filters, tag_of, Names, Step, PHASE};
+use super::{ec2_tags, ec2_tags_with_spec, filter, owner_filters, tag_of, Scope, Step, PHASE};
 use crate::config::aws::Aws as AwsCfg;
 use crate::config::ConfigError;
 use crate::engines::aws::{self as aws, Call, Clients};
@@ -16,21 +16,53 @@ use std::path::{Path, PathBuf};
 const USER_DATA: &str = include_str!("../../../templates/infra/node-user-data.sh");
 const ROLES: [&str; 2] = ["control-plane", "worker"];
 
-/// The root volume as RunInstances and launch templates both spell it:
-/// two SDK types with the same builder methods, one set of settings.
-macro_rules! root_volume {
-    ($mapping:ty, $ebs:ty, $gib:expr) => {
-        <$mapping>::builder()
-            .device_name("/dev/sda1")
-            .ebs(
-                <$ebs>::builder()
-                    .volume_size($gib)
-                    .volume_type(et::VolumeType::Gp3)
-                    .encrypted(true)
-                    .delete_on_termination(true)
-                    .build(),
-            )
-            .build()
+/// The hardening every node gets, as RunInstances (`instance`) and
+/// launch templates (`template`) both spell it: IMDSv2 only, and an
+/// encrypted gp3 root volume of `aws.root_volume_gib`. Two families of
+/// SDK types with the same builder methods; one set of settings.
+macro_rules! hardened {
+    (instance: $b:expr, $gib:expr) => {
+        hardened!(
+            $b,
+            $gib,
+            et::InstanceMetadataOptionsRequest,
+            et::HttpTokensState,
+            et::InstanceMetadataEndpointState,
+            et::BlockDeviceMapping,
+            et::EbsBlockDevice
+        )
+    };
+    (template: $b:expr, $gib:expr) => {
+        hardened!(
+            $b,
+            $gib,
+            et::LaunchTemplateInstanceMetadataOptionsRequest,
+            et::LaunchTemplateHttpTokensState,
+            et::LaunchTemplateInstanceMetadataEndpointState,
+            et::LaunchTemplateBlockDeviceMappingRequest,
+            et::LaunchTemplateEbsBlockDeviceRequest
+        )
+    };
+    ($b:expr, $gib:expr, $meta:ty, $tokens:ty, $endpoint:ty, $mapping:ty, $ebs:ty) => {
+        $b.metadata_options(
+            <$meta>::builder()
+                .http_tokens(<$tokens>::Required)
+                .http_endpoint(<$endpoint>::Enabled)
+                .build(),
+        )
+        .block_device_mappings(
+            <$mapping>::builder()
+                .device_name("/dev/sda1")
+                .ebs(
+                    <$ebs>::builder()
+                        .volume_size($gib)
+                        .volume_type(et::VolumeType::Gp3)
+                        .encrypted(true)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
     };
 }
 
@@ -87,7 +119,9 @@ pub(super) fn render(project: &str, out: &Path) -> anyhow::Result<Vec<PathBuf>> 
 }
 
 /// `aws.ami`, or the newest image matching `aws.ami_owner`/`aws.ami_name`.
-pub(super) async fn ami(c: &Clients, cfg: &AwsCfg) -> anyhow::Result<String> {
+pub(super) async fn ami(s: &Scope<'_>) -> anyhow::Result<String> {
+    let c = s.c;
+    let cfg = s.cfg;
     if let Some(a) = &cfg.ami {
         return Ok(a.clone());
     }
@@ -123,42 +157,38 @@ pub(super) fn key_spec(material: &str) -> String {
 
 /// Imports the key pair, replacing it when the public key changed.
 pub(super) async fn key_pair(
-    c: &Clients,
-    project: &str,
-    n: &Names,
+    s: &Scope<'_>,
     material: &str,
     have: Option<&Specced>,
 ) -> anyhow::Result<Step<()>> {
+    let c = s.c;
     let spec = key_spec(material);
     match have {
         Some(k) if k.spec == spec => return Ok(Step::kept(())),
         Some(k) => {
-            c.ec2
-                .delete_key_pair()
-                .key_name(&k.id)
-                .send()
-                .await
-                .call(&format!("key pair {}", k.id), "DeleteKeyPair")?;
+            let d = c.ec2.delete_key_pair().key_name(&k.id).send().await;
+            d.call(&format!("key pair {}", k.id), "DeleteKeyPair")?;
         }
         None => {}
     }
+    let key = &s.n.key;
     c.ec2
         .import_key_pair()
-        .key_name(&n.key)
+        .key_name(key)
         .public_key_material(aws_sdk_ec2::primitives::Blob::new(material.as_bytes()))
         .tag_specifications(ec2_tags_with_spec(
-            project,
+            s.project,
             "key",
             et::ResourceType::KeyPair,
             &spec,
         ))
         .send()
         .await
-        .call(&format!("key pair {}", n.key), "ImportKeyPair")?;
-    Ok(Step::done((), format!("imported key pair {}", n.key)))
+        .call(&format!("key pair {key}"), "ImportKeyPair")?;
+    Ok(Step::done((), format!("imported key pair {key}")))
 }
 
-/// What every node boots with.
+/// What every node boots from and with.
 pub(super) struct Boot<'a> {
     pub ami: &'a str,
     pub key: &'a str,
@@ -185,23 +215,13 @@ fn lt_data(cfg: &AwsCfg, boot: &Boot, ud: &str) -> et::RequestLaunchTemplateData
         .into_iter()
         .filter(|(k, _)| k != labels::PROJECT && k != "Name")
         .map(|(k, v)| et::Tag::builder().key(k).value(v).build());
-    et::RequestLaunchTemplateData::builder()
+    let b = et::RequestLaunchTemplateData::builder()
         .image_id(boot.ami)
         .instance_type(et::InstanceType::from(cfg.worker_type.as_str()))
         .key_name(boot.key)
         .security_group_ids(boot.group)
-        .user_data(ud)
-        .metadata_options(
-            et::LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                .http_tokens(et::LaunchTemplateHttpTokensState::Required)
-                .http_endpoint(et::LaunchTemplateInstanceMetadataEndpointState::Enabled)
-                .build(),
-        )
-        .block_device_mappings(root_volume!(
-            et::LaunchTemplateBlockDeviceMappingRequest,
-            et::LaunchTemplateEbsBlockDeviceRequest,
-            cfg.root_volume_gib
-        ))
+        .user_data(ud);
+    hardened!(template: b, cfg.root_volume_gib)
         .tag_specifications(
             et::LaunchTemplateTagSpecificationRequest::builder()
                 .resource_type(et::ResourceType::Volume)
@@ -214,34 +234,32 @@ fn lt_data(cfg: &AwsCfg, boot: &Boot, ud: &str) -> et::RequestLaunchTemplateData
 /// The workers' launch template; a changed spec becomes a new default
 /// version (instances launched from then on get it; running ones stay).
 pub(super) async fn launch_template(
-    c: &Clients,
-    cfg: &AwsCfg,
-    project: &str,
-    n: &Names,
+    s: &Scope<'_>,
     boot: &Boot<'_>,
     have: Option<&Specced>,
 ) -> anyhow::Result<Step<String>> {
-    let ud = user_data(project, "worker")?;
+    let (c, cfg, name) = (s.c, s.cfg, &s.n.lt);
+    let ud = user_data(s.project, "worker")?;
     let spec = lt_spec(cfg, boot, &ud);
     let Some(lt) = have else {
         let r = c
             .ec2
             .create_launch_template()
-            .launch_template_name(&n.lt)
-            .client_token(format!("eshop-{}", short_hash(&[project, &spec])))
+            .launch_template_name(name)
+            .client_token(format!("eshop-{}", short_hash(&[s.project, &spec])))
             .launch_template_data(lt_data(cfg, boot, &ud))
             .tag_specifications(ec2_tags_with_spec(
-                project,
+                s.project,
                 "workers",
                 et::ResourceType::LaunchTemplate,
                 &spec,
             ))
             .send()
             .await
-            .call(&format!("launch template {}", n.lt), "CreateLaunchTemplate")?;
+            .call(&format!("launch template {name}"), "CreateLaunchTemplate")?;
         let id = r.launch_template().and_then(|l| l.launch_template_id());
         let id = id.unwrap_or_default().to_owned();
-        let what = format!("launch template {} ({id})", n.lt);
+        let what = format!("launch template {name} ({id})");
         return Ok(Step::done(id, what));
     };
     if lt.spec == spec {
@@ -251,54 +269,44 @@ pub(super) async fn launch_template(
     let v = c
         .ec2
         .create_launch_template_version()
-        .launch_template_id(&lt.id)
-        .launch_template_data(lt_data(cfg, boot, &ud))
-        .send()
-        .await
-        .call(&what, "CreateLaunchTemplateVersion")?;
+        .launch_template_id(&lt.id);
+    let v = v.launch_template_data(lt_data(cfg, boot, &ud)).send().await;
+    let v = v.call(&what, "CreateLaunchTemplateVersion")?;
     let num = v
         .launch_template_version()
         .and_then(|v| v.version_number())
         .unwrap_or(1);
-    c.ec2
-        .modify_launch_template()
-        .launch_template_id(&lt.id)
-        .default_version(num.to_string())
-        .send()
-        .await
-        .call(&what, "ModifyLaunchTemplate")?;
+    let m = c.ec2.modify_launch_template().launch_template_id(&lt.id);
+    let m = m.default_version(num.to_string()).send().await;
+    m.call(&what, "ModifyLaunchTemplate")?;
     // The spec last: a crash before it leaves a template the next run
     // versions again, never one that claims a spec it lacks.
-    c.ec2
-        .create_tags()
-        .resources(&lt.id)
-        .tags(et::Tag::builder().key(labels::SPEC).value(&spec).build())
-        .send()
-        .await
-        .call(&what, "CreateTags")?;
-    let done = format!("launch template {} ({}): version {num}", n.lt, lt.id);
+    let tag = et::Tag::builder().key(labels::SPEC).value(&spec).build();
+    let t = c.ec2.create_tags().resources(&lt.id).tags(tag).send().await;
+    t.call(&what, "CreateTags")?;
+    let done = format!("launch template {name} ({}): version {num}", lt.id);
     Ok(Step::done(lt.id.clone(), done))
 }
 
 /// The control plane: started once, in the first subnet.
 pub(super) async fn control_plane(
-    c: &Clients,
-    cfg: &AwsCfg,
-    project: &str,
+    s: &Scope<'_>,
     f: &Found,
     boot: &Boot<'_>,
     subnet: &str,
 ) -> anyhow::Result<Step<String>> {
+    let c = s.c;
     if let Some(cp) = &f.cp {
         return Ok(Step::kept(cp.id.clone()));
     }
+    let (cfg, project) = (s.cfg, s.project);
     // Same inputs, same token: a re-sent RunInstances returns the
     // instance it already started. Terminated predecessors are part of
     // the token so a deliberately terminated control plane is replaced.
     let mut parts = vec![project, subnet, boot.ami, &cfg.control_plane_type];
     parts.extend(f.cp_terminated.iter().map(String::as_str));
     let token = format!("eshop-cp-{}", short_hash(&parts));
-    let r = c
+    let run = c
         .ec2
         .run_instances()
         .client_token(token)
@@ -309,18 +317,8 @@ pub(super) async fn control_plane(
         .key_name(boot.key)
         .subnet_id(subnet)
         .security_group_ids(boot.group)
-        .user_data(user_data(project, "control-plane")?)
-        .metadata_options(
-            et::InstanceMetadataOptionsRequest::builder()
-                .http_tokens(et::HttpTokensState::Required)
-                .http_endpoint(et::InstanceMetadataEndpointState::Enabled)
-                .build(),
-        )
-        .block_device_mappings(root_volume!(
-            et::BlockDeviceMapping,
-            et::EbsBlockDevice,
-            cfg.root_volume_gib
-        ))
+        .user_data(user_data(project, "control-plane")?);
+    let r = hardened!(instance: run, cfg.root_volume_gib)
         .tag_specifications(ec2_tags(
             project,
             "control-plane",
@@ -338,11 +336,11 @@ pub(super) async fn control_plane(
 
 /// The control plane's Elastic IP: allocated once, kept associated.
 pub(super) async fn address(
-    c: &Clients,
-    project: &str,
+    s: &Scope<'_>,
     have: Option<&Address>,
     cp: &str,
 ) -> anyhow::Result<Step<()>> {
+    let c = s.c;
     let (alloc, assoc) = match have {
         Some(a) => (a.allocation.clone(), a.instance.clone()),
         None => {
@@ -351,7 +349,7 @@ pub(super) async fn address(
                 .allocate_address()
                 .domain(et::DomainType::Vpc)
                 .tag_specifications(ec2_tags(
-                    project,
+                    s.project,
                     "control-plane",
                     et::ResourceType::ElasticIp,
                 ))
@@ -361,18 +359,13 @@ pub(super) async fn address(
             (r.allocation_id().unwrap_or_default().to_owned(), None)
         }
     };
-    let mut did = have.is_none();
-    if assoc.as_deref() != Some(cp) {
-        c.ec2
-            .associate_address()
-            .allocation_id(&alloc)
-            .instance_id(cp)
-            .send()
-            .await
-            .call(&format!("elastic ip {alloc}"), "AssociateAddress")?;
-        did = true;
+    let associate = assoc.as_deref() != Some(cp);
+    if associate {
+        let a = c.ec2.associate_address().allocation_id(&alloc);
+        let a = a.instance_id(cp).send().await;
+        a.call(&format!("elastic ip {alloc}"), "AssociateAddress")?;
     }
-    Ok(Step::when((), did, || {
+    Ok(Step::when((), have.is_none() || associate, || {
         format!("elastic ip {alloc} associated with the control plane")
     }))
 }

@@ -5,7 +5,7 @@
 
 use super::compute::not_terminated;
 use super::discover::{discover, Found, RouteTable};
-use super::{names, Names, Tally, PHASE};
+use super::{Scope, Tally, PHASE};
 use crate::engines::aws::{self as aws, gone, until_settled, Call, Clients};
 use crate::phases::{Ctx, Outcome};
 use crate::util::{poll_until, Pace};
@@ -17,64 +17,56 @@ const PATIENCE: Duration = Duration::from_secs(600);
 const PACE: Pace = Pace::Backoff(Duration::from_millis(100), Duration::from_secs(5));
 
 pub(super) async fn destroy(ctx: &Ctx) -> anyhow::Result<Outcome> {
-    let project = ctx.config.project.as_str();
-    let c = ctx.aws().await;
-    let n = names(project);
-    let f = discover(c, project).await?;
+    let s = Scope::of(ctx).await;
+    let f = discover(&s).await?;
     let mut t = Tally::new(ctx);
     // Group first, so it stops replacing the instances we terminate.
     if f.asg.is_some() {
-        workers(c, &n, &mut t).await?;
+        workers(&s, &mut t).await?;
     }
-    balancing(c, &n, &f, &mut t).await?;
-    machines(c, project, &f, &mut t).await?;
-    network(c, &f, &mut t).await?;
+    balancing(&s, &f, &mut t).await?;
+    machines(&s, &f, &mut t).await?;
+    network(s.c, &f, &mut t).await?;
     ctx.clear_phase_state(PHASE)?;
     Ok(t.outcome())
 }
 
-async fn workers(c: &Clients, n: &Names, t: &mut Tally<'_>) -> anyhow::Result<()> {
-    let what = format!("auto scaling group {}", n.asg);
-    let r = c
-        .asg
-        .delete_auto_scaling_group()
-        .auto_scaling_group_name(&n.asg)
+async fn workers(s: &Scope<'_>, t: &mut Tally<'_>) -> anyhow::Result<()> {
+    let c = s.c;
+    let name = &s.n.asg;
+    let what = format!("auto scaling group {name}");
+    let r = c.asg.delete_auto_scaling_group();
+    match r
+        .auto_scaling_group_name(name)
         .force_delete(true)
         .send()
-        .await;
-    match r {
+        .await
+    {
         Ok(_) => t.did(format!("deleted {what}")),
         // ValidationError: a delete is already under way.
         Err(e) if gone(&e) || aws::code(&e) == Some("ValidationError") => {}
         Err(e) => return Err(e).call(&what, "DeleteAutoScalingGroup"),
     }
     poll_until(PATIENCE, PACE, &format!("{what} deleted"), || async {
-        let r = c
-            .asg
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(&n.asg)
-            .send()
-            .await
-            .call(&what, "DescribeAutoScalingGroups")?;
+        let r = c.asg.describe_auto_scaling_groups();
+        let r = r.auto_scaling_group_names(name).send().await;
+        let r = r.call(&what, "DescribeAutoScalingGroups")?;
         Ok(r.auto_scaling_groups().is_empty().then_some(()))
     })
     .await
 }
 
-async fn balancing(c: &Clients, n: &Names, f: &Found, t: &mut Tally<'_>) -> anyhow::Result<()> {
+async fn balancing(s: &Scope<'_>, f: &Found, t: &mut Tally<'_>) -> anyhow::Result<()> {
+    let c = s.c;
     if let Some(b) = &f.alb {
-        let what = format!("load balancer {}", n.alb);
+        let what = format!("load balancer {}", s.n.alb);
         let r = c.elb.delete_load_balancer().load_balancer_arn(&b.arn);
-        if r.send()
-            .await
-            .call_or_gone(&what, "DeleteLoadBalancer")?
-            .is_some()
-        {
+        if r.send().await.deleted(&what, "DeleteLoadBalancer")? {
             t.did(format!("deleted {what}"));
         }
     }
     if let Some(arn) = &f.tg {
-        let what = format!("target group {}", n.tg);
+        let what = format!("target group {}", s.n.tg);
         // In use until the load balancer is really gone.
         delete_settled(&what, "DeleteTargetGroup", &["ResourceInUse"], || {
             c.elb.delete_target_group().target_group_arn(arn).send()
@@ -85,7 +77,8 @@ async fn balancing(c: &Clients, n: &Names, f: &Found, t: &mut Tally<'_>) -> anyh
     Ok(())
 }
 
-async fn machines(c: &Clients, project: &str, f: &Found, t: &mut Tally<'_>) -> anyhow::Result<()> {
+async fn machines(s: &Scope<'_>, f: &Found, t: &mut Tally<'_>) -> anyhow::Result<()> {
+    let (c, project) = (s.c, s.project);
     if let Some(a) = &f.eip {
         let what = format!("elastic ip {}", a.allocation);
         if a.instance.is_some() {
@@ -97,7 +90,7 @@ async fn machines(c: &Clients, project: &str, f: &Found, t: &mut Tally<'_>) -> a
             }
         }
         let r = c.ec2.release_address().allocation_id(&a.allocation).send();
-        if r.await.call_or_gone(&what, "ReleaseAddress")?.is_some() {
+        if r.await.deleted(&what, "ReleaseAddress")? {
             t.did(format!("released {what}"));
         }
     }
@@ -105,19 +98,16 @@ async fn machines(c: &Clients, project: &str, f: &Found, t: &mut Tally<'_>) -> a
     // (they carry the group's propagated tags).
     let live = not_terminated(c, project).await?;
     if !live.is_empty() {
-        c.ec2
+        let what = format!("instances {}", live.join(","));
+        let r = c
+            .ec2
             .terminate_instances()
-            .set_instance_ids(Some(live.clone()))
-            .send()
-            .await
-            .call(
-                &format!("instances {}", live.join(",")),
-                "TerminateInstances",
-            )?;
+            .set_instance_ids(Some(live.clone()));
+        r.send().await.call(&what, "TerminateInstances")?;
         for id in &live {
             t.did(format!("terminating instance {id}"));
         }
-        poll_until(PATIENCE, PACE, "instances terminated", || async {
+        poll_until(PATIENCE, PACE, &format!("{what} terminated"), || async {
             Ok(not_terminated(c, project).await?.is_empty().then_some(()))
         })
         .await?;
@@ -125,18 +115,14 @@ async fn machines(c: &Clients, project: &str, f: &Found, t: &mut Tally<'_>) -> a
     if let Some(lt) = &f.lt {
         let what = format!("launch template {}", lt.id);
         let r = c.ec2.delete_launch_template().launch_template_id(&lt.id);
-        if r.send()
-            .await
-            .call_or_gone(&what, "DeleteLaunchTemplate")?
-            .is_some()
-        {
+        if r.send().await.deleted(&what, "DeleteLaunchTemplate")? {
             t.did(format!("deleted {what}"));
         }
     }
     if let Some(k) = &f.key {
         let what = format!("key pair {}", k.id);
         let r = c.ec2.delete_key_pair().key_name(&k.id).send();
-        if r.await.call_or_gone(&what, "DeleteKeyPair")?.is_some() {
+        if r.await.deleted(&what, "DeleteKeyPair")? {
             t.did(format!("deleted {what}"));
         }
     }
@@ -158,12 +144,12 @@ async fn network(c: &Clients, f: &Found, t: &mut Tally<'_>) -> anyhow::Result<()
         route_table(c, r).await?;
         t.did(format!("deleted route table {}", r.id));
     }
-    for s in &f.subnets {
-        delete_settled(&format!("subnet {}", s.id), "DeleteSubnet", IN_USE, || {
-            c.ec2.delete_subnet().subnet_id(&s.id).send()
+    for x in &f.subnets {
+        delete_settled(&format!("subnet {}", x.id), "DeleteSubnet", IN_USE, || {
+            c.ec2.delete_subnet().subnet_id(&x.id).send()
         })
         .await?;
-        t.did(format!("deleted subnet {} ({})", s.id, s.cidr));
+        t.did(format!("deleted subnet {} ({})", x.id, x.cidr));
     }
     if let Some(g) = &f.igw {
         let what = format!("internet gateway {}", g.id);

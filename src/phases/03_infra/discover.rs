@@ -3,9 +3,15 @@
 //! apply, status and destroy all start from one [`Found`].
 
 use super::rules::{rules_of, Rule};
-use super::{filter, names, owner_filters, tag_of, Names};
+use super::{filter, owner_filters, tag_of, Names, Scope};
 use crate::engines::aws::{self as aws, gone, Call, Clients};
 use crate::labels;
+use aws_sdk_ec2::operation::{
+    describe_instances::DescribeInstancesOutput,
+    describe_internet_gateways::DescribeInternetGatewaysOutput,
+    describe_route_tables::DescribeRouteTablesOutput,
+    describe_security_groups::DescribeSecurityGroupsOutput,
+};
 use aws_sdk_ec2::types as et;
 use std::collections::BTreeSet;
 
@@ -103,83 +109,99 @@ pub(super) struct Found {
     pub policy: Option<f64>,
 }
 
-pub(super) async fn discover(c: &Clients, project: &str) -> anyhow::Result<Found> {
-    let n = names(project);
-    let f = owner_filters(project);
-    let (vpc, (igw, rtb), subnets, (sg_lb, sg_nodes), key, cp, eip, lt, lb, asg) = tokio::try_join!(
-        vpc(c, &f),
-        gateway_and_routes(c, &f),
-        subnets(c, &f),
-        groups(c, &f),
-        key_pair(c, &f),
-        control_plane(c, &f),
-        address(c, &f),
-        launch_template(c, &f),
-        balancer(c, project, &n),
-        workers(c, project, &n),
+pub(super) async fn discover(s: &Scope<'_>) -> anyhow::Result<Found> {
+    let owned = owner_filters(s.project);
+    let (mut found, (tg, alb, listener), (asg, policy)) = tokio::try_join!(
+        ec2(s.c, &owned),
+        balancer(s.c, s.project, &s.n),
+        workers(s.c, s.project, &s.n),
     )?;
-    let (cp, cp_terminated) = cp;
-    let (tg, alb, listener) = lb;
-    let (asg, policy) = asg;
-    Ok(Found {
-        vpc,
-        igw,
-        subnets,
-        rtb,
-        sg_lb,
-        sg_nodes,
-        key,
-        cp,
-        cp_terminated,
-        eip,
-        lt,
-        tg,
-        alb,
-        listener,
-        asg,
-        policy,
-    })
+    (found.tg, found.alb, found.listener) = (tg, alb, listener);
+    (found.asg, found.policy) = (asg, policy);
+    Ok(found)
 }
 
-fn s(v: Option<&str>) -> String {
+fn text(v: Option<&str>) -> String {
     v.unwrap_or_default().to_owned()
 }
 
-async fn vpc(c: &Clients, f: &[et::Filter]) -> anyhow::Result<Option<Vpc>> {
-    let r = c.ec2.describe_vpcs().set_filters(Some(f.to_vec())).send();
-    let r = r.await.call("vpc", "DescribeVpcs")?;
-    Ok(r.vpcs().first().map(|v| Vpc {
-        id: s(v.vpc_id()),
-        cidr: s(v.cidr_block()),
-    }))
+/// Everything EC2 lists by tag, at once.
+async fn ec2(c: &Clients, f: &[et::Filter]) -> anyhow::Result<Found> {
+    let filters = || Some(f.to_vec());
+    let mut with_role = f.to_vec();
+    with_role.push(filter(&format!("tag:{}", labels::ROLE), &["control-plane"]));
+    let e = &c.ec2;
+    let (vpcs, igws, subnets, rtbs, sgs, keys, cps, addrs, lts) = tokio::join!(
+        e.describe_vpcs().set_filters(filters()).send(),
+        e.describe_internet_gateways().set_filters(filters()).send(),
+        e.describe_subnets().set_filters(filters()).send(),
+        e.describe_route_tables().set_filters(filters()).send(),
+        e.describe_security_groups().set_filters(filters()).send(),
+        e.describe_key_pairs().set_filters(filters()).send(),
+        e.describe_instances().set_filters(Some(with_role)).send(),
+        e.describe_addresses().set_filters(filters()).send(),
+        e.describe_launch_templates().set_filters(filters()).send(),
+    );
+    let (sg_lb, sg_nodes) = groups(&sgs.call("security groups", "DescribeSecurityGroups")?);
+    let (cp, cp_terminated) = control_plane(&cps.call("control plane", "DescribeInstances")?);
+    let keys = keys.call("key pair", "DescribeKeyPairs")?;
+    let lts = lts.call("launch template", "DescribeLaunchTemplates")?;
+    let addrs = addrs.call("elastic ip", "DescribeAddresses")?;
+    Ok(Found {
+        vpc: vpcs
+            .call("vpc", "DescribeVpcs")?
+            .vpcs()
+            .first()
+            .map(|v| Vpc {
+                id: text(v.vpc_id()),
+                cidr: text(v.cidr_block()),
+            }),
+        igw: gateway(&igws.call("internet gateway", "DescribeInternetGateways")?),
+        subnets: subnets
+            .call("subnets", "DescribeSubnets")?
+            .subnets()
+            .iter()
+            .map(|x| Subnet {
+                id: text(x.subnet_id()),
+                cidr: text(x.cidr_block()),
+            })
+            .collect(),
+        rtb: route_table(&rtbs.call("route table", "DescribeRouteTables")?),
+        sg_lb,
+        sg_nodes,
+        key: keys.key_pairs().first().map(|k| Specced {
+            id: text(k.key_name()),
+            spec: text(tag_of(k.tags(), labels::SPEC)),
+        }),
+        cp,
+        cp_terminated,
+        eip: addrs.addresses().first().map(|a| Address {
+            allocation: text(a.allocation_id()),
+            instance: a.instance_id().map(str::to_owned),
+            public_ip: text(a.public_ip()),
+        }),
+        lt: lts.launch_templates().first().map(|l| Specced {
+            id: text(l.launch_template_id()),
+            spec: text(tag_of(l.tags(), labels::SPEC)),
+        }),
+        ..Found::default()
+    })
 }
 
-async fn gateway_and_routes(
-    c: &Clients,
-    f: &[et::Filter],
-) -> anyhow::Result<(Option<Gateway>, Option<RouteTable>)> {
-    let (igws, rtbs) = tokio::join!(
-        c.ec2
-            .describe_internet_gateways()
-            .set_filters(Some(f.to_vec()))
-            .send(),
-        c.ec2
-            .describe_route_tables()
-            .set_filters(Some(f.to_vec()))
-            .send(),
-    );
-    let igws = igws.call("internet gateway", "DescribeInternetGateways")?;
-    let igw = igws.internet_gateways().first().map(|g| Gateway {
-        id: s(g.internet_gateway_id()),
+fn gateway(r: &DescribeInternetGatewaysOutput) -> Option<Gateway> {
+    r.internet_gateways().first().map(|g| Gateway {
+        id: text(g.internet_gateway_id()),
         attached: g
             .attachments()
             .iter()
             .filter_map(|a| a.vpc_id().map(str::to_owned))
             .collect(),
-    });
-    let rtbs = rtbs.call("route table", "DescribeRouteTables")?;
-    let rtb = rtbs.route_tables().first().map(|r| RouteTable {
-        id: s(r.route_table_id()),
+    })
+}
+
+fn route_table(r: &DescribeRouteTablesOutput) -> Option<RouteTable> {
+    r.route_tables().first().map(|r| RouteTable {
+        id: text(r.route_table_id()),
         default_route: r.routes().iter().any(|x| {
             x.destination_cidr_block() == Some("0.0.0.0/0")
                 && x.gateway_id().is_some_and(|g| g.starts_with("igw-"))
@@ -189,40 +211,15 @@ async fn gateway_and_routes(
             .iter()
             .filter_map(|a| a.subnet_id().map(str::to_owned))
             .collect(),
-    });
-    Ok((igw, rtb))
-}
-
-async fn subnets(c: &Clients, f: &[et::Filter]) -> anyhow::Result<Vec<Subnet>> {
-    let r = c
-        .ec2
-        .describe_subnets()
-        .set_filters(Some(f.to_vec()))
-        .send();
-    let r = r.await.call("subnets", "DescribeSubnets")?;
-    Ok(r.subnets()
-        .iter()
-        .map(|x| Subnet {
-            id: s(x.subnet_id()),
-            cidr: s(x.cidr_block()),
-        })
-        .collect())
+    })
 }
 
 /// The load balancer's and the nodes' security groups, by role tag.
-async fn groups(c: &Clients, f: &[et::Filter]) -> anyhow::Result<(Option<Group>, Option<Group>)> {
-    let r = c
-        .ec2
-        .describe_security_groups()
-        .set_filters(Some(f.to_vec()));
-    let r = r
-        .send()
-        .await
-        .call("security groups", "DescribeSecurityGroups")?;
+fn groups(r: &DescribeSecurityGroupsOutput) -> (Option<Group>, Option<Group>) {
     let (mut lb, mut nodes) = (None, None);
     for g in r.security_groups() {
         let entry = Some(Group {
-            id: s(g.group_id()),
+            id: text(g.group_id()),
             rules: rules_of(g.ip_permissions()),
         });
         match tag_of(g.tags(), labels::ROLE) {
@@ -231,76 +228,27 @@ async fn groups(c: &Clients, f: &[et::Filter]) -> anyhow::Result<(Option<Group>,
             _ => {}
         }
     }
-    Ok((lb, nodes))
-}
-
-async fn key_pair(c: &Clients, f: &[et::Filter]) -> anyhow::Result<Option<Specced>> {
-    let r = c
-        .ec2
-        .describe_key_pairs()
-        .set_filters(Some(f.to_vec()))
-        .send();
-    let r = r.await.call("key pair", "DescribeKeyPairs")?;
-    Ok(r.key_pairs().first().map(|k| Specced {
-        id: s(k.key_name()),
-        spec: s(tag_of(k.tags(), labels::SPEC)),
-    }))
+    (lb, nodes)
 }
 
 /// The live control plane, and the ids of terminated ones.
-async fn control_plane(
-    c: &Clients,
-    f: &[et::Filter],
-) -> anyhow::Result<(Option<Machine>, Vec<String>)> {
-    let mut filters = f.to_vec();
-    filters.push(filter(&format!("tag:{}", labels::ROLE), &["control-plane"]));
-    let r = c.ec2.describe_instances().set_filters(Some(filters)).send();
-    let r = r.await.call("control plane", "DescribeInstances")?;
+fn control_plane(r: &DescribeInstancesOutput) -> (Option<Machine>, Vec<String>) {
     let (mut live, mut terminated) = (None, Vec::new());
     for i in r.reservations().iter().flat_map(|r| r.instances()) {
-        let id = s(i.instance_id());
-        let state = s(i.state().and_then(|s| s.name()).map(|s| s.as_str()));
+        let id = text(i.instance_id());
+        let state = text(i.state().and_then(|s| s.name()).map(|s| s.as_str()));
         if state == "terminated" || state == "shutting-down" {
             terminated.push(id);
         } else if live.is_none() {
             live = Some(Machine {
                 id,
                 state,
-                private_ip: s(i.private_ip_address()),
+                private_ip: text(i.private_ip_address()),
             });
         }
     }
     terminated.sort();
-    Ok((live, terminated))
-}
-
-async fn address(c: &Clients, f: &[et::Filter]) -> anyhow::Result<Option<Address>> {
-    let r = c
-        .ec2
-        .describe_addresses()
-        .set_filters(Some(f.to_vec()))
-        .send();
-    let r = r.await.call("elastic ip", "DescribeAddresses")?;
-    Ok(r.addresses().first().map(|a| Address {
-        allocation: s(a.allocation_id()),
-        instance: a.instance_id().map(str::to_owned),
-        public_ip: s(a.public_ip()),
-    }))
-}
-
-async fn launch_template(c: &Clients, f: &[et::Filter]) -> anyhow::Result<Option<Specced>> {
-    let r = c
-        .ec2
-        .describe_launch_templates()
-        .set_filters(Some(f.to_vec()));
-    let r = r
-        .send()
-        .await
-        .call("launch template", "DescribeLaunchTemplates")?;
-    Ok(r.launch_templates().first().map(|l| Specced {
-        id: s(l.launch_template_id()),
-        spec: s(tag_of(l.tags(), labels::SPEC)),
-    }))
+    (live, terminated)
 }
 
 /// Fails unless `tags` mark the resource as this project's: a name alone
@@ -330,15 +278,18 @@ async fn balancer(
     );
     let not_found = |code: Option<&str>, name: &str| code == Some(name);
     let tg = match tgs {
-        Ok(r) => r.target_groups().first().map(|t| s(t.target_group_arn())),
+        Ok(r) => r
+            .target_groups()
+            .first()
+            .map(|t| text(t.target_group_arn())),
         Err(e) if gone(&e) || not_found(aws::code(&e), "TargetGroupNotFound") => None,
         Err(e) => return Err(e).call(&format!("target group {}", n.tg), "DescribeTargetGroups"),
     };
     let alb = match albs {
         Ok(r) => r.load_balancers().first().map(|l| Balancer {
-            arn: s(l.load_balancer_arn()),
-            dns: s(l.dns_name()),
-            state: s(l.state().and_then(|s| s.code()).map(|c| c.as_str())),
+            arn: text(l.load_balancer_arn()),
+            dns: text(l.dns_name()),
+            state: text(l.state().and_then(|s| s.code()).map(|c| c.as_str())),
         }),
         Err(e) if gone(&e) || not_found(aws::code(&e), "LoadBalancerNotFound") => None,
         Err(e) => return Err(e).call(&format!("load balancer {}", n.alb), "DescribeLoadBalancers"),

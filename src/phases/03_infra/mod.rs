@@ -25,8 +25,9 @@ mod plan;
 mod rules;
 
 use super::{BoxFut, Change, Ctx, Outcome, Phase, Status};
+use crate::config::aws::Aws as AwsCfg;
 use crate::config::Target;
-use crate::engines::aws;
+use crate::engines::aws::{self, Clients};
 use crate::labels;
 use aws_sdk_ec2::types as et;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,27 @@ impl Phase for Infra {
     }
     fn render(&self, ctx: &Ctx, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         compute::render(&ctx.config.project, out)
+    }
+}
+
+/// What every step needs: the clients, `[aws]`, the project and the
+/// names derived from it.
+struct Scope<'a> {
+    c: &'a Clients,
+    cfg: &'a AwsCfg,
+    project: &'a str,
+    n: Names,
+}
+
+impl<'a> Scope<'a> {
+    async fn of(ctx: &'a Ctx) -> Scope<'a> {
+        let project = ctx.config.project.as_str();
+        Scope {
+            c: ctx.aws().await,
+            cfg: &ctx.config.aws,
+            project,
+            n: names(project),
+        }
     }
 }
 

@@ -8,10 +8,10 @@
 //! plan and apply alike, before anything is touched, and says what to do.
 
 use super::discover::{Found, Gateway, RouteTable, Subnet};
-use super::{ec2_tags, filter, Step};
+use super::{ec2_tags, filter, Scope, Step};
 use crate::config::aws::Aws as AwsCfg;
 use crate::config::ConfigError;
-use crate::engines::aws::{Call, Clients};
+use crate::engines::aws::Call;
 use aws_sdk_ec2::types as et;
 
 /// Fails, naming what exists and what is configured, when the VPC's CIDR
@@ -48,12 +48,8 @@ pub(super) fn refuse_moves(cfg: &AwsCfg, project: &str, f: &Found) -> Result<(),
     Ok(())
 }
 
-pub(super) async fn vpc(
-    c: &Clients,
-    cfg: &AwsCfg,
-    project: &str,
-    f: &Found,
-) -> anyhow::Result<Step<String>> {
+pub(super) async fn vpc(s: &Scope<'_>, f: &Found) -> anyhow::Result<Step<String>> {
+    let (c, cfg, project) = (s.c, s.cfg, s.project);
     let step = match &f.vpc {
         Some(v) => Step::kept(v.id.clone()),
         None => {
@@ -84,18 +80,22 @@ pub(super) async fn vpc(
 }
 
 pub(super) async fn gateway(
-    c: &Clients,
-    project: &str,
+    s: &Scope<'_>,
     have: Option<&Gateway>,
     vpc: &str,
 ) -> anyhow::Result<Step<String>> {
+    let c = s.c;
     let (id, attached) = match have {
         Some(g) => (g.id.clone(), g.attached.clone()),
         None => {
             let r = c
                 .ec2
                 .create_internet_gateway()
-                .tag_specifications(ec2_tags(project, "igw", et::ResourceType::InternetGateway))
+                .tag_specifications(ec2_tags(
+                    s.project,
+                    "igw",
+                    et::ResourceType::InternetGateway,
+                ))
                 .send()
                 .await
                 .call("internet gateway", "CreateInternetGateway")?;
@@ -103,36 +103,30 @@ pub(super) async fn gateway(
             (g.unwrap_or_default().to_owned(), Vec::new())
         }
     };
-    let mut did = have.is_none();
-    if !attached.iter().any(|a| a == vpc) {
-        c.ec2
-            .attach_internet_gateway()
-            .internet_gateway_id(&id)
-            .vpc_id(vpc)
-            .send()
-            .await
-            .call(&format!("internet gateway {id}"), "AttachInternetGateway")?;
-        did = true;
+    let attach = !attached.iter().any(|a| a == vpc);
+    if attach {
+        let a = c.ec2.attach_internet_gateway().internet_gateway_id(&id);
+        let a = a.vpc_id(vpc).send().await;
+        a.call(&format!("internet gateway {id}"), "AttachInternetGateway")?;
     }
     let what = format!("internet gateway {id} attached");
-    Ok(Step::when(id, did, || what))
+    Ok(Step::when(id, have.is_none() || attach, || what))
 }
 
 /// The configured subnets' ids, in `aws.subnet_cidrs` order, creating the
 /// missing ones in their zones.
 pub(super) async fn subnets(
-    c: &Clients,
-    cfg: &AwsCfg,
-    project: &str,
+    s: &Scope<'_>,
     have: &[Subnet],
     vpc: &str,
     zones: &[String],
 ) -> anyhow::Result<Step<Vec<String>>> {
+    let c = s.c;
     let mut step = Step::kept(Vec::new());
-    for (i, (cidr, zone)) in cfg.subnet_cidrs.iter().zip(zones).enumerate() {
+    for (i, (cidr, zone)) in s.cfg.subnet_cidrs.iter().zip(zones).enumerate() {
         let cidr = cidr.to_string();
-        if let Some(s) = have.iter().find(|s| s.cidr == cidr) {
-            step.value.push(s.id.clone());
+        if let Some(x) = have.iter().find(|x| x.cidr == cidr) {
+            step.value.push(x.id.clone());
             continue;
         }
         let role = format!("public-{}", i + 1);
@@ -142,11 +136,11 @@ pub(super) async fn subnets(
             .vpc_id(vpc)
             .cidr_block(&cidr)
             .availability_zone(zone)
-            .tag_specifications(ec2_tags(project, &role, et::ResourceType::Subnet))
+            .tag_specifications(ec2_tags(s.project, &role, et::ResourceType::Subnet))
             .send()
             .await
             .call(&format!("subnet {cidr}"), "CreateSubnet")?;
-        let id = r.subnet().and_then(|s| s.subnet_id()).unwrap_or_default();
+        let id = r.subnet().and_then(|x| x.subnet_id()).unwrap_or_default();
         c.ec2
             .modify_subnet_attribute()
             .subnet_id(id)
@@ -164,13 +158,13 @@ pub(super) async fn subnets(
 /// The public route table: created if absent, default route to `igw`,
 /// associated with every subnet.
 pub(super) async fn route_table(
-    c: &Clients,
-    project: &str,
+    s: &Scope<'_>,
     have: Option<&RouteTable>,
     vpc: &str,
     igw: &str,
     subnets: &[String],
 ) -> anyhow::Result<Step<()>> {
+    let c = s.c;
     let (id, default_route, assoc) = match have {
         Some(r) => (r.id.clone(), r.default_route, r.subnets.clone()),
         None => {
@@ -178,7 +172,7 @@ pub(super) async fn route_table(
                 .ec2
                 .create_route_table()
                 .vpc_id(vpc)
-                .tag_specifications(ec2_tags(project, "public", et::ResourceType::RouteTable))
+                .tag_specifications(ec2_tags(s.project, "public", et::ResourceType::RouteTable))
                 .send()
                 .await
                 .call("route table", "CreateRouteTable")?;
@@ -187,35 +181,28 @@ pub(super) async fn route_table(
         }
     };
     let what = format!("route table {id}");
-    let mut did = have.is_none();
     if !default_route {
-        c.ec2
-            .create_route()
-            .route_table_id(&id)
-            .destination_cidr_block("0.0.0.0/0")
-            .gateway_id(igw)
-            .send()
-            .await
-            .call(&what, "CreateRoute")?;
-        did = true;
+        let r = c.ec2.create_route().route_table_id(&id);
+        let r = r.destination_cidr_block("0.0.0.0/0").gateway_id(igw);
+        r.send().await.call(&what, "CreateRoute")?;
     }
-    for s in subnets.iter().filter(|s| !assoc.contains(s)) {
-        c.ec2
-            .associate_route_table()
-            .route_table_id(&id)
-            .subnet_id(s)
+    let missing: Vec<&String> = subnets.iter().filter(|x| !assoc.contains(x)).collect();
+    for x in &missing {
+        let a = c.ec2.associate_route_table().route_table_id(&id);
+        a.subnet_id(*x)
             .send()
             .await
             .call(&what, "AssociateRouteTable")?;
-        did = true;
     }
+    let did = have.is_none() || !default_route || !missing.is_empty();
     Ok(Step::when((), did, || {
         format!("{what}: default route and subnet associations")
     }))
 }
 
 /// `aws.availability_zones`, or the first available ones, one per subnet.
-pub(super) async fn zones(c: &Clients, cfg: &AwsCfg) -> anyhow::Result<Vec<String>> {
+pub(super) async fn zones(s: &Scope<'_>) -> anyhow::Result<Vec<String>> {
+    let (c, cfg) = (s.c, s.cfg);
     if !cfg.availability_zones.is_empty() {
         return Ok(cfg.availability_zones.clone());
     }

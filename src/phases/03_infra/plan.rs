@@ -5,19 +5,18 @@
 use super::balancer::policy_as_configured;
 use super::compute::{key_spec, public_key};
 use super::discover::{discover, Found};
-use super::names;
 use super::network::refuse_moves;
 use super::rules::{lb_rules, node_rules};
+use super::{names, Scope};
 use crate::config::aws::Aws as AwsCfg;
 use crate::phases::{Action, Change, Ctx, Status};
 
 pub(super) async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
-    let cfg = &ctx.config.aws;
-    let project = ctx.config.project.as_str();
-    let key = public_key(cfg)?;
-    let f = discover(ctx.aws().await, project).await?;
-    refuse_moves(cfg, project, &f)?;
-    Ok(changes(cfg, project, &f, &key_spec(&key)))
+    let key = public_key(&ctx.config.aws)?;
+    let s = Scope::of(ctx).await;
+    let f = discover(&s).await?;
+    refuse_moves(s.cfg, s.project, &f)?;
+    Ok(changes(s.cfg, s.project, &f, &key_spec(&key)))
 }
 
 /// The plan's lines, in apply's order.
@@ -174,8 +173,9 @@ fn balancing(out: &mut Lines, cfg: &AwsCfg, project: &str, f: &Found) {
 }
 
 pub(super) async fn status(ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
-    let f = discover(ctx.aws().await, &ctx.config.project).await?;
-    let cfg = &ctx.config.aws;
+    let s = Scope::of(ctx).await;
+    let f = discover(&s).await?;
+    let cfg = s.cfg;
     let line = |resource: &str, state: String, healthy: bool| Status {
         resource: resource.into(),
         state,

@@ -5,9 +5,9 @@
 //! and authorizes what is missing.
 
 use super::discover::Group;
-use super::{ec2_tags, Step};
+use super::{ec2_tags, Scope, Step};
 use crate::config::aws::Aws as AwsCfg;
-use crate::engines::aws::{Call, Clients};
+use crate::engines::aws::Call;
 use aws_sdk_ec2::types as et;
 use std::collections::BTreeSet;
 
@@ -98,15 +98,16 @@ pub(super) fn node_rules(cfg: &AwsCfg, self_id: &str, lb_id: &str) -> BTreeSet<R
 
 /// The group `eshop-<project>-<role>`, created (without rules) if absent.
 pub(super) async fn group(
-    c: &Clients,
-    project: &str,
+    s: &Scope<'_>,
     vpc: &str,
     role: &str,
     have: Option<&Group>,
 ) -> anyhow::Result<Step<String>> {
+    let c = s.c;
     if let Some(g) = have {
         return Ok(Step::kept(g.id.clone()));
     }
+    let project = s.project;
     let name = format!("eshop-{project}-{role}");
     let r = c
         .ec2
@@ -127,32 +128,25 @@ pub(super) async fn group(
 
 /// Brings group `id`'s ingress from `have` to `want`.
 pub(super) async fn converge(
-    c: &Clients,
+    s: &Scope<'_>,
     id: &str,
     want: BTreeSet<Rule>,
     have: Option<&Group>,
 ) -> anyhow::Result<Step<()>> {
+    let c = s.c;
     let have = have.map(|g| g.rules.clone()).unwrap_or_default();
     let add: Vec<_> = want.difference(&have).map(permission).collect();
     let del: Vec<_> = have.difference(&want).map(permission).collect();
     let what = format!("security group {id}");
     if !del.is_empty() {
-        c.ec2
-            .revoke_security_group_ingress()
-            .group_id(id)
-            .set_ip_permissions(Some(del.clone()))
-            .send()
-            .await
-            .call(&what, "RevokeSecurityGroupIngress")?;
+        let r = c.ec2.revoke_security_group_ingress().group_id(id);
+        let r = r.set_ip_permissions(Some(del.clone())).send().await;
+        r.call(&what, "RevokeSecurityGroupIngress")?;
     }
     if !add.is_empty() {
-        c.ec2
-            .authorize_security_group_ingress()
-            .group_id(id)
-            .set_ip_permissions(Some(add.clone()))
-            .send()
-            .await
-            .call(&what, "AuthorizeSecurityGroupIngress")?;
+        let r = c.ec2.authorize_security_group_ingress().group_id(id);
+        let r = r.set_ip_permissions(Some(add.clone())).send().await;
+        r.call(&what, "AuthorizeSecurityGroupIngress")?;
     }
     let did = !add.is_empty() || !del.is_empty();
     Ok(Step::when((), did, || format!("{what}: ingress rules")))

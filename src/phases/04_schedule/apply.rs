@@ -22,21 +22,17 @@ pub(super) async fn apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
         ctx.ui.info(PHASE, &what);
     };
 
-    // The lambda role's policy names the account, which the role's own
-    // ARN tells: create (with the trust, which names no account), then
-    // converge the policy.
-    let docs = iam::lambda_documents(&c.region, "ACCOUNT", project)?;
-    let role = iam::arn_or_create(
+    let region = c.region.as_str();
+    let (role, updated) = iam::ensure(
         c,
         project,
-        f.lambda_role.as_ref(),
-        &n.lambda_role,
-        &docs.trust,
+        (&n.lambda_role, f.lambda_role.as_ref()),
+        &iam::lambda_trust()?,
+        LAMBDA_POLICY_NAME,
+        |r| iam::lambda_documents(region, &iam::account_of(&r.arn)?, project),
     )
     .await?;
-    let account = iam::account_of(&role.arn)?;
-    let docs = iam::lambda_documents(&c.region, &account, project)?;
-    if iam::converge(c, &n.lambda_role, &role, LAMBDA_POLICY_NAME, &docs).await? {
+    if updated {
         did(format!(
             "iam role {} (least privilege: the shop's tagged instances and groups)",
             n.lambda_role
@@ -48,24 +44,18 @@ pub(super) async fn apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
         function::ensure(c, project, &n.function, &want, f.function.as_ref()).await?;
     lines.into_iter().for_each(&mut did);
 
-    let docs = iam::scheduler_documents(&account, &function_arn)?;
-    let sched_role = iam::arn_or_create(
+    let account = iam::account_of(&role.arn)?;
+    let docs = || iam::scheduler_documents(&account, &function_arn);
+    let (sched_role, updated) = iam::ensure(
         c,
         project,
-        f.scheduler_role.as_ref(),
-        &n.scheduler_role,
-        &docs.trust,
+        (&n.scheduler_role, f.scheduler_role.as_ref()),
+        &docs()?.trust,
+        SCHEDULER_POLICY_NAME,
+        |_| docs(),
     )
     .await?;
-    if iam::converge(
-        c,
-        &n.scheduler_role,
-        &sched_role,
-        SCHEDULER_POLICY_NAME,
-        &docs,
-    )
-    .await?
-    {
+    if updated {
         did(format!(
             "iam role {} (may invoke only {})",
             n.scheduler_role, n.function
@@ -110,37 +100,33 @@ pub(super) async fn apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
 }
 
 pub(super) async fn destroy(ctx: &Ctx) -> anyhow::Result<Outcome> {
-    let project = ctx.config.project.as_str();
-    let c = ctx.aws().await;
-    let n = names(project);
-    let f = discover(c, project).await?;
-    let mut removed = 0;
-    let mut did = |what: String| {
-        removed += 1;
-        ctx.ui.info(PHASE, &what);
-    };
+    let (c, n) = (ctx.aws().await, names(&ctx.config.project));
+    let f = discover(c, &ctx.config.project).await?;
+    let mut done = Vec::new();
     if f.group {
         for name in f.schedules.keys() {
             schedules::delete(c, &n.group, name).await?;
         }
         if schedules::delete_group(c, &n.group).await? {
-            did(format!(
-                "deleted schedule group {} and its schedules",
-                n.group
-            ));
+            done.push(format!("schedule group {} and its schedules", n.group));
         }
     }
     if f.function.is_some() && function::delete(c, &n.function).await? {
-        did(format!("deleted lambda function {}", n.function));
+        done.push(format!("lambda function {}", n.function));
     }
     for (role, have) in [
         (&n.lambda_role, &f.lambda_role),
         (&n.scheduler_role, &f.scheduler_role),
     ] {
         if have.is_some() && iam::delete(c, role).await? {
-            did(format!("deleted iam role {role}"));
+            done.push(format!("iam role {role}"));
         }
     }
+    for what in &done {
+        ctx.ui.info(PHASE, &format!("deleted {what}"));
+    }
     ctx.clear_phase_state(PHASE)?;
-    Ok(Outcome { changed: removed })
+    Ok(Outcome {
+        changed: done.len(),
+    })
 }

@@ -19,6 +19,21 @@ const MEMORY_MB: i32 = 128;
 /// is not assumable at once, and an update refuses while one runs.
 const PATIENCE: Duration = Duration::from_secs(90);
 
+/// `want` set on a CreateFunction or UpdateFunctionConfiguration call:
+/// two SDK builder types with the same methods, one list of settings.
+macro_rules! configured {
+    ($call:expr, $name:expr, $want:expr) => {
+        $call
+            .function_name($name)
+            .runtime(Runtime::from($want.runtime.as_str()))
+            .handler(&$want.handler)
+            .role(&$want.role)
+            .timeout($want.timeout)
+            .memory_size($want.memory)
+            .environment($want.environment())
+    };
+}
+
 /// The configuration eshop sets, in a comparable form.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Settings {
@@ -171,19 +186,8 @@ pub(super) async fn ensure(
         // The code update may still run: Lambda refuses a second update
         // until it is done.
         until_settled(PATIENCE, &["ResourceConflictException"], || async {
-            let r = c
-                .lambda
-                .update_function_configuration()
-                .function_name(name)
-                .runtime(Runtime::from(want.runtime.as_str()))
-                .handler(&want.handler)
-                .role(&want.role)
-                .timeout(want.timeout)
-                .memory_size(want.memory)
-                .environment(want.environment())
-                .send()
-                .await;
-            r.settle(&what, "UpdateFunctionConfiguration")
+            let r = configured!(c.lambda.update_function_configuration(), name, want);
+            r.send().await.settle(&what, "UpdateFunctionConfiguration")
         })
         .await?;
         did.push(format!("{what}: configuration ({})", drift.join(", ")));
@@ -199,21 +203,9 @@ async fn create(c: &Clients, project: &str, name: &str, want: &Settings) -> anyh
     // A role just created is not assumable by Lambda for a few seconds
     // (IAM is eventually consistent): retry that one error.
     let r = until_settled(PATIENCE, &["InvalidParameterValueException"], || async {
-        let r = c
-            .lambda
-            .create_function()
-            .function_name(name)
-            .runtime(Runtime::from(want.runtime.as_str()))
-            .handler(&want.handler)
-            .role(&want.role)
-            .timeout(want.timeout)
-            .memory_size(want.memory)
-            .environment(want.environment())
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(zip.clone()))
-                    .build(),
-            )
+        let code = FunctionCode::builder().zip_file(Blob::new(zip.clone()));
+        let r = configured!(c.lambda.create_function(), name, want)
+            .code(code.build())
             .set_tags(Some(tags.clone()))
             .send()
             .await;
@@ -238,11 +230,8 @@ async fn create(c: &Clients, project: &str, name: &str, want: &Settings) -> anyh
 
 /// Deletes the function; true when it existed.
 pub(super) async fn delete(c: &Clients, name: &str) -> anyhow::Result<bool> {
-    let r = c.lambda.delete_function().function_name(name).send();
-    let r = r
-        .await
-        .call_or_gone(&format!("lambda function {name}"), "DeleteFunction")?;
-    Ok(r.is_some())
+    let r = c.lambda.delete_function().function_name(name).send().await;
+    r.deleted(&format!("lambda function {name}"), "DeleteFunction")
 }
 
 #[cfg(test)]

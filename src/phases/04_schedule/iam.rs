@@ -59,6 +59,12 @@ fn fill(file: &str, template: &str, vars: &[(&str, String)]) -> anyhow::Result<S
     Ok(serde_json::to_string_pretty(&doc)?)
 }
 
+/// The function role's trust: Lambda may assume it (no account in it, so
+/// it can be had before the role exists).
+pub(super) fn lambda_trust() -> anyhow::Result<String> {
+    fill("lambda-trust.json", LAMBDA_TRUST, &[])
+}
+
 /// The function's role: assumable by Lambda, allowed to stop and resize
 /// the project's tagged instances and groups and to write its own logs.
 pub(super) fn lambda_documents(
@@ -74,7 +80,7 @@ pub(super) fn lambda_documents(
         ("function", n.function),
     ];
     Ok(Documents {
-        trust: fill("lambda-trust.json", LAMBDA_TRUST, &vars)?,
+        trust: lambda_trust()?,
         policy: fill("lambda-policy.json", LAMBDA_POLICY, &vars)?,
     })
 }
@@ -138,51 +144,27 @@ pub(super) async fn read(c: &Clients, project: &str, name: &str) -> anyhow::Resu
     }))
 }
 
-/// The role's ARN and spec, creating it (trust only) when absent: the
-/// lambda role's policy names the account, which its own ARN tells.
-pub(super) async fn arn_or_create(
+/// Creates the role `name` with `trust` when absent, then brings its
+/// trust and inline policy to `docs(role)` (the lambda role's policy names
+/// the account, which only the role's own ARN tells). Returns the role
+/// and whether anything changed. The spec tag is written last, after the
+/// policy: a crash in between leaves a role whose next run completes it.
+pub(super) async fn ensure(
     c: &Clients,
     project: &str,
-    have: Option<&Role>,
-    name: &str,
+    (name, have): (&str, Option<&Role>),
     trust: &str,
-) -> anyhow::Result<Role> {
-    if let Some(r) = have {
-        return Ok(r.clone());
-    }
-    let tags = aws::tags(project, PHASE, name)
-        .into_iter()
-        .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build())
-        .collect::<Result<Vec<_>, _>>()?;
-    let r = c
-        .iam
-        .create_role()
-        .role_name(name)
-        .assume_role_policy_document(trust)
-        .description(format!("eshop {project}: phase 4 schedule"))
-        .set_tags(Some(tags))
-        .send()
-        .await
-        .call(&format!("iam role {name}"), "CreateRole")?;
-    Ok(Role {
-        arn: r.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
-        spec: String::new(),
-    })
-}
-
-/// Brings a role's trust and inline policy to `docs`; true when it
-/// changed something. The spec tag is written last, after the policy: a
-/// crash in between leaves a role whose next run completes it.
-pub(super) async fn converge(
-    c: &Clients,
-    name: &str,
-    have: &Role,
     policy_name: &str,
-    docs: &Documents,
-) -> anyhow::Result<bool> {
+    docs: impl FnOnce(&Role) -> anyhow::Result<Documents>,
+) -> anyhow::Result<(Role, bool)> {
+    let role = match have {
+        Some(r) => r.clone(),
+        None => create(c, project, name, trust).await?,
+    };
+    let docs = docs(&role)?;
     let spec = docs.spec();
-    if have.spec == spec {
-        return Ok(false);
+    if role.spec == spec {
+        return Ok((role, false));
     }
     let what = format!("iam role {name}");
     c.iam
@@ -205,14 +187,30 @@ pub(super) async fn converge(
         .key(labels::SPEC)
         .value(&spec)
         .build()?;
-    c.iam
-        .tag_role()
+    let t = c.iam.tag_role().role_name(name).tags(tag).send().await;
+    t.call(&what, "TagRole")?;
+    Ok((Role { spec, ..role }, true))
+}
+
+async fn create(c: &Clients, project: &str, name: &str, trust: &str) -> anyhow::Result<Role> {
+    let tags = aws::tags(project, PHASE, name)
+        .into_iter()
+        .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()?;
+    let r = c
+        .iam
+        .create_role()
         .role_name(name)
-        .tags(tag)
+        .assume_role_policy_document(trust)
+        .description(format!("eshop {project}: phase 4 schedule"))
+        .set_tags(Some(tags))
         .send()
         .await
-        .call(&what, "TagRole")?;
-    Ok(true)
+        .call(&format!("iam role {name}"), "CreateRole")?;
+    Ok(Role {
+        arn: r.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
+        spec: String::new(),
+    })
 }
 
 /// Removes the role `name` and its inline policies; true when it existed.

@@ -194,20 +194,14 @@ pub(super) async fn ensure(
 /// Deletes the schedule `name`; true when it existed.
 pub(super) async fn delete(c: &Clients, group: &str, name: &str) -> anyhow::Result<bool> {
     let r = c.scheduler.delete_schedule().group_name(group).name(name);
-    let r = r
-        .send()
-        .await
-        .call_or_gone(&format!("schedule {group}/{name}"), "DeleteSchedule")?;
-    Ok(r.is_some())
+    let r = r.send().await;
+    r.deleted(&format!("schedule {group}/{name}"), "DeleteSchedule")
 }
 
 /// Deletes the group (and with it any schedule left); true when it existed.
 pub(super) async fn delete_group(c: &Clients, group: &str) -> anyhow::Result<bool> {
-    let r = c.scheduler.delete_schedule_group().name(group).send();
-    let r = r
-        .await
-        .call_or_gone(&format!("schedule group {group}"), "DeleteScheduleGroup")?;
-    Ok(r.is_some())
+    let r = c.scheduler.delete_schedule_group().name(group).send().await;
+    r.deleted(&format!("schedule group {group}"), "DeleteScheduleGroup")
 }
 
 #[cfg(test)]
