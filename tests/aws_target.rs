@@ -778,11 +778,17 @@ fn hand_edits_to_the_function_configuration_show_in_the_plan_and_apply_reverts_t
     let plan = shop.ok(&["plan", "--from", "schedule", "--to", "schedule"]);
     assert!(plan.contains("0 to update"), "{plan}");
     // Each drift alone, so a plan that looks at one field only fails.
-    for edit in [
-        "MemorySize=512",
-        "Timeout=5",
-        "Handler='other.handler'",
-        "Environment={'Variables':{'ESHOP_PROJECT':'someone-else'}}",
+    for (edit, why) in [
+        ("MemorySize=512", "memory 512 → 128"),
+        ("Timeout=5", "timeout 5 → 60"),
+        (
+            "Handler='other.handler'",
+            "handler other.handler → stop_shop.handler",
+        ),
+        (
+            "Environment={'Variables':{'ESHOP_PROJECT':'someone-else'}}",
+            "environment ESHOP_PROJECT",
+        ),
     ] {
         python(&format!(
             "lam.update_function_configuration(FunctionName='{name}',{edit})"
@@ -790,8 +796,13 @@ fn hand_edits_to_the_function_configuration_show_in_the_plan_and_apply_reverts_t
         assert_ne!(python(&read), converged, "{edit} changed nothing");
         let plan = shop.ok(&["plan", "--from", "schedule", "--to", "schedule"]);
         assert!(
-            plan.contains("1 to update") && plan.contains(&format!("lambda function {name}")),
+            plan.contains("1 to update")
+                && plan.contains(&format!("~ lambda function {name} ({why})")),
             "{edit}: {plan}"
+        );
+        assert!(
+            !plan.contains("someone-else"),
+            "a variable's value shown: {plan}"
         );
         let out = shop.ok(&["--yes", "phase", "schedule", "apply"]);
         assert!(out.contains("configuration"), "{edit}: {out}");
