@@ -35,13 +35,11 @@ async fn workers(s: &Scope<'_>, t: &mut Tally<'_>) -> anyhow::Result<()> {
     let c = s.c;
     let name = &s.n.asg;
     let what = format!("auto scaling group {name}");
-    let r = c.asg.delete_auto_scaling_group();
-    match r
-        .auto_scaling_group_name(name)
-        .force_delete(true)
-        .send()
-        .await
-    {
+    let r = c
+        .asg
+        .delete_auto_scaling_group()
+        .auto_scaling_group_name(name);
+    match r.force_delete(true).send().await {
         Ok(_) => t.did(format!("deleted {what}")),
         // ValidationError: a delete is already under way.
         Err(e) if gone(&e) || aws::code(&e) == Some("ValidationError") => {}
