@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cli::Project;
+use common::cli::{text, Project};
 use common::{venv_bin, Moto};
 use serde_json::Value;
 use std::process::{Command, Stdio};
@@ -640,5 +640,156 @@ fn apply_and_destroy_converge_through_injected_throttling_and_5xx() {
     assert!(
         thr > 10 && una > 10,
         "faults injected: {thr} throttled, {una} unavailable of {seen}"
+    );
+}
+
+/// Adds `lines` at the top of the `[aws]` table of the shop's eshop.toml.
+fn set_aws(shop: &Shop, lines: &str) {
+    let toml = std::fs::read_to_string(shop.config()).unwrap();
+    let toml = toml.replacen("[aws]\n", &format!("[aws]\n{lines}"), 1);
+    std::fs::write(shop.config(), toml).unwrap();
+}
+
+#[test]
+fn a_vpc_cidr_change_is_refused_by_plan_and_apply_alike_before_anything_is_touched() {
+    let shop = Shop::new("cidr");
+    shop.ok(&["--yes", "phase", "infra", "apply"]);
+    let before = shop.inventory();
+    // A VPC's CIDR cannot change: plan must not promise an update that
+    // apply cannot make.
+    set_aws(
+        &shop,
+        "vpc_cidr = \"10.43.0.0/16\"\nsubnet_cidrs = [\"10.43.1.0/24\", \"10.43.2.0/24\"]\n",
+    );
+    for args in [
+        vec!["plan", "--from", "infra", "--to", "schedule"],
+        vec!["phase", "infra", "plan"],
+        vec!["--yes", "phase", "infra", "apply"],
+        vec!["--yes", "up", "--from", "infra", "--to", "schedule"],
+    ] {
+        let out = shop.eshop(&args);
+        let err = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("10.42.0.0/16") && err.contains("10.43.0.0/16"),
+            "{args:?} must name the old and the new CIDR: {err}"
+        );
+        assert!(err.contains("eshop destroy"), "{args:?}: {err}");
+    }
+    let after = shop.inventory();
+    assert_eq!(ids(&after), ids(&before), "apply touched the old VPC");
+    assert_eq!(len(&after, "subnets"), 2, "{after:#}");
+    // Doing what the message says works: destroy, then the new CIDR.
+    shop.ok(&["--yes", "destroy"]);
+    shop.ok(&["--yes", "phase", "infra", "apply"]);
+    assert_eq!(shop.inventory()["vpcs"][0]["cidr"], "10.43.0.0/16");
+    shop.ok(&["--yes", "destroy"]);
+}
+
+#[test]
+fn hand_edits_to_the_function_configuration_show_in_the_plan_and_apply_reverts_them() {
+    let shop = Shop::new("fdrift");
+    shop.ok(&["--yes", "phase", "schedule", "apply"]);
+    let name = format!("eshop-{}-stop-shop", shop.project);
+    let python = |code: &str| {
+        let out = Command::new(venv_bin("python"))
+            .args(["-c", &format!(
+                "import boto3,json,os\nlam=boto3.client('lambda',endpoint_url=os.environ['AWS_ENDPOINT_URL'])\n{code}"
+            )])
+            .envs(shop.moto.env())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let read = format!(
+        "c=lam.get_function_configuration(FunctionName='{name}')\n\
+         print(json.dumps([c['MemorySize'],c['Timeout'],c['Handler'],c.get('Environment',{{}}).get('Variables',{{}})]))"
+    );
+    let converged = python(&read);
+    let plan = shop.ok(&["plan", "--from", "schedule", "--to", "schedule"]);
+    assert!(plan.contains("0 to update"), "{plan}");
+    // Each drift alone, so a plan that looks at one field only fails.
+    for (edit, why) in [
+        ("MemorySize=512", "memory 512 → 128"),
+        ("Timeout=5", "timeout 5 → 60"),
+        (
+            "Handler='other.handler'",
+            "handler other.handler → stop_shop.handler",
+        ),
+        (
+            "Environment={'Variables':{'ESHOP_PROJECT':'someone-else'}}",
+            "environment ESHOP_PROJECT",
+        ),
+    ] {
+        python(&format!(
+            "lam.update_function_configuration(FunctionName='{name}',{edit})"
+        ));
+        assert_ne!(python(&read), converged, "{edit} changed nothing");
+        let plan = shop.ok(&["plan", "--from", "schedule", "--to", "schedule"]);
+        assert!(
+            plan.contains("1 to update")
+                && plan.contains(&format!("~ lambda function {name} ({why})")),
+            "{edit}: {plan}"
+        );
+        assert!(
+            !plan.contains("someone-else"),
+            "a variable's value shown: {plan}"
+        );
+        let out = shop.ok(&["--yes", "phase", "schedule", "apply"]);
+        assert!(out.contains("configuration"), "{edit}: {out}");
+        assert_eq!(python(&read), converged, "{edit} not reverted");
+        let plan = shop.ok(&["plan", "--from", "schedule", "--to", "schedule"]);
+        assert!(plan.contains("0 to update"), "{edit}: {plan}");
+    }
+    shop.ok(&["--yes", "destroy"]);
+}
+
+#[test]
+fn render_writes_the_infra_user_data_and_the_schedule_documents_for_review() {
+    let shop = Shop::new("render");
+    let out = shop.dir.path().join("review");
+    let infra = out.join("infra");
+    let said = shop.ok(&["render", "infra", "--out", infra.to_str().unwrap()]);
+    assert!(!said.contains("no templates"), "{said}");
+    for role in ["control-plane", "worker"] {
+        let p = infra.join(format!("node-user-data-{role}.sh"));
+        let script =
+            std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}\n{said}", p.display()));
+        assert!(
+            script.contains(&format!("project={} role={role}", shop.project)),
+            "{script}"
+        );
+        assert!(!script.contains("{{"), "{script}");
+        let check = Command::new("sh").arg("-n").arg(&p).output().unwrap();
+        assert!(check.status.success(), "{}", text(&check));
+    }
+    let sched = out.join("schedule");
+    shop.ok(&["render", "schedule", "--out", sched.to_str().unwrap()]);
+    let handler = std::fs::read(sched.join("stop_shop.py")).unwrap();
+    let template = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/templates/lambda/stop_shop.py"
+    ))
+    .unwrap();
+    assert_eq!(handler, template);
+    for doc in [
+        "lambda-trust.json",
+        "lambda-policy.json",
+        "scheduler-trust.json",
+        "scheduler-policy.json",
+    ] {
+        let body = std::fs::read_to_string(sched.join(doc)).unwrap();
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{doc}: {e}"));
+        assert_eq!(v["Version"], "2012-10-17", "{doc}: {body}");
+    }
+    let policy = std::fs::read_to_string(sched.join("lambda-policy.json")).unwrap();
+    assert!(
+        policy.contains(&format!("eshop-{}-stop-shop", shop.project)),
+        "{policy}"
     );
 }

@@ -1,7 +1,8 @@
-//! The stop-at-18:00 Lambda handler (templates/lambda/stop_shop.py, phase
-//! 4) against moto's real AWS server: a Python driver seeds tagged and
-//! untagged look-alike instances and groups, runs the handler, and checks
-//! the effects with its own boto3 clients.
+//! The stop-the-shop Lambda handler (templates/lambda/stop_shop.py, phase
+//! 4, run every evening at `schedule.stop_at`) against moto's real AWS
+//! server: a Python driver seeds tagged and untagged look-alike instances
+//! and groups, runs the handler, and checks the effects with its own boto3
+//! clients.
 
 mod common;
 

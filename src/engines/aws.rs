@@ -1,20 +1,17 @@
 //! AWS through the SDK for Rust: one shared configuration (region,
-//! optional emulator endpoint, retries), the clients phases 3, 4 and 11 use,
-//! and the two things every call needs: eshop's tags and errors that name
-//! the resource, the API call and AWS's own message.
+//! optional emulator endpoint, retries), the clients phases 3 (infra) and
+//! 4 (schedule) use for apply, plan, status and their part of
+//! `eshop destroy`, and the two things every call needs: eshop's tags and
+//! errors that name the resource, the API call and AWS's own message.
 
 use crate::config::aws::Aws as AwsConfig;
+use crate::labels;
+use crate::util::{poll_until, Pace};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use std::time::Duration;
-
-pub const PROJECT_TAG: &str = "eshop/project";
-pub const TARGET_TAG: &str = "eshop/target";
-pub const PHASE_TAG: &str = "eshop/phase";
-/// What a resource is for when a phase owns several of one kind.
-pub const ROLE_TAG: &str = "eshop/role";
+use std::time::{Duration, Instant};
 
 pub struct Clients {
     pub region: String,
@@ -64,10 +61,10 @@ impl Clients {
 /// own tag type is built from.
 pub fn tags(project: &str, phase: &str, role: &str) -> Vec<(String, String)> {
     vec![
-        (PROJECT_TAG.into(), project.into()),
-        (TARGET_TAG.into(), "aws".into()),
-        (PHASE_TAG.into(), phase.into()),
-        (ROLE_TAG.into(), role.into()),
+        (labels::PROJECT.into(), project.into()),
+        (labels::TARGET.into(), "aws".into()),
+        (labels::PHASE.into(), phase.into()),
+        (labels::ROLE.into(), role.into()),
         ("Name".into(), format!("eshop-{project}-{role}")),
     ]
 }
@@ -77,8 +74,8 @@ pub fn owned<'a>(project: &str, have: impl IntoIterator<Item = (&'a str, &'a str
     let mut p = false;
     let mut t = false;
     for (k, v) in have {
-        p |= k == PROJECT_TAG && v == project;
-        t |= k == TARGET_TAG && v == "aws";
+        p |= k == labels::PROJECT && v == project;
+        t |= k == labels::TARGET && v == "aws";
     }
     p && t
 }
@@ -91,6 +88,18 @@ pub fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
 /// Turns an SDK failure into "resource: Operation: Code: message".
 pub trait Call<T> {
     fn call(self, resource: &str, op: &str) -> anyhow::Result<T>;
+    /// For deletes and lookups: "already gone" is `None`, so destroy can
+    /// be re-run; any other failure is [`Call::call`]'s error.
+    fn call_or_gone(self, resource: &str, op: &str) -> anyhow::Result<Option<T>>;
+    /// For deletes: true when there was something to delete.
+    fn deleted(self, resource: &str, op: &str) -> anyhow::Result<bool>
+    where
+        Self: Sized,
+    {
+        Ok(self.call_or_gone(resource, op)?.is_some())
+    }
+    /// For [`until_settled`]: the error with its AWS code beside it.
+    fn settle(self, resource: &str, op: &str) -> Result<T, Unsettled>;
 }
 
 impl<T, E, R> Call<T> for Result<T, SdkError<E, R>>
@@ -99,15 +108,36 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     fn call(self, resource: &str, op: &str) -> anyhow::Result<T> {
-        self.map_err(|e| {
-            let why = match (e.code(), e.message()) {
-                (Some(c), Some(m)) => format!("{c}: {m}"),
-                (Some(c), None) => c.to_owned(),
-                _ => aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
-            };
-            anyhow::anyhow!("{resource}: {op}: {why}")
+        self.map_err(|e| failure(&e, resource, op))
+    }
+
+    fn call_or_gone(self, resource: &str, op: &str) -> anyhow::Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if gone(&e) => Ok(None),
+            Err(e) => Err(failure(&e, resource, op)),
+        }
+    }
+
+    fn settle(self, resource: &str, op: &str) -> Result<T, Unsettled> {
+        self.map_err(|e| Unsettled {
+            code: e.code().map(str::to_owned),
+            error: failure(&e, resource, op),
         })
     }
+}
+
+fn failure<E, R>(e: &SdkError<E, R>, resource: &str, op: &str) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let why = match (e.code(), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_owned(),
+        _ => aws_sdk_ec2::error::DisplayErrorContext(e).to_string(),
+    };
+    anyhow::anyhow!("{resource}: {op}: {why}")
 }
 
 /// For deletes: "already gone" is success, so destroy can be re-run.
@@ -121,9 +151,16 @@ pub fn gone<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     })
 }
 
-/// Retries `f` while AWS says a dependency is still in use (ENIs being
+/// A failed call that [`until_settled`] may retry, by its AWS code.
+pub struct Unsettled {
+    pub code: Option<String>,
+    pub error: anyhow::Error,
+}
+
+/// Retries `f` while AWS answers one of the `retryable` codes (ENIs being
 /// released after instances terminate, IAM roles not yet visible to
-/// Lambda): eventual consistency the SDK's own retries don't cover.
+/// Lambda): eventual consistency the SDK's own retries don't cover. Once
+/// `patience` is spent, the last answer is the error.
 pub async fn until_settled<T, F, Fut>(
     patience: Duration,
     retryable: &[&str],
@@ -131,36 +168,28 @@ pub async fn until_settled<T, F, Fut>(
 ) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, (Option<String>, anyhow::Error)>>,
+    Fut: std::future::Future<Output = Result<T, Unsettled>>,
 {
-    let start = std::time::Instant::now();
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err((Some(c), _))
-                if retryable.iter().any(|r| c == *r) && start.elapsed() < patience =>
-            {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+    let start = Instant::now();
+    // The outer deadline only backs up the inner one, which reports AWS's
+    // own answer instead of a bare "gave up".
+    let backstop = patience + Duration::from_secs(10);
+    let pace = Pace::Backoff(Duration::from_millis(100), Duration::from_secs(5));
+    poll_until(backstop, pace, "waiting for AWS to settle", || {
+        let fut = f();
+        async move {
+            match fut.await {
+                Ok(v) => Ok(Some(v)),
+                Err(Unsettled { code: Some(c), .. })
+                    if retryable.contains(&c.as_str()) && start.elapsed() < patience =>
+                {
+                    Ok(None)
+                }
+                Err(u) => Err(u.error),
             }
-            Err((_, e)) => return Err(e),
         }
-    }
-}
-
-/// Stable short hash for names and idempotency tokens.
-pub fn short_hash(parts: &[&str]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0]);
-    }
-    h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    })
+    .await
 }
 
 /// ELB and target group names: at most 32 characters of [A-Za-z0-9-].
@@ -169,6 +198,9 @@ pub fn elb_name(project: &str, suffix: &str) -> String {
     if n.len() <= 32 {
         n
     } else {
-        format!("eshop-{}-{suffix}", &short_hash(&[project])[..10])
+        format!(
+            "eshop-{}-{suffix}",
+            &crate::util::short_hash(&[project])[..10]
+        )
     }
 }

@@ -22,7 +22,7 @@ pub mod build;
 mod catalogue_test;
 #[path = "02_images.rs"]
 pub mod images;
-#[path = "03_infra.rs"]
+#[path = "03_infra/mod.rs"]
 pub mod infra;
 #[path = "05_kubernetes/mod.rs"]
 pub mod kubernetes;
@@ -30,7 +30,7 @@ pub mod local;
 pub mod manifests;
 #[path = "07_monitoring/mod.rs"]
 pub mod monitoring;
-#[path = "04_schedule.rs"]
+#[path = "04_schedule/mod.rs"]
 pub mod schedule;
 #[path = "06_security.rs"]
 pub mod security;
