@@ -111,7 +111,8 @@ pub struct Aws {
     pub desired_capacity: i32,
     pub max_size: i32,
     pub cpu_target_percent: f64,
-    /// The NodePort the load balancer forwards to (phase 5 exposes pricing there).
+    /// The NodePort the load balancer forwards to (phase 5 exposes the
+    /// catalogue's public entry there).
     pub node_port: i32,
 }
 

@@ -105,7 +105,7 @@ pub struct Node {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    /// pricing on this port of every node (what phase 3's load balancer
+    /// The public entry on this port of every node (what phase 3's load balancer
     /// forwards to).
     NodePort(u16),
     /// An Ingress for this host name (empty = any), with this class.
