@@ -2,8 +2,7 @@
 //! `build.test = true`, test them). Skipped when the sources are unchanged
 //! since the last successful build and the binaries are still there.
 
-use super::{Action, Change, Ctx, Info, Outcome, Phase, Status};
-use crate::config::Target;
+use super::{Action, Change, Ctx, Info, Outcome, Phase, Status, EVERYWHERE};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -178,13 +177,11 @@ impl Build {
     }
 }
 
+/// What `eshop phases` says this phase does.
+const ABOUT: &str = "compile (and optionally test) the bundled services in release mode";
+
 impl Phase for Build {
-    const INFO: Info = Info {
-        number: 1,
-        name: NAME,
-        about: "compile (and optionally test) the bundled services in release mode",
-        targets: &[Target::Local, Target::Aws],
-    };
+    const INFO: Info = Info::new(1, NAME, ABOUT, EVERYWHERE);
 
     async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
         self.plan_now(ctx)

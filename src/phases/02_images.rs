@@ -9,7 +9,7 @@
 //! carries a hash of its whole spec (`eshop/spec`). Equal hash, nothing to do.
 
 use super::local::{container_name, display_host, network_name, volume_name};
-use super::{Action, Change, Ctx, Info, Outcome, Phase, Status};
+use super::{Action, Change, Ctx, Info, Outcome, Phase, Status, EVERYWHERE};
 use crate::config::{Config, Target, Variant};
 use crate::engines::docker::{self, ContainerSpec, Engine, Health};
 use crate::labels;
@@ -627,13 +627,12 @@ fn percent_encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, KEEP).to_string()
 }
 
+/// What `eshop phases` says this phase does.
+const ABOUT: &str =
+    "build one image per service (content-hash tags), push them; on local also run them";
+
 impl Phase for Images {
-    const INFO: Info = Info {
-        number: 2,
-        name: NAME,
-        about: "build one image per service (content-hash tags), push them; on local also run them",
-        targets: &[Target::Local, Target::Aws],
-    };
+    const INFO: Info = Info::new(2, NAME, ABOUT, EVERYWHERE);
 
     async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
         self.plan_now(ctx).await

@@ -7,9 +7,9 @@
 //! mounted and no role is bound to them.
 
 use super::manifests::{self, pods, rule_from, rule_to, tcp};
-use super::{Change, Ctx, Info, Outcome, Phase, Status};
+use super::{Change, Ctx, Info, Outcome, Phase, Status, EVERYWHERE};
 use crate::config::kube::Mode;
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::render::render_pairs as render;
 use crate::shop::Service;
 use serde_json::{json, Value};
@@ -272,13 +272,11 @@ fn write_user_kubeconfig(
     crate::util::write_atomic(path, serde_yaml::to_string(&doc)?.as_bytes(), 0o600)
 }
 
+/// What `eshop phases` says this phase does.
+const ABOUT: &str = "RBAC (a pod-manager role, add-user with a signed certificate) and NetworkPolicies: default deny, only the shop's own flows";
+
 impl Phase for Security {
-    const INFO: Info = Info {
-        number: 6,
-        name: PHASE,
-        about: "RBAC (a pod-manager role, add-user with a signed certificate) and NetworkPolicies: default deny, only the shop's own flows",
-        targets: &[Target::Local, Target::Aws],
-    };
+    const INFO: Info = Info::new(6, PHASE, ABOUT, EVERYWHERE);
 
     fn skip(&self, cfg: &Config) -> Option<String> {
         super::needs_cluster(cfg)

@@ -13,10 +13,10 @@
 //!
 //! With nothing configured the phase says so and touches nothing.
 
-use super::{manifests, Action, Change, Ctx, Info, Outcome, Phase, Status};
+use super::{manifests, Action, Change, Ctx, Info, Outcome, Phase, Status, EVERYWHERE};
 use crate::config::apm::{header_pairs, Dynatrace, Secret};
 use crate::config::kube::Mode;
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::render::render_pairs as render;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -279,13 +279,11 @@ async fn status(ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
     Ok(out)
 }
 
+/// What `eshop phases` says this phase does.
+const ABOUT: &str = "OpenTelemetry traces to an OTLP receiver; with a Dynatrace tenant, the Dynatrace Operator and a DynaKube on the cluster";
+
 impl Phase for Apm {
-    const INFO: Info = Info {
-        number: 10,
-        name: PHASE,
-        about: "OpenTelemetry traces to an OTLP receiver; with a Dynatrace tenant, the Dynatrace Operator and a DynaKube on the cluster",
-        targets: &[Target::Local, Target::Aws],
-    };
+    const INFO: Info = Info::new(10, PHASE, ABOUT, EVERYWHERE);
 
     fn skip(&self, cfg: &Config) -> Option<String> {
         (!cfg.apm.configured()).then(|| NOT_CONFIGURED.to_owned())

@@ -183,6 +183,27 @@ pub struct Info {
     pub targets: &'static [Target],
 }
 
+impl Info {
+    pub const fn new(
+        number: u8,
+        name: &'static str,
+        about: &'static str,
+        targets: &'static [Target],
+    ) -> Info {
+        Info {
+            number,
+            name,
+            about,
+            targets,
+        }
+    }
+}
+
+/// Runs on both targets.
+pub const EVERYWHERE: &[Target] = &[Target::Local, Target::Aws];
+/// Runs on AWS only.
+pub const AWS_ONLY: &[Target] = &[Target::Aws];
+
 /// The contract every phase keeps. `plan` touches nothing; `apply`
 /// converges and is safe to re-run, also after a crash; `destroy` removes
 /// exactly what the phase owns, found by its labels; `status` says what

@@ -24,9 +24,8 @@ mod network;
 mod plan;
 mod rules;
 
-use super::{Change, Ctx, Info, Outcome, Phase, Status};
+use super::{Change, Ctx, Info, Outcome, Phase, Status, AWS_ONLY};
 use crate::config::aws::Aws as AwsCfg;
-use crate::config::Target;
 use crate::engines::aws::{self, Clients};
 use crate::labels;
 use aws_sdk_ec2::types as et;
@@ -38,13 +37,11 @@ pub struct Infra;
 
 pub const PHASE: &str = "infra";
 
+/// What `eshop phases` says this phase does.
+const ABOUT: &str = "VPC, subnets, security groups, control plane + Elastic IP, workers' Auto Scaling group, load balancer (AWS SDK)";
+
 impl Phase for Infra {
-    const INFO: Info = Info {
-        number: 3,
-        name: PHASE,
-        about: "VPC, subnets, security groups, control plane + Elastic IP, workers' Auto Scaling group, load balancer (AWS SDK)",
-        targets: &[Target::Aws],
-    };
+    const INFO: Info = Info::new(3, PHASE, ABOUT, AWS_ONLY);
 
     async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
         plan::plan(ctx).await

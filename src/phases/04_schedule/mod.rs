@@ -21,8 +21,7 @@ mod plan;
 mod schedules;
 mod zip;
 
-use super::{Change, Ctx, Info, Outcome, Phase, Status};
-use crate::config::Target;
+use super::{Change, Ctx, Info, Outcome, Phase, Status, AWS_ONLY};
 use crate::engines::aws::Clients;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,13 +33,11 @@ pub struct Schedule;
 
 pub const PHASE: &str = "schedule";
 
+/// What `eshop phases` says this phase does.
+const ABOUT: &str = "Lambda that stops the shop's instances every evening at the configured time and time zone (schedule.stop_at, schedule.time_zone; optional morning start), its IAM roles and schedules";
+
 impl Phase for Schedule {
-    const INFO: Info = Info {
-        number: 4,
-        name: PHASE,
-        about: "Lambda that stops the shop's instances every evening at the configured time and time zone (schedule.stop_at, schedule.time_zone; optional morning start), its IAM roles and schedules",
-        targets: &[Target::Aws],
-    };
+    const INFO: Info = Info::new(4, PHASE, ABOUT, AWS_ONLY);
 
     async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
         plan::plan(ctx).await

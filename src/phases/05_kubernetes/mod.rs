@@ -13,9 +13,9 @@ mod bootstrap;
 mod shop;
 
 use super::manifests;
-use super::{Change, Ctx, Info, Outcome, Phase, Status};
+use super::{Change, Ctx, Info, Outcome, Phase, Status, EVERYWHERE};
 use crate::config::kube::{Mode, Node, Role};
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::engines::ssh::{self, Conn};
 use bootstrap::*;
 use shop::{flat, images};
@@ -141,13 +141,11 @@ async fn destroy(ctx: &Ctx) -> anyhow::Result<usize> {
     }
 }
 
+/// What `eshop phases` says this phase does.
+const ABOUT: &str = "kubeadm over SSH (or an existing cluster), then the shop: PostgreSQL, Deployments, Services, autoscalers (server-side apply)";
+
 impl Phase for Kubernetes {
-    const INFO: Info = Info {
-        number: 5,
-        name: PHASE,
-        about: "kubeadm over SSH (or an existing cluster), then the shop: PostgreSQL, Deployments, Services, autoscalers (server-side apply)",
-        targets: &[Target::Local, Target::Aws],
-    };
+    const INFO: Info = Info::new(5, PHASE, ABOUT, EVERYWHERE);
 
     fn skip(&self, cfg: &Config) -> Option<String> {
         super::needs_cluster(cfg)

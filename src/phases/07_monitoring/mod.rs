@@ -18,7 +18,7 @@
 mod cluster;
 mod docker;
 
-use super::{manifests, Change, Ctx, Info, Outcome, Phase, Status};
+use super::{manifests, Change, Ctx, Info, Outcome, Phase, Status, EVERYWHERE};
 use crate::config::kube::Mode;
 use crate::config::{Config, Target};
 use std::path::{Path, PathBuf};
@@ -39,13 +39,11 @@ fn on_kubernetes(cfg: &Config) -> bool {
     cfg.kube.mode != Mode::Off
 }
 
+/// What `eshop phases` says this phase does.
+const ABOUT: &str = "Prometheus (scraping both services, alert rules) and Grafana (datasource + dashboards): containers beside the shop, or on its cluster with kube-state-metrics";
+
 impl Phase for Monitoring {
-    const INFO: Info = Info {
-        number: 7,
-        name: NAME,
-        about: "Prometheus (scraping both services, alert rules) and Grafana (datasource + dashboards): containers beside the shop, or on its cluster with kube-state-metrics",
-        targets: &[Target::Local, Target::Aws],
-    };
+    const INFO: Info = Info::new(7, NAME, ABOUT, EVERYWHERE);
 
     /// On AWS the shop only runs on Kubernetes.
     fn skip(&self, cfg: &Config) -> Option<String> {
