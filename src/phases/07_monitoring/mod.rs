@@ -40,7 +40,7 @@ fn on_kubernetes(cfg: &Config) -> bool {
 }
 
 /// What `eshop phases` says this phase does.
-const ABOUT: &str = "Prometheus (scraping both services, alert rules) and Grafana (datasource + dashboards): containers beside the shop, or on its cluster with kube-state-metrics";
+const ABOUT: &str = "Prometheus (scraping every service, alert rules) and Grafana (datasource + dashboards): containers beside the shop, or on its cluster with kube-state-metrics";
 
 impl Phase for Monitoring {
     const INFO: Info = Info::new(7, NAME, ABOUT, EVERYWHERE);
