@@ -28,4 +28,6 @@ fi
 # features: services/workspace-hack) instead of compiling them again.
 echo "[up] compiling eshop and the services (release; the first time takes a few minutes)" >&2
 cargo build --release --locked --workspace --bins
-exec cargo run --release --locked --quiet --bin eshop -- up "$@"
+# The binary itself, not `cargo run --bin eshop`: selecting one package
+# would resolve other features and compile much of it again.
+exec "${CARGO_TARGET_DIR:-target}/release/eshop" up "$@"

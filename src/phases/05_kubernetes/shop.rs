@@ -111,53 +111,9 @@ pub fn manifests(
         }
     }
     files.push(("10-config.yaml".to_owned(), config));
-    // `password` None means a render for review: no credential at all.
     let otlp_headers = cfg.apm.otlp().and_then(|(_, h)| h);
-    let otlp_headers_text = match (&otlp_headers, password) {
-        (Some(h), Some(_)) => Value::String(h.expose().to_owned()).to_string(),
-        (Some(_), None) => "\"FROM-THE-ENVIRONMENT\"".to_owned(),
-        (None, _) => String::new(),
-    };
-    let otlp_flags: &[&str] = if otlp_headers.is_some() {
-        &["otlp_headers"]
-    } else {
-        &[]
-    };
-    files.push(parse(
-        "15-secret.yaml",
-        render(
-            SECRET,
-            &[
-                ("namespace", ns.clone()),
-                (
-                    "db_password",
-                    password.unwrap_or("GENERATED-AT-APPLY").to_owned(),
-                ),
-                ("otlp_headers", otlp_headers_text),
-            ],
-            otlp_flags,
-        )?,
-    )?);
-    let mut db_flags = Vec::new();
-    if k.storage_class.is_some() {
-        db_flags.push("storage_class");
-    }
-    if !k.postgres_image.contains("@sha256:") {
-        db_flags.push("postgres_by_tag");
-    }
-    files.push(parse(
-        "20-database.yaml",
-        render(
-            DATABASE,
-            &[
-                ("namespace", ns.clone()),
-                ("postgres_image", k.postgres_image.clone()),
-                ("database_storage_gib", k.database_storage_gib.to_string()),
-                ("storage_class", k.storage_class.clone().unwrap_or_default()),
-            ],
-            &db_flags,
-        )?,
-    )?);
+    files.push(parse("15-secret.yaml", secret_text(cfg, password)?)?);
+    files.push(parse("20-database.yaml", database_text(cfg)?)?);
     for s in cfg.shop {
         let (svc, port, db) = (s.name, s.port, s.database);
         let image = images
@@ -193,6 +149,64 @@ pub fn manifests(
             )?,
         )?);
     }
+    files.push(parse("40-entry.yaml", entry_text(cfg)?)?);
+    Ok(files)
+}
+
+/// The database password and, with phase 10, the trace export's headers.
+/// `password` None means a render for review: no credential at all.
+fn secret_text(cfg: &Config, password: Option<&str>) -> anyhow::Result<String> {
+    let ns = cfg.kube.namespace.clone();
+    let otlp_headers = cfg.apm.otlp().and_then(|(_, h)| h);
+    let otlp_headers_text = match (&otlp_headers, password) {
+        (Some(h), Some(_)) => Value::String(h.expose().to_owned()).to_string(),
+        (Some(_), None) => "\"FROM-THE-ENVIRONMENT\"".to_owned(),
+        (None, _) => String::new(),
+    };
+    let otlp_flags: &[&str] = if otlp_headers.is_some() {
+        &["otlp_headers"]
+    } else {
+        &[]
+    };
+    render(
+        SECRET,
+        &[
+            ("namespace", ns.clone()),
+            (
+                "db_password",
+                password.unwrap_or("GENERATED-AT-APPLY").to_owned(),
+            ),
+            ("otlp_headers", otlp_headers_text),
+        ],
+        otlp_flags,
+    )
+}
+
+/// PostgreSQL for the services that own a database.
+fn database_text(cfg: &Config) -> anyhow::Result<String> {
+    let (k, ns) = (&cfg.kube, cfg.kube.namespace.clone());
+    let mut db_flags = Vec::new();
+    if k.storage_class.is_some() {
+        db_flags.push("storage_class");
+    }
+    if !k.postgres_image.contains("@sha256:") {
+        db_flags.push("postgres_by_tag");
+    }
+    render(
+        DATABASE,
+        &[
+            ("namespace", ns.clone()),
+            ("postgres_image", k.postgres_image.clone()),
+            ("database_storage_gib", k.database_storage_gib.to_string()),
+            ("storage_class", k.storage_class.clone().unwrap_or_default()),
+        ],
+        &db_flags,
+    )
+}
+
+/// How the world reaches the public entry: a NodePort or an Ingress.
+fn entry_text(cfg: &Config) -> anyhow::Result<String> {
+    let (k, ns) = (&cfg.kube, cfg.kube.namespace.clone());
     let (flags, host, class, node_port): (Vec<&str>, String, String, String) = match &k.entry {
         Entry::NodePort(p) => (
             vec!["nodeport"],
@@ -209,22 +223,18 @@ pub fn manifests(
         }
     };
     let entry = crate::shop::public(cfg.shop);
-    files.push(parse(
-        "40-entry.yaml",
-        render(
-            ENTRY,
-            &[
-                ("namespace", ns),
-                ("service", entry.name.to_owned()),
-                ("port", entry.port.to_string()),
-                ("node_port", node_port),
-                ("ingress_host", host),
-                ("ingress_class", class),
-            ],
-            &flags,
-        )?,
-    )?);
-    Ok(files)
+    render(
+        ENTRY,
+        &[
+            ("namespace", ns),
+            ("service", entry.name.to_owned()),
+            ("port", entry.port.to_string()),
+            ("node_port", node_port),
+            ("ingress_host", host),
+            ("ingress_class", class),
+        ],
+        &flags,
+    )
 }
 
 pub(super) fn flat(files: Vec<(String, Vec<Value>)>) -> Vec<Value> {
