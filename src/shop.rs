@@ -96,6 +96,27 @@ pub const SHOP: &[Service] = &[
     },
 ];
 
+/// A made-up service for tests: owns a database, not public, the usual
+/// probe paths. Tests use it to prove a new entry needs no other change.
+#[cfg(test)]
+pub(crate) const fn made_up(
+    name: &'static str,
+    port: u16,
+    calls: &'static [&'static str],
+) -> Service {
+    Service {
+        name,
+        port,
+        calls,
+        database: true,
+        public: false,
+        live_path: "/healthz",
+        ready_path: "/readyz",
+        metrics_path: "/metrics",
+        demo: None,
+    }
+}
+
 /// The entry by name.
 pub fn find<'a>(shop: &'a [Service], name: &str) -> Option<&'a Service> {
     shop.iter().find(|s| s.name == name)

@@ -144,17 +144,7 @@ fn environment_errors_show_the_variable_and_its_value() {
 const THREE: &[Service] = &[
     crate::shop::SHOP[0],
     crate::shop::SHOP[1],
-    Service {
-        name: "gift-cards",
-        port: 8082,
-        calls: &["inventory"],
-        database: true,
-        public: false,
-        live_path: "/healthz",
-        ready_path: "/readyz",
-        metrics_path: "/metrics",
-        demo: None,
-    },
+    crate::shop::made_up("gift-cards", 8082, &["inventory"]),
 ];
 
 fn parse_three(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {

@@ -15,17 +15,7 @@ use std::path::Path;
 /// pricing calling both.
 static THREE: [Service; 3] = [
     SHOP[0],
-    Service {
-        name: "reviews",
-        port: 8095,
-        calls: &["inventory"],
-        database: true,
-        public: false,
-        live_path: "/healthz",
-        ready_path: "/readyz",
-        metrics_path: "/metrics",
-        demo: None,
-    },
+    crate::shop::made_up("reviews", 8095, &["inventory"]),
     Service {
         calls: &["inventory", "reviews"],
         ..SHOP[1]
