@@ -55,7 +55,7 @@ impl Service {
         format!("{}_URL", self.name.to_ascii_uppercase().replace('-', "_"))
     }
 
-    /// `Some(..)` for each catalogue entry this one calls.
+    /// The catalogue entries this one calls.
     pub fn callees<'a>(&'a self, shop: &'a [Service]) -> impl Iterator<Item = &'a Service> + 'a {
         shop.iter().filter(|s| self.calls.contains(&s.name))
     }

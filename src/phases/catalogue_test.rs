@@ -63,6 +63,16 @@ fn peers(rule: &Value, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Per egress rule of a policy, the app names it reaches.
+fn egress_peers(policy: &Value) -> Vec<Vec<String>> {
+    policy["spec"]["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| peers(r, "to"))
+        .collect()
+}
+
 #[test]
 fn a_third_service_in_the_catalogue_gets_an_image_and_a_container() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,6 +129,8 @@ fn a_third_service_in_the_catalogue_gets_its_kubernetes_objects_and_flows() {
     let dep = named(&objs, "Deployment", "reviews").unwrap();
     let c = &dep["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["ports"][0]["containerPort"], 8095);
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(
         c["env"][0]["name"], "DATABASE_URL_FILE",
         "a database owner gets the database URL"
@@ -131,12 +143,7 @@ fn a_third_service_in_the_catalogue_gets_its_kubernetes_objects_and_flows() {
     assert_eq!(peers(&ingress[0], "from"), ["pricing"]);
     assert_eq!(ingress[0]["ports"][0]["port"], 8095);
     assert_eq!(peers(&ingress[1], "from"), ["prometheus"]);
-    let egress: Vec<Vec<String>> = reviews["spec"]["egress"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| peers(r, "to"))
-        .collect();
+    let egress = egress_peers(reviews);
     assert_eq!(
         egress,
         [vec!["inventory".to_owned()], vec!["postgres".to_owned()]]
@@ -149,12 +156,7 @@ fn a_third_service_in_the_catalogue_gets_its_kubernetes_objects_and_flows() {
         peers(&p("postgres")["spec"]["ingress"][0], "from"),
         ["inventory", "reviews"]
     );
-    let pricing_out: Vec<Vec<String>> = p("pricing")["spec"]["egress"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| peers(r, "to"))
-        .collect();
+    let pricing_out = egress_peers(p("pricing"));
     assert_eq!(
         pricing_out,
         [vec!["inventory".to_owned()], vec!["reviews".to_owned()]]
@@ -190,17 +192,16 @@ fn a_third_service_in_the_catalogue_is_scraped() {
         ("reviews".to_owned(), "eshop-eshop-reviews:8095".to_owned())
     );
     assert_eq!(jobs.len(), 3);
+    assert_eq!(
+        yml["scrape_configs"][1]["metrics_path"].as_str(),
+        Some("/metrics")
+    );
 
     let kube = monitoring::kube_prometheus_yml(&ctx.config).unwrap();
     assert!(kube.contains("(inventory|reviews|pricing);http"), "{kube}");
     let objs = flat(monitoring::kube_manifests(&ctx.config, None).unwrap());
     let prom = named(&objs, "NetworkPolicy", "prometheus").unwrap();
-    let to: Vec<Vec<String>> = prom["spec"]["egress"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| peers(r, "to"))
-        .collect();
+    let to = egress_peers(prom);
     assert_eq!(to[1], ["reviews"]);
     assert_eq!(prom["spec"]["egress"][1]["ports"][0]["port"], 8095);
 }

@@ -138,6 +138,8 @@ pub fn manifests(
                     ("namespace", ns.clone()),
                     ("service", svc.to_owned()),
                     ("port", port.to_string()),
+                    ("live_path", s.live_path.to_owned()),
+                    ("ready_path", s.ready_path.to_owned()),
                     ("image", image),
                     ("config_hash", config_hash),
                     ("min_replicas", k.min_replicas.to_string()),

@@ -10,6 +10,7 @@ use crate::engines::docker::{self, ContainerSpec};
 use crate::phases::local::{container_name, display_host, network_name};
 use crate::phases::{Action, Change, Ctx, Outcome, Status};
 use crate::render::render_pairs as render;
+use crate::shop::Service;
 use crate::util::{poll_until, Pace};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -60,11 +61,11 @@ fn grafana_name(cfg: &Config) -> String {
 /// Prometheus's configuration for services at fixed addresses: the
 /// template's settings, then one scrape job per `(service, host:port)`,
 /// added as data (the job's name is the service's, as the rules and
-/// dashboards expect).
+/// dashboards expect; the path is the catalogue's).
 pub fn static_prometheus_yml(
     scrape_interval: &str,
     rules_path: &str,
-    targets: &[(&str, String)],
+    targets: &[(&Service, String)],
 ) -> anyhow::Result<String> {
     let text = render(
         PROMETHEUS_YML,
@@ -77,9 +78,10 @@ pub fn static_prometheus_yml(
     let mut v: serde_yaml::Value = serde_yaml::from_str(&text)?;
     let jobs: Vec<serde_yaml::Value> = targets
         .iter()
-        .map(|(job, addr)| {
+        .map(|(svc, addr)| {
             serde_yaml::to_value(json!({
-                "job_name": job,
+                "job_name": svc.name,
+                "metrics_path": svc.metrics_path,
                 "static_configs": [{"targets": [addr]}],
             }))
         })
@@ -89,15 +91,10 @@ pub fn static_prometheus_yml(
 }
 
 fn bundles(cfg: &Config) -> anyhow::Result<Vec<Bundle>> {
-    let targets: Vec<(&str, String)> = cfg
+    let targets: Vec<(&Service, String)> = cfg
         .shop
         .iter()
-        .map(|s| {
-            (
-                s.name,
-                format!("{}:{}", container_name(cfg, s.name), s.port),
-            )
-        })
+        .map(|s| (s, format!("{}:{}", container_name(cfg, s.name), s.port)))
         .collect();
     let prometheus_yml = static_prometheus_yml(
         &format!("{}s", cfg.scrape_interval_secs),
@@ -157,7 +154,7 @@ fn bundles(cfg: &Config) -> anyhow::Result<Vec<Bundle>> {
 
 fn spec(cfg: &Config, b: &Bundle) -> ContainerSpec {
     let mut labels = docker::labels(&cfg.project, cfg.target.as_str(), NAME);
-    labels.insert("eshop/component".into(), b.component.into());
+    labels.insert(crate::labels::COMPONENT.into(), b.component.into());
     let bind = cfg.bind.to_string();
     match b.component {
         "prometheus" => ContainerSpec {
