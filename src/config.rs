@@ -523,7 +523,7 @@ fn check_registry(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-fn check_image_ref(s: &str) -> Result<String, String> {
+pub(crate) fn check_image_ref(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s.is_empty()
         || !s

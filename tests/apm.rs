@@ -115,6 +115,50 @@ fn the_receiver_gets_an_empty_export_with_the_configured_headers_which_are_never
     assert!(out.contains("warning:"), "{out}");
 }
 
+/// HTTPS to a real TLS listener (OpenSSL) with a private CA: untrusted,
+/// status says why (the whole cause chain, not "error sending request");
+/// trusted through SSL_CERT_FILE, the probe gets through with its headers.
+#[test]
+fn an_https_receiver_is_probed_over_tls_and_an_untrusted_certificate_is_named() {
+    let p = project();
+    let (url, seen) = receiver(200);
+    let port = url.rsplit(':').next().unwrap().parse().unwrap();
+    let front = kit::testing::TlsFront::start(port);
+    p.write_config(&format!("[apm]\notlp_endpoint = \"{}\"\n", front.url));
+    let headers = [("ESHOP_OTLP_HEADERS", "Authorization=Api-Token%20s3cr3t")];
+
+    let out = p.eshop_with(&["phase", "apm", "status"], &headers);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("not reachable from here"), "{said}");
+    assert!(
+        said.contains("UnknownIssuer"),
+        "the cause, not just the symptom: {said}"
+    );
+    assert!(!said.contains("s3cr3t"), "{said}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing crossed an untrusted link"
+    );
+
+    let ca = front.ca_file.to_str().unwrap();
+    let out = p.ok_with(
+        &["phase", "apm", "status"],
+        &[headers[0], ("SSL_CERT_FILE", ca)],
+    );
+    assert!(out.contains("accepts traces (HTTP 200)"), "{out}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0]
+            .1
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case("authorization: Api-Token s3cr3t")),
+        "{:?}",
+        seen[0].1
+    );
+}
+
 #[test]
 fn malformed_headers_exit_2_naming_the_variable_not_the_value() {
     let p = project();

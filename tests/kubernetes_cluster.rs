@@ -166,7 +166,7 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
         .iter()
         .any(|r| r.method == "PATCH" && r.path.contains("/secrets/")));
     assert!(!out.contains(&password), "the password was printed");
-    let state = std::fs::read_to_string(shop.dir.path().join(".eshop/local.json")).unwrap();
+    let state = shop.cli.state("local").to_string();
     assert!(
         !state.contains(&password),
         "the password reached the state file"

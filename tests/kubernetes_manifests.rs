@@ -797,3 +797,34 @@ fn the_workloads_meet_the_restricted_pod_security_profile() {
         assert_eq!(targets, [("cpu".to_owned(), 50), ("memory".to_owned(), 50)]);
     }
 }
+
+/// The state file is a cache, not a way in: an image reference edited
+/// into it with a line break (which would add fields to the Deployment)
+/// is refused with a warning, and what is rendered comes from the
+/// configuration alone. State is per project: another project's file in
+/// the same folder is never read.
+#[test]
+fn a_hostile_image_reference_in_the_state_file_is_ignored_not_rendered() {
+    let p = scratch();
+    let state_dir = p.dir.path().join(".eshop");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let hostile = serde_json::json!({
+        "version": 1, "project": "shop", "target": "local",
+        "phases": {"images": {"current": {
+            "inventory": "registry.example.com/x:1\n        command: [\"sh\", \"-c\", \"evil\"]"
+        }}}
+    });
+    std::fs::write(state_dir.join("shop-local.json"), hostile.to_string()).unwrap();
+    p.write_config("project = \"shop\"\n[kubernetes]\nmode = \"existing\"\n[images]\nregistry = \"registry.example.com\"\n");
+    let out = p.dir.path().join("rendered");
+    let o = p.eshop(&["render", "kubernetes", "--out", out.to_str().unwrap()]);
+    let said = common::cli::text(&o);
+    assert!(
+        said.contains("state file") && said.contains("not valid"),
+        "{said}"
+    );
+    for f in yaml_files(&out) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(!text.contains("evil"), "{}: {text}", f.display());
+    }
+}

@@ -344,9 +344,7 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     );
 
     // Images are small, tagged by content (never latest), and pullable by digest.
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p.dir.path().join(".eshop/local.json")).unwrap())
-            .unwrap();
+    let state = p.state("local");
     let pushed = state["phases"]["images"]["pushed"].as_object().unwrap();
     assert_eq!(pushed.len(), 2);
     for (reference, digest) in pushed {
@@ -609,9 +607,7 @@ fn a_wiped_registry_is_refilled_and_status_on_aws_reports_no_local_containers() 
     let out = aws(&["phase", "images", "apply"]);
     assert!(out.contains("2 change(s)"), "{out}");
     // What phase 5 would deploy is back in the registry, by digest.
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p.dir.path().join(".eshop/aws.json")).unwrap())
-            .unwrap();
+    let state = p.state("aws");
     for (_, pinned) in state["phases"]["images"]["current"].as_object().unwrap() {
         let pinned = pinned.as_str().unwrap();
         let (repo_tag, digest) = pinned.split_once('@').unwrap();

@@ -66,6 +66,25 @@ impl Apm {
         })
     }
 
+    /// A warning when credentials would travel in clear: headers (or the
+    /// Dynatrace token) sent to an `http://` receiver that is not on this
+    /// machine's loopback.
+    pub fn cleartext_credentials(&self) -> Option<String> {
+        let (url, headers) = self.otlp()?;
+        headers.as_ref()?;
+        let u = reqwest::Url::parse(&url).ok()?;
+        let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback());
+        (u.scheme() == "http" && !loopback).then(|| {
+            format!(
+                "the OTLP headers (credentials) go to {url} over plain http: anyone on the path can read them; use https://"
+            )
+        })
+    }
+
     pub fn configured(&self) -> bool {
         self.otlp_endpoint.is_some() || self.dynatrace.is_some()
     }
@@ -95,8 +114,17 @@ pub fn header_pairs(h: &Secret) -> Option<Vec<(String, String)>> {
         .collect()
 }
 
+/// Parses a URL and returns it re-serialised by the parser, never the raw
+/// input: the URL parser silently drops tabs and newlines, so a raw value
+/// that "parsed" could still carry a line break into what it is rendered
+/// into. Whitespace and control characters are refused outright.
 fn check_url(s: &str, https_only: bool) -> Result<String, String> {
     let s = s.trim().trim_end_matches('/');
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{s:?}: a URL holds no spaces, line breaks or control characters"
+        ));
+    }
     let u = reqwest::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
     match u.scheme() {
         "https" => {}
@@ -114,7 +142,12 @@ fn check_url(s: &str, https_only: bool) -> Result<String, String> {
     if u.query().is_some() || u.fragment().is_some() {
         return Err(format!("{s:?}: no query or fragment"));
     }
-    Ok(s.to_owned())
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!(
+            "{s:?}: no credentials in the URL (they come from the environment)"
+        ));
+    }
+    Ok(u.as_str().trim_end_matches('/').to_owned())
 }
 
 /// A Dynatrace operator release tag: `v1.4.0`.

@@ -339,3 +339,55 @@ fn secrets_come_from_the_environment_and_never_print() {
     let c = parse("").unwrap();
     assert!(c.registry_auth.is_none() && c.grafana_admin_password.is_none());
 }
+
+#[test]
+fn urls_are_kept_as_the_parser_reads_them_and_line_breaks_are_refused() {
+    // The URL parser drops tabs and newlines silently: a value that
+    // "parses" must still not reach a template with its line break.
+    for bad in [
+        "https://abc.live.dynatrace.com\nproxy: http://evil",
+        "https://abc.live.dynatrace.com\u{2028}x",
+        "https://user:pw@abc.live.dynatrace.com",
+    ] {
+        let text = format!(
+            "[apm]\ndynatrace_url = {}\n",
+            toml::Value::String(bad.into())
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("apm.dynatrace_url"), "{err}");
+    }
+    let c = parse("[apm]\notlp_endpoint = \"HTTP://Collector.Example:4318/\"\n").unwrap();
+    assert_eq!(
+        c.apm.otlp_endpoint.as_deref(),
+        Some("http://collector.example:4318")
+    );
+}
+
+#[test]
+fn credentials_to_a_remote_plain_http_receiver_are_warned_about() {
+    let with = |url: &str, headers: bool| {
+        let env: &[(&str, &str)] = if headers {
+            &[("ESHOP_OTLP_HEADERS", "authorization=x")]
+        } else {
+            &[]
+        };
+        parse_env(&format!("[apm]\notlp_endpoint = \"{url}\"\n"), ".", env)
+            .unwrap()
+            .apm
+            .cleartext_credentials()
+    };
+    assert!(with("http://10.0.0.7:4318", true).is_some_and(|w| w.contains("plain http")));
+    assert!(with("http://collector.example:4318", true).is_some());
+    assert!(
+        with("http://10.0.0.7:4318", false).is_none(),
+        "no credentials"
+    );
+    assert!(with("https://collector.example", true).is_none());
+    for local in [
+        "http://127.0.0.1:4318",
+        "http://localhost:4318",
+        "http://[::1]:4318",
+    ] {
+        assert!(with(local, true).is_none(), "{local}");
+    }
+}

@@ -11,6 +11,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls;
 use std::time::{Duration, Instant};
 
 pub struct Clients {
@@ -37,7 +38,15 @@ impl Clients {
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(Duration::from_secs(30))
             .build();
+        // rustls on ring, as everywhere else in eshop (see Cargo.toml);
+        // roots from the platform's store.
+        let https = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https)
             .region(Region::new(cfg.region.clone()))
             .retry_config(retry)
             .timeout_config(timeouts);

@@ -2,8 +2,9 @@
 //! `build.test = true`, test them). Skipped when the sources are unchanged
 //! since the last successful build and the binaries are still there.
 
-use super::{Action, Change, Ctx, Info, Outcome, Phase, Status, EVERYWHERE};
-use serde_json::json;
+use super::{Action, Change, Ctx, Info, Outcome, Phase, Recalled, Status, EVERYWHERE};
+use crate::config::Config;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -59,11 +60,48 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a successful build records: the sources' fingerprint and where
+/// cargo put each service's binary (phase 2 packs those files).
+#[derive(Serialize, Deserialize)]
+struct Recorded {
+    fingerprint: String,
+    binaries: BTreeMap<String, PathBuf>,
+}
+
+impl Recalled for Recorded {
+    fn check(&self, cfg: &Config) -> Result<(), String> {
+        if self.fingerprint.len() != 64 || !self.fingerprint.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err("fingerprint is not a sha256".into());
+        }
+        for (name, path) in &self.binaries {
+            if crate::shop::find(cfg.shop, name).is_none() {
+                return Err(format!(
+                    "binary for {name:?}, which is not a service of the shop"
+                ));
+            }
+            // cargo's output is <target>/release/<service>: anything else
+            // would put a file of someone's choosing into an image.
+            let ok = path.is_absolute()
+                && path.file_name().is_some_and(|f| f == name.as_str())
+                && path
+                    .parent()
+                    .and_then(Path::file_name)
+                    .is_some_and(|d| d == "release");
+            if !ok {
+                return Err(format!(
+                    "{}: not a release binary of {name}",
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The binaries a previous build recorded, if they still exist.
 pub fn built_binaries(ctx: &Ctx) -> Option<BTreeMap<String, PathBuf>> {
-    let st = ctx.phase_state(NAME)?;
-    let bins: BTreeMap<String, PathBuf> =
-        serde_json::from_value(st.get("binaries")?.clone()).ok()?;
+    let bins = ctx.recall::<Recorded>(NAME)?.binaries;
     (ctx.config
         .shop
         .iter()
@@ -77,11 +115,7 @@ impl Build {
     }
 
     fn plan_for(&self, ctx: &Ctx, fp: &str) -> anyhow::Result<Vec<Change>> {
-        let recorded = ctx.phase_state(NAME).and_then(|s| {
-            s.get("fingerprint")
-                .and_then(|f| f.as_str())
-                .map(str::to_owned)
-        });
+        let recorded = ctx.recall::<Recorded>(NAME).map(|r| r.fingerprint);
         let (action, reason) = match (recorded, built_binaries(ctx)) {
             (Some(r), Some(_)) if r == *fp => (
                 Action::NoOp,
@@ -221,7 +255,11 @@ impl Phase for Build {
                 s.name
             );
         }
-        ctx.set_phase_state(NAME, json!({"fingerprint": fp, "binaries": bins}))?;
+        let record = Recorded {
+            fingerprint: fp.clone(),
+            binaries: bins,
+        };
+        ctx.set_phase_state(NAME, serde_json::to_value(&record)?)?;
         Ok(Outcome {
             changed: ctx.config.shop.len(),
         })

@@ -9,13 +9,16 @@
 //! carries a hash of its whole spec (`eshop/spec`). Equal hash, nothing to do.
 
 use super::local::{container_name, display_host, network_name, volume_name};
-use super::{Action, Change, Ctx, Info, Outcome, Phase, Status, EVERYWHERE};
+use super::{
+    check_digest, Action, Change, Ctx, Info, Outcome, Phase, Recalled, Status, EVERYWHERE,
+};
 use crate::config::{Config, Target, Variant};
 use crate::engines::docker::{self, ContainerSpec, Engine, Health};
 use crate::labels;
 use crate::phases::build::built_binaries;
 use crate::shop::Service;
 use crate::util::{content_tag, poll_until, Pace, Tar};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -161,16 +164,56 @@ fn current(images: &[Planned], pushed: &BTreeMap<String, String>) -> BTreeMap<St
         .collect()
 }
 
-/// What phase 2 last made current, for phase 5 (None before any push).
-pub fn current_images(ctx: &Ctx) -> Option<BTreeMap<String, String>> {
-    ctx.phase_state(NAME)
-        .and_then(|s| serde_json::from_value(s.get("current")?.clone()).ok())
+/// What phase 2 records: per reference the digest the registry gave it,
+/// and per service the reference phase 5 deploys.
+#[derive(Default, PartialEq, Serialize, Deserialize)]
+struct Recorded {
+    #[serde(default)]
+    pushed: BTreeMap<String, String>,
+    #[serde(default)]
+    current: BTreeMap<String, String>,
 }
 
-fn pushed(ctx: &Ctx) -> BTreeMap<String, String> {
-    ctx.phase_state(NAME)
-        .and_then(|s| serde_json::from_value(s.get("pushed")?.clone()).ok())
-        .unwrap_or_default()
+impl Recalled for Recorded {
+    fn check(&self, cfg: &Config) -> Result<(), String> {
+        for (r, digest) in &self.pushed {
+            check_reference(r)?;
+            if !digest.is_empty() {
+                check_digest(digest)?;
+            }
+        }
+        for (svc, r) in &self.current {
+            if crate::shop::find(cfg.shop, svc).is_none() {
+                return Err(format!(
+                    "an image for {svc:?}, which is not a service of the shop"
+                ));
+            }
+            check_reference(r)?;
+        }
+        Ok(())
+    }
+}
+
+/// An image reference read back from the state file: the characters an
+/// image reference may hold, and a digest that is a digest.
+fn check_reference(r: &str) -> Result<(), String> {
+    let kept = crate::config::check_image_ref(r).map_err(|e| format!("{r:?}: {e}"))?;
+    if kept != r {
+        return Err(format!("{r:?}: surrounding whitespace"));
+    }
+    match r.split_once('@') {
+        Some((_, d)) => check_digest(d),
+        None => Ok(()),
+    }
+}
+
+fn recorded(ctx: &Ctx) -> Recorded {
+    ctx.recall(NAME).unwrap_or_default()
+}
+
+/// What phase 2 last made current, for phase 5 (None before any push).
+pub fn current_images(ctx: &Ctx) -> Option<BTreeMap<String, String>> {
+    Some(recorded(ctx).current).filter(|c| !c.is_empty())
 }
 
 /// The whole desired container for a service: it finds the services it
@@ -378,7 +421,8 @@ impl Images {
         let engine = ctx.docker().await?;
         let images = plan_images(ctx)?;
         let mut changed = 0;
-        let mut pushed = pushed(ctx);
+        let before = recorded(ctx);
+        let mut pushed = before.pushed.clone();
         for p in &images {
             let Some(context) = &p.context else {
                 anyhow::bail!(
@@ -398,23 +442,22 @@ impl Images {
                 changed += usize::from(did);
                 if pushed.get(&r) != Some(&digest) {
                     pushed.insert(r.clone(), digest);
-                    ctx.set_phase_state(
-                        NAME,
-                        json!({"pushed": pushed, "current": current(&images, &pushed)}),
-                    )?;
+                    let record = Recorded {
+                        current: current(&images, &pushed),
+                        pushed: pushed.clone(),
+                    };
+                    ctx.set_phase_state(NAME, serde_json::to_value(&record)?)?;
                 }
             }
         }
         // Phase 5 deploys what this run made current; written only when it
         // moved, so a no-op run leaves the state file alone.
-        let now = current(&images, &pushed);
-        if cfg.push
-            && ctx
-                .phase_state(NAME)
-                .and_then(|s| s.get("current").cloned())
-                != Some(json!(now))
-        {
-            ctx.set_phase_state(NAME, json!({"pushed": pushed, "current": now}))?;
+        let now = Recorded {
+            current: current(&images, &pushed),
+            pushed,
+        };
+        if cfg.push && recorded(ctx) != now {
+            ctx.set_phase_state(NAME, serde_json::to_value(&now)?)?;
         }
         if cfg.target == Target::Local {
             changed += self.run_local(ctx, engine, &images).await?;
@@ -552,18 +595,19 @@ async fn load_demo(ctx: &Ctx) -> anyhow::Result<usize> {
     for svc in cfg.shop {
         let Some(demo) = svc.demo else { continue };
         let base = format!("http://{host}:{}{}", cfg.host_port(svc), demo.collection);
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            anyhow::anyhow!("demo data for {}: {what} {base}: {e}", svc.name)
+        // anyhow keeps the error's sources, printed with {:#}.
+        let fail = |what: &str, e: anyhow::Error| {
+            e.context(format!("demo data for {}: {what} {base}", svc.name))
         };
         let page: serde_json::Value = http
             .get(format!("{base}?limit=1"))
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| fail("listing", &e))?
+            .map_err(|e| fail("listing", e.into()))?
             .json()
             .await
-            .map_err(|e| fail("reading the list from", &e))?;
+            .map_err(|e| fail("reading the list from", e.into()))?;
         let records: Vec<serde_json::Value> = serde_json::from_str(demo.records)?;
         let empty = page["items"].as_array().is_some_and(|i| i.is_empty());
         if empty {
@@ -573,12 +617,12 @@ async fn load_demo(ctx: &Ctx) -> anyhow::Result<usize> {
                     .json(r)
                     .send()
                     .await
-                    .map_err(|e| fail("adding a record to", &e))?;
+                    .map_err(|e| fail("adding a record to", e.into()))?;
                 match resp.status().as_u16() {
                     200 | 201 => added += 1,
                     // Added meanwhile by someone else: theirs stays.
                     409 => {}
-                    s => return Err(fail("adding a record to", &format!("HTTP {s}"))),
+                    s => return Err(fail("adding a record to", anyhow::anyhow!("HTTP {s}"))),
                 }
             }
             ctx.ui.info(

@@ -102,7 +102,9 @@ async fn operator_objects(cfg: &Config, d: &Dynatrace) -> anyhow::Result<Vec<Val
             .get(&src)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("Dynatrace Operator manifest {src}: {e}"))?;
+            .map_err(|e| {
+                anyhow::Error::new(e).context(format!("Dynatrace Operator manifest {src}"))
+            })?;
         if !r.status().is_success() {
             anyhow::bail!("Dynatrace Operator manifest {src}: HTTP {}", r.status());
         }
@@ -155,11 +157,13 @@ async fn probe(endpoint: &str, headers: Option<&Secret>) -> anyhow::Result<reqwe
     for (k, v) in headers.and_then(header_pairs).unwrap_or_default() {
         req = req.header(k, v);
     }
-    // The error names the URL, never the headers.
+    // The error names the URL, never the headers, and keeps its sources
+    // (printed with {:#}): "error sending request" alone hides whether the
+    // port was closed or the certificate untrusted.
     let r = req
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{url}: {}", e.without_url()))?;
+        .map_err(|e| anyhow::Error::new(e.without_url()).context(url))?;
     Ok(r.status())
 }
 
@@ -194,6 +198,9 @@ fn trace_change(cfg: &Config) -> Option<Change> {
 
 async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
     let cfg = &ctx.config;
+    if let Some(w) = cfg.apm.cleartext_credentials() {
+        ctx.ui.warn(PHASE, &w);
+    }
     let mut out: Vec<Change> = trace_change(cfg).into_iter().collect();
     let Some(d) = cfg.apm.dynatrace.as_ref().filter(|_| on_kubernetes(cfg)) else {
         return Ok(out);

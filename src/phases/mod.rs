@@ -151,7 +151,33 @@ impl Ctx {
             .await
     }
 
-    pub fn phase_state(&self, phase: &str) -> Option<serde_json::Value> {
+    /// What `phase` recorded in the state file, re-validated. The file is
+    /// a cache anyone who can write the folder can edit, so nothing read
+    /// from it is rendered or run before passing the checks a config
+    /// value would; what fails them is ignored, with a warning.
+    pub fn recall<T: Recalled>(&self, phase: &str) -> Option<T> {
+        let v = self.phase_state(phase)?;
+        let checked = serde_json::from_value::<T>(v)
+            .map_err(|e| e.to_string())
+            .and_then(|t| t.check(&self.config).map(|()| t));
+        match checked {
+            Ok(t) => Some(t),
+            Err(why) => {
+                self.ui.warn(
+                    phase,
+                    &format!("state file: what this phase recorded is not valid ({why}); ignored, the state is only a cache"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Whether `phase` recorded anything (its content is not read).
+    pub fn has_phase_state(&self, phase: &str) -> bool {
+        self.phase_state(phase).is_some()
+    }
+
+    fn phase_state(&self, phase: &str) -> Option<serde_json::Value> {
         self.store
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -172,6 +198,21 @@ impl Ctx {
             .unwrap_or_else(|e| e.into_inner())
             .clear_phase(phase)
     }
+}
+
+/// A phase's record in the state file, checked when read back
+/// ([`Ctx::recall`]).
+pub trait Recalled: serde::de::DeserializeOwned {
+    fn check(&self, cfg: &Config) -> Result<(), String>;
+}
+
+/// A registry digest as phase 2 records it: `sha256:` and 64 hex digits.
+pub fn check_digest(d: &str) -> Result<(), String> {
+    let ok = d
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    ok.then_some(())
+        .ok_or_else(|| format!("{d:?} is not a sha256 digest"))
 }
 
 /// What `eshop phases` lists about a phase.

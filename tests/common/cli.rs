@@ -46,6 +46,23 @@ impl Project {
         std::fs::write(self.config(), toml).unwrap();
     }
 
+    /// The state file of `target` (`.eshop/<project>-<target>.json`; the
+    /// one file of that target, whatever the project is called), parsed.
+    #[allow(dead_code)]
+    pub fn state(&self, target: &str) -> Value {
+        let files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join(".eshop"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(&format!("-{target}.json")))
+            })
+            .collect();
+        assert_eq!(files.len(), 1, "one state file for {target}: {files:?}");
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap()
+    }
+
     /// An environment variable for every run.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Project {
         self.env

@@ -14,7 +14,9 @@
 //! `Authorization=Api-Token …`; never logged) or
 //! `OTEL_EXPORTER_OTLP_HEADERS_FILE` (the same, read from a file such as a
 //! mounted Kubernetes Secret, so the credential is not in the environment),
-//! `OTEL_SERVICE_NAME`.
+//! `OTEL_EXPORTER_OTLP_CERTIFICATE` (a PEM file of CA certificates trusted
+//! besides the bundled Mozilla roots and the platform's store: a private
+//! receiver's CA), `OTEL_SERVICE_NAME`.
 
 use crate::config::{ConfigError, Reader};
 use prometheus_client::metrics::counter::Counter;
@@ -32,6 +34,8 @@ pub struct OtlpConfig {
     /// Sent with every export; may hold credentials, so never printed.
     pub headers: Vec<(String, String)>,
     pub service_name: String,
+    /// Extra trusted CAs (PEM), read and checked at startup.
+    pub ca: Vec<reqwest::Certificate>,
 }
 
 impl std::fmt::Debug for OtlpConfig {
@@ -90,12 +94,43 @@ impl OtlpConfig {
                 headers.push((k.trim().to_owned(), percent_decode(v.trim())));
             }
         }
+        let ca = match r.raw("OTEL_EXPORTER_OTLP_CERTIFICATE") {
+            Some(path) => {
+                let bad =
+                    |why: String| ConfigError::new("OTEL_EXPORTER_OTLP_CERTIFICATE", &path, why);
+                let pem = std::fs::read(&path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| bad(format!("is not PEM certificates: {}", causes(&e))))?;
+                if certs.is_empty() {
+                    return Err(bad("holds no certificate".into()));
+                }
+                certs
+            }
+            None => Vec::new(),
+        };
         Ok(Some(Self {
             url,
             headers,
             service_name: r.string_or("OTEL_SERVICE_NAME", default_service),
+            ca,
         }))
     }
+}
+
+/// An error and its sources, "a: b: c".
+pub fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let t = s.to_string();
+        // hyper and rustls repeat their inner message in the outer one.
+        if !out.ends_with(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        next = s.source();
+    }
+    out
 }
 
 /// The spec allows percent-encoded values (`Api-Token%20abc`).
@@ -189,10 +224,11 @@ impl Tracer {
 }
 
 async fn export_loop(cfg: OtlpConfig, mut rx: mpsc::Receiver<SpanData>, stats: ExportStats) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client builds");
+    let mut http = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    for c in &cfg.ca {
+        http = http.add_root_certificate(c.clone());
+    }
+    let http = http.build().expect("client builds");
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         // A batch opens with its first span and goes out when full or
@@ -232,7 +268,9 @@ async fn export_loop(cfg: OtlpConfig, mut rx: mpsc::Receiver<SpanData>, stats: E
             }
             Err(e) => {
                 stats.failed.inc_by(spans);
-                tracing::warn!(error = %e, "trace export failed");
+                // The whole chain: "error sending request" alone hides
+                // the cause (refused, DNS, an untrusted certificate).
+                tracing::warn!(error = %causes(&e.without_url()), "trace export failed");
             }
         }
         if closed {

@@ -69,3 +69,58 @@ pub async fn schemathesis(base: &str, config: &Path, max_examples: u32) {
         "schemathesis ran no operation:\n{report}"
     );
 }
+
+/// A real TLS listener (OpenSSL, through `testing/tls_front.py`) in front
+/// of a plain test server on 127.0.0.1:`backend_port`, with a throw-away
+/// CA: `url` is `https://localhost:<port>`, `ca_file` the CA's PEM.
+/// Stopped when dropped.
+pub struct TlsFront {
+    pub url: String,
+    pub ca_file: PathBuf,
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl TlsFront {
+    pub fn start(backend_port: u16) -> Self {
+        use std::io::BufRead;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "eshop-tls-front-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testing/tls_front.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&dir)
+            .arg(backend_port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs testing/tls_front.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("tls_front.py did not start (needs openssl): {line:?}"));
+        TlsFront {
+            url: format!("https://localhost:{port}"),
+            ca_file: dir.join("ca.pem"),
+            child,
+            dir,
+        }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

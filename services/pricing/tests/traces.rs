@@ -119,9 +119,13 @@ fn exporter_env(otlp: &str) -> [(&'static str, &str); 2] {
 
 /// Both services exporting to `otlp`, after `n` calculate_price calls.
 async fn shop_exporting_to(otlp: &str, n: usize) -> (common::Inventory, common::Running) {
-    let env = exporter_env(otlp);
-    let inv = common::spawn_inventory_with(&env).await;
-    let pricing = common::spawn_pricing(&inv.running.base, &env).await;
+    shop_with(&exporter_env(otlp), n).await
+}
+
+/// Both services with the exporter settings `env`, after `n` calls.
+async fn shop_with(env: &[(&str, &str)], n: usize) -> (common::Inventory, common::Running) {
+    let inv = common::spawn_inventory_with(env).await;
+    let pricing = common::spawn_pricing(&inv.running.base, env).await;
     for _ in 0..n {
         let res = reqwest::get(format!(
             "{}/calculate_price?product_id=SKU-1&quantity=2",
@@ -317,6 +321,75 @@ async fn a_refusing_receiver_costs_requests_nothing_and_shows_on_metrics() {
     assert!(metric(&inv.running.base, "otlp_spans_failed_total").await >= 1.0);
     pricing.stop().await;
     inv.running.stop().await;
+}
+
+/// Over HTTPS, against a real TLS listener (OpenSSL) with a private CA:
+/// trusted through OTEL_EXPORTER_OTLP_CERTIFICATE, both services' spans
+/// arrive; without it the certificate is refused and the spans counted as
+/// failed (before rustls was enabled every https:// export failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_receiver_whose_ca_is_configured() {
+    let (otlp, got) = receiver().await;
+    let port = otlp.rsplit(':').next().unwrap().parse().unwrap();
+    let front = kit::testing::TlsFront::start(port);
+    let ca = front.ca_file.to_str().unwrap();
+
+    let mut env = exporter_env(&front.url).to_vec();
+    env.push(("OTEL_EXPORTER_OTLP_CERTIFICATE", ca));
+    let (inv, pricing) = shop_with(&env, 1).await;
+    let mut services = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        services = got.lock().unwrap().iter().map(|(s, _)| s.clone()).collect();
+        if services.iter().any(|s| s == "pricing") && services.iter().any(|s| s == "inventory") {
+            break;
+        }
+    }
+    assert!(
+        services.iter().any(|s| s == "pricing") && services.iter().any(|s| s == "inventory"),
+        "spans over TLS from both services: {services:?}"
+    );
+    assert_eq!(metric(&pricing.base, "otlp_spans_failed_total").await, 0.0);
+    pricing.stop().await;
+    inv.running.stop().await;
+
+    // The same receiver, CA not configured: refused, counted, not lost.
+    let before = got.lock().unwrap().len();
+    let inv = common::spawn_inventory_with(&exporter_env(&front.url)).await;
+    let r = reqwest::get(format!("{}/products/SKU-1", inv.running.base))
+        .await
+        .unwrap();
+    assert!(r.status().is_success() || r.status() == 404);
+    let mut failed = 0.0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        failed = metric(&inv.running.base, "otlp_spans_failed_total").await;
+        if failed >= 1.0 {
+            break;
+        }
+    }
+    assert!(failed >= 1.0, "an untrusted certificate fails the export");
+    assert_eq!(got.lock().unwrap().len(), before, "nothing crossed");
+    inv.running.stop().await;
+}
+
+/// A CA file that is not PEM is a startup error naming the variable.
+#[test]
+fn a_broken_otlp_certificate_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("ca.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pricing"))
+        .env_clear()
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("INVENTORY_URL", "http://127.0.0.1:9")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "https://localhost:4318")
+        .env("OTEL_EXPORTER_OTLP_CERTIFICATE", &bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OTEL_EXPORTER_OTLP_CERTIFICATE"), "{err}");
 }
 
 fn hex(s: &str) -> Vec<u8> {

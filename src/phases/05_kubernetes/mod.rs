@@ -93,7 +93,7 @@ async fn destroy(ctx: &Ctx) -> anyhow::Result<usize> {
             let nodes = nodes(ctx).await?;
             let mut n = 0;
             let discovered = cfg.kube.nodes.is_empty();
-            let bootstrapped = cfg.kube.kubeconfig.exists() || ctx.phase_state(PHASE).is_some();
+            let bootstrapped = cfg.kube.kubeconfig.exists() || ctx.has_phase_state(PHASE);
             if discovered && !bootstrapped && !nodes.is_empty() {
                 // Phase 3's machines with no sign of a cluster: nothing to
                 // reset, and phase 3's destroy terminates them anyway.
