@@ -23,11 +23,10 @@ if [ -z "${ESHOP_MONITORING_GRAFANA_IMAGE:-}" ] && ! grep -qs '^\s*grafana_image
   echo "[up] cannot pull grafana/grafana and no local substitute exists: Grafana is skipped" >&2
   export ESHOP_MONITORING_GRAFANA_IMAGE=none
 fi
-# One build of the CLI and the services together, with cargo's progress on
-# screen: phase 1 then finds the services compiled (same profile, same
-# features: services/workspace-hack) instead of compiling them again.
-echo "[up] compiling eshop and the services (release; the first time takes a few minutes)" >&2
-cargo build --release --locked --workspace --bins
-# The binary itself, not `cargo run --bin eshop`: selecting one package
-# would resolve other features and compile much of it again.
-exec "${CARGO_TARGET_DIR:-target}/release/eshop" up "$@"
+# The CLI in its own unoptimised profile (Cargo.toml, [profile.cli]): it
+# only waits on Docker and the network, and optimising the AWS SDK it links
+# was most of a first run. Phase 1 then compiles the services, optimised,
+# with its progress on screen.
+echo "[up] compiling the eshop CLI (about 4 minutes the first time; cargo's progress below)" >&2
+cargo build --profile cli --locked -p eshop --bin eshop
+exec "${CARGO_TARGET_DIR:-target}/cli/eshop" up "$@"
