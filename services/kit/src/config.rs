@@ -136,6 +136,11 @@ pub struct Common {
     pub log_format: crate::telemetry::LogFormat,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout: std::time::Duration,
+    /// What one HTTP client may hold (see [`crate::server::Limits`]):
+    /// `HTTP_HEADER_TIMEOUT_MS` (default 10000, also the keep-alive idle
+    /// limit) and `HTTP_MAX_CONNECTIONS` (default 512). Passed to
+    /// [`crate::server::serve_with`].
+    pub http: crate::server::Limits,
 }
 
 impl Common {
@@ -153,11 +158,25 @@ impl Common {
             10_000,
             0..=600_000,
         )?);
+        let default = crate::server::Limits::default();
+        let http = crate::server::Limits {
+            header_read_timeout: std::time::Duration::from_millis(r.int_in(
+                "HTTP_HEADER_TIMEOUT_MS",
+                default.header_read_timeout.as_millis() as u64,
+                100..=600_000,
+            )?),
+            max_connections: r.int_in(
+                "HTTP_MAX_CONNECTIONS",
+                default.max_connections as u64,
+                1..=65_536,
+            )? as usize,
+        };
         Ok(Self {
             listen_addr,
             log_level,
             log_format,
             shutdown_timeout,
+            http,
         })
     }
 }
@@ -187,6 +206,23 @@ mod tests {
         let c = Common::from_source(&Reader::new(&src), "127.0.0.1:9").unwrap();
         assert_eq!(c.listen_addr.port(), 9);
         assert_eq!(c.log_format, crate::telemetry::LogFormat::Text);
+    }
+
+    #[test]
+    fn http_limits_default_and_can_be_set() {
+        let empty = Map::new([]);
+        let c = Common::from_source(&Reader::new(&empty), "127.0.0.1:9").unwrap();
+        assert_eq!(c.http, crate::server::Limits::default());
+        let src = Map::new([
+            ("HTTP_HEADER_TIMEOUT_MS", "1500"),
+            ("HTTP_MAX_CONNECTIONS", "64"),
+        ]);
+        let c = Common::from_source(&Reader::new(&src), "127.0.0.1:9").unwrap();
+        assert_eq!(c.http.header_read_timeout.as_millis(), 1500);
+        assert_eq!(c.http.max_connections, 64);
+        let zero = Map::new([("HTTP_MAX_CONNECTIONS", "0")]);
+        let err = Common::from_source(&Reader::new(&zero), "127.0.0.1:9").unwrap_err();
+        assert_eq!(err.key, "HTTP_MAX_CONNECTIONS");
     }
 
     #[test]

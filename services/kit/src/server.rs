@@ -11,7 +11,7 @@ use axum::middleware::{self as mw, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -211,39 +211,165 @@ fn record_span(
     });
 }
 
+/// Connections the kernel holds for us while every slot of
+/// [`Limits::max_connections`] is taken; `TcpListener::bind` asks for 128,
+/// after which new clients' SYNs are dropped and they retry only after a
+/// second or more. Linux caps it at `net.core.somaxconn` (4096 by default).
+pub const ACCEPT_BACKLOG: u32 = 1024;
+
 /// Binds the service's address, with an error that names it.
 pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does, so a restarted service can rebind
+        // while its old connections are in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(ACCEPT_BACKLOG)
+    };
+    listen().map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish for
-/// at most `drain`; after that the remaining connections are dropped so a
-/// stuck client cannot hold a rollout hostage.
+/// What one client may hold on to. `axum::serve` bounds neither, so a few
+/// hundred connections that never finish their request head (slowloris)
+/// or never send one each kept a task and a file descriptor for as long as
+/// the client liked, until the process ran out of descriptors and every
+/// service behind it stopped accepting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A request line and its headers must arrive within this long of the
+    /// connection opening or of the previous response; otherwise the
+    /// connection is closed. hyper starts the clock when it starts reading a
+    /// head and does not restart it per byte, so dripping a byte at a time
+    /// does not extend it, and an idle keep-alive connection is closed after
+    /// the same time (hyper has no separate idle timeout). Request bodies are
+    /// not covered (they are at most [`BODY_LIMIT`]; the connection cap
+    /// bounds how many can be held). Default 10 s: a real client sends its
+    /// head in one packet, and a keep-alive pool reconnecting every 10 s is
+    /// cheap.
+    pub header_read_timeout: Duration,
+    /// At most this many connections are open at once. When all are taken
+    /// the server stops accepting, so further connections wait in the
+    /// kernel's accept queue and are served in order as slots free up (a
+    /// slot held by a slow client frees after `header_read_timeout` at the
+    /// latest). Waiting rather than refusing means a burst or an attack
+    /// costs normal clients latency, not errors they would have to retry
+    /// (until the accept queue, [`ACCEPT_BACKLOG`] with [`bind`], is full
+    /// too).
+    /// Default 512: below the usual 1024 open-file limit, with room for the
+    /// database pool, outgoing clients and log files.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 512,
+        }
+    }
+}
+
+/// [`serve_with`] with the default [`Limits`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let started = Arc::new(tokio::sync::Notify::new());
-    let notify = started.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!(
-            drain_ms = drain.as_millis() as u64,
-            "shutting down, draining"
-        );
-        notify.notify_one();
-    });
+    serve_with(listener, router, shutdown, drain, Limits::default()).await
+}
+
+/// Serves HTTP/1 within `limits` until `shutdown` resolves, then lets
+/// in-flight requests finish for at most `drain`; after that the remaining
+/// connections are dropped so a stuck client cannot hold a rollout hostage.
+///
+/// An accept loop over hyper rather than `axum::serve`, which sets no timer
+/// (so hyper's header-read timeout never runs) and accepts without limit.
+/// HTTP/1 only: the services' clients (reqwest without `http2`, probes,
+/// Prometheus) speak it, and hyper-util's HTTP/2 detection reads the
+/// preface with no timeout at all. No `ConnectInfo`: no service uses it.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    // A cap of 0 would never accept anything; treat it as 1.
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Owning the connection tasks is what lets the drain limit drop them.
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        while connections.try_join_next().is_some() {}
+        // The slot is taken before accepting: while none is free the
+        // listener is not polled and the kernel queues new connections.
+        let next = async {
+            let slot = slots.clone().acquire_owned().await.expect("never closed");
+            loop {
+                match listener.accept().await {
+                    Ok(conn) => return (slot, conn),
+                    Err(e) => on_accept_error(e).await,
+                }
+            }
+        };
+        let (slot, (stream, peer)) = tokio::select! {
+            next = next => next,
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn =
+            graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        connections.spawn(async move {
+            // Header timeouts and clients that hang up land here; neither
+            // is the server's fault, so they are not logged as errors.
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    // Closing the listener refuses new connections at once instead of
+    // leaving them queued until the process exits.
+    drop(listener);
+    while connections.try_join_next().is_some() {}
+    tracing::info!(
+        drain_ms = drain.as_millis() as u64,
+        open_connections = connections.len(),
+        "shutting down, draining"
+    );
     tokio::select! {
-        r = server.into_future() => r,
-        _ = async { started.notified().await; tokio::time::sleep(drain).await } => {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(drain) => {
             tracing::warn!("drain time limit reached; dropping remaining connections");
-            Ok(())
         }
     }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// Aborted handshakes are the client's business; anything else (out of
+/// file descriptors, most likely) is logged and retried after a pause
+/// rather than spinning or taking the server down, as hyper 0.14 did.
+async fn on_accept_error(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Resolves on SIGTERM (Kubernetes, Docker) or SIGINT (Ctrl-C).
