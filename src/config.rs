@@ -122,7 +122,7 @@ struct FileMonitoring {
 #[serde(deny_unknown_fields)]
 struct FileService {
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 /// A credential: usable, never printed.
@@ -310,7 +310,22 @@ impl Config {
         let mut service_env = BTreeMap::new();
         for (name, svc) in file.services {
             known_service(&o, shop, &name, "services")?;
-            service_env.insert(name.into_inner(), svc.env);
+            let mut env = BTreeMap::new();
+            for (k, v) in svc.env {
+                let key = format!("services.{}.env.{}", name.get_ref(), k.get_ref());
+                if !is_env_name(k.get_ref()) {
+                    return o.err(
+                        k.span(),
+                        &key,
+                        "an environment variable name is letters, digits and _, not starting with a digit",
+                    );
+                }
+                if v.get_ref().contains('\0') {
+                    return o.err(v.span(), &key, "an environment value holds no NUL byte");
+                }
+                env.insert(k.into_inner(), v.into_inner());
+            }
+            service_env.insert(name.into_inner(), env);
         }
 
         let aws = aws::aws(&o, &file.aws)?;
@@ -488,6 +503,14 @@ fn known_service(
             crate::shop::names(shop).join(", ")
         ),
     )
+}
+
+/// `^[A-Za-z_][A-Za-z0-9_]*$`: what every shell and runtime accepts.
+pub fn is_env_name(k: &str) -> bool {
+    let mut b = k.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 /// Project names end up in container, network and image names and labels.

@@ -2,13 +2,89 @@
 //! `{{name}}` substitutes a value; `{{#flag}}…{{/flag}}` keeps its body only
 //! when `flag` is set. Unknown names are errors, so a typo in a template
 //! fails the render instead of shipping an empty string.
+//!
+//! Every template (YAML, shell, Dockerfile, Prometheus configuration) is
+//! rendered here, and no value may leave its place: a value is an
+//! [`Val::Atom`], checked to hold only characters that mean nothing in any
+//! of those languages (no space, line break, quote, `$`, `#`, `{`…), or a
+//! [`Val::Fragment`] of eshop's own text (a `&'static str`: compiled in,
+//! never input). Free text never goes through a template: it is put into
+//! the parsed object as data (YAML/JSON) or passed to a script in the
+//! environment or as a base64 file.
 
 use std::collections::BTreeMap;
 
+#[derive(Debug, Clone)]
+pub enum Val {
+    /// Input (configuration, state, what a cluster said): checked.
+    Atom(String),
+    /// eshop's own compiled-in text, e.g. a shared shell prelude.
+    Fragment(&'static str),
+}
+
+impl From<String> for Val {
+    fn from(s: String) -> Val {
+        Val::Atom(s)
+    }
+}
+
+impl From<&'static str> for Val {
+    fn from(s: &'static str) -> Val {
+        Val::Fragment(s)
+    }
+}
+
+/// The characters a substituted input value may hold: letters, digits and
+/// `. _ : / @ + = , % -`. Enough for names, versions, ports, CIDRs, image
+/// references, URLs and base64; none of them quotes, comments, expands or
+/// ends a line in YAML, shell or a Dockerfile.
+pub fn check_atom(name: &str, v: &str) -> anyhow::Result<()> {
+    let bad = v
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._:/@+=,%-".contains(*c)));
+    match bad {
+        None => Ok(()),
+        // The value itself is not echoed: it may be a credential.
+        Some(c) => anyhow::bail!(
+            "{name}: {c:?} is not allowed in a value eshop writes into a file or script (letters, digits and . _ : / @ + = , % - only)"
+        ),
+    }
+}
+
+fn text<'a>(name: &str, v: &'a Val) -> anyhow::Result<&'a str> {
+    match v {
+        Val::Atom(s) => {
+            check_atom(name, s)?;
+            Ok(s)
+        }
+        Val::Fragment(s) => Ok(s),
+    }
+}
+
 pub fn render(
     template: &str,
-    vars: &BTreeMap<&str, String>,
+    vars: &BTreeMap<&str, Val>,
     flags: &[&str],
+) -> anyhow::Result<String> {
+    fill(template, vars, flags, true)
+}
+
+/// Fills one string value of already-parsed data (e.g. a JSON policy's
+/// `"Resource"`): the result is that value, never text around it, so
+/// input needs no check here. Never for a whole file.
+pub fn render_string_value(template: &str, vars: &[(&str, String)]) -> anyhow::Result<String> {
+    let v: BTreeMap<&str, Val> = vars
+        .iter()
+        .map(|(k, v)| (*k, Val::Atom(v.clone())))
+        .collect();
+    fill(template, &v, &[], false)
+}
+
+fn fill(
+    template: &str,
+    vars: &BTreeMap<&str, Val>,
+    flags: &[&str],
+    check: bool,
 ) -> anyhow::Result<String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -27,14 +103,17 @@ pub fn render(
                 .ok_or_else(|| anyhow::anyhow!("section {flag} is never closed"))?;
             let body = &rest[..body_end];
             if flags.contains(&flag) {
-                out.push_str(&render(body, vars, flags)?);
+                out.push_str(&fill(body, vars, flags, check)?);
             }
             rest = &rest[body_end + close.len()..];
         } else {
             let v = vars
                 .get(name)
                 .ok_or_else(|| anyhow::anyhow!("template uses unknown value {name:?}"))?;
-            out.push_str(v);
+            out.push_str(match (v, check) {
+                (Val::Atom(s), false) => s,
+                _ => text(name, v)?,
+            });
         }
     }
     out.push_str(rest);
@@ -42,13 +121,21 @@ pub fn render(
 }
 
 /// [`render`] with the values as a list of pairs, as the phases write them.
-pub fn render_pairs(
+pub fn render_pairs<V: Clone + Into<Val>>(
     template: &str,
-    vars: &[(&str, String)],
+    vars: &[(&str, V)],
     flags: &[&str],
 ) -> anyhow::Result<String> {
-    let v: BTreeMap<&str, String> = vars.iter().cloned().collect();
+    let v: BTreeMap<&str, Val> = vars.iter().map(|(k, v)| (*k, v.clone().into())).collect();
     render(template, &v, flags)
+}
+
+/// A file's bytes as a shell word: base64 (`A-Za-z0-9+/=`, all atoms), for
+/// a script to decode (`printf %s "$x" | base64 -d`), so a file of any
+/// content reaches a node without being pasted into the script's text.
+pub fn base64_word(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
@@ -56,8 +143,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn input_values_cannot_leave_their_place() {
+        for hostile in [
+            "a\nb: c",
+            "x\" y",
+            "$(reboot)",
+            "`id`",
+            "a # b",
+            "{{a}}",
+            "a'b",
+            "a\u{2028}b",
+            "a;b",
+            "a b",
+        ] {
+            let vars = BTreeMap::from([("v", Val::Atom(hostile.to_owned()))]);
+            let err = render("k: {{v}}", &vars, &[]).unwrap_err().to_string();
+            assert!(err.starts_with("v: "), "{hostile:?}: {err}");
+        }
+        for fine in [
+            "eshop-shop",
+            "10.0.0.0/16",
+            "reg:5000/x@sha256:ab",
+            "https://h:1/p",
+            "1.31.2",
+            "QUJD+/==",
+        ] {
+            let vars = BTreeMap::from([("v", Val::Atom(fine.to_owned()))]);
+            assert_eq!(render("{{v}}", &vars, &[]).unwrap(), fine);
+        }
+        // eshop's own text goes in as it is.
+        let vars = BTreeMap::from([("v", Val::Fragment("set -eu\necho \"$1\""))]);
+        assert!(render("{{v}}", &vars, &[]).unwrap().contains("\"$1\""));
+        // A value is never rendered again: a value holding {{ stays inert.
+        assert!(render_pairs("{{v}}", &[("v", "{{w}}")], &[]).unwrap() == "{{w}}");
+    }
+
+    #[test]
     fn values_and_sections() {
-        let vars = BTreeMap::from([("a", "1".to_owned())]);
+        let vars = BTreeMap::from([("a", Val::Atom("1".to_owned()))]);
         assert_eq!(
             render("x{{a}}y{{#f}}[{{a}}]{{/f}}z", &vars, &["f"]).unwrap(),
             "x1y[1]z"

@@ -464,6 +464,10 @@ fn bad_aws_config_exits_2_naming_key_and_line_before_any_api_call() {
             "eshop.toml:6:14: aws.admin_cidr",
         ),
         (
+            "admin_cidr = \"0.0.0.0/0\"\n",
+            "eshop.toml:6:14: aws.admin_cidr: 0.0.0.0/0 opens SSH (22) and the Kubernetes API (6443) to the whole internet",
+        ),
+        (
             "[schedule]\ntime_zone = \"Europe/Pariss\"\n",
             "eshop.toml:7:13: schedule.time_zone",
         ),

@@ -405,3 +405,19 @@ fn a_node_that_is_down_stops_the_bootstrap_with_an_error_naming_it() {
     // Nothing started on the reachable nodes: the problem is found first.
     assert!(c.hosts.calls("cp").is_empty() && c.hosts.calls("w1").is_empty());
 }
+
+/// A node script that hangs (apt waiting for a lock another apt holds) is
+/// ended by the node's own `timeout` after ssh.script_timeout_secs, and
+/// the error names the node and the step, instead of `up` waiting forever.
+#[test]
+fn a_hung_node_script_times_out_naming_the_node_and_the_step() {
+    let c = Cluster::start("script_timeout_secs = 10\n");
+    std::fs::write(c.hosts.host("w1").state_dir().join("apt-lock-held"), "").unwrap();
+    let started = std::time::Instant::now();
+    let err = c.fails(&["phase", "kubernetes", "apply"], 1);
+    assert!(
+        err.contains("node w1 (w1)") && err.contains("timed out after 10 s in step \"containerd"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}

@@ -372,7 +372,13 @@ fn monitoring_runs_on_the_cluster_converges_prunes_grafana_and_keeps_its_data_on
     // Grafana gets the in-cluster datasource and both dashboards.
     let cm = shop.obj("v1", "configmaps", "prometheus").unwrap();
     let prom_yml = cm["data"]["prometheus.yml"].as_str().unwrap();
-    assert!(prom_yml.contains("role: pod") && prom_yml.contains("names: [\"shop\"]"));
+    let prom: Value = serde_yaml::from_str(prom_yml).unwrap();
+    let sd = &prom["scrape_configs"][0]["kubernetes_sd_configs"][0];
+    assert_eq!(
+        (&sd["role"], &sd["namespaces"]["names"]),
+        (&json!("pod"), &json!(["shop"])),
+        "{prom_yml}"
+    );
     assert!(cm["data"]["rules.yml"]
         .as_str()
         .unwrap()
@@ -783,4 +789,63 @@ fn a_real_cluster_runs_the_shop_converges_and_is_left_clean() {
     p.ok(&["phase", "kubernetes", "status"]);
     p.ok(&["phase", "security", "add-user", "e2e-user", "--days", "1"]);
     p.ok(&["--yes", "destroy", "--purge-data"]);
+}
+
+/// eshop adopts no namespace (one of the same name without this
+/// project's labels is refused before anything is applied, and keeps its
+/// labels), and never deletes the shop's old namespace, with the
+/// database's claims in it, because kubernetes.namespace changed.
+#[test]
+fn a_foreign_namespace_is_not_adopted_and_an_old_one_is_not_pruned() {
+    let shop = Shop::new("");
+    shop.mock.put(
+        "v1",
+        "namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": NS, "labels": {"team": "payments"}}}),
+    );
+    for args in [
+        &["phase", "kubernetes", "plan"][..],
+        &["phase", "kubernetes", "apply"],
+    ] {
+        let err = shop.fails(args, 1);
+        assert!(
+            err.contains("namespace shop exists and is not eshop's for project shop"),
+            "{err}"
+        );
+    }
+    let ns = shop.mock.get("v1", "namespaces", "", NS).unwrap();
+    assert_eq!(
+        ns["metadata"]["labels"],
+        json!({"team": "payments"}),
+        "not stamped"
+    );
+    assert!(
+        !shop
+            .mock
+            .requests()
+            .iter()
+            .any(|r| r.method == "PATCH" || r.method == "POST"),
+        "nothing was applied"
+    );
+
+    // The shop's earlier namespace, now that the configured one differs.
+    let shop = Shop::new("");
+    let labels = json!({"eshop/project": NS, "eshop/target": "local", "eshop/phase": "kubernetes"});
+    shop.mock.put(
+        "v1",
+        "namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "old-shop", "labels": labels}}),
+    );
+    let err = shop.fails(&["phase", "kubernetes", "apply"], 1);
+    assert!(
+        err.contains("namespace old-shop holds this project's shop")
+            && err.contains("Set kubernetes.namespace back to \"old-shop\""),
+        "{err}"
+    );
+    assert!(shop.mock.get("v1", "namespaces", "", "old-shop").is_some());
+    assert!(
+        shop.mock.get("v1", "namespaces", "", NS).is_none(),
+        "stopped before applying"
+    );
 }

@@ -656,3 +656,20 @@ fn build_test_output_never_breaks_the_json_event_stream() {
     // The report still reaches the user, on stderr.
     assert!(String::from_utf8_lossy(&out.stderr).contains("running 3 tests"));
 }
+
+/// The local shop has no login: publishing it beyond loopback is said
+/// before anything is touched (here Docker is not even reachable).
+#[test]
+fn a_non_loopback_bind_is_warned_about() {
+    let p = Project::with_config("[local]\nbind = \"0.0.0.0\"\n")
+        .env("DOCKER_HOST", "unix:///nonexistent.sock");
+    let out = p.eshop(&["phase", "images", "plan"]);
+    let said = cli::text(&out);
+    assert!(
+        said.contains("warning: local.bind = 0.0.0.0") && said.contains("write APIs"),
+        "{said}"
+    );
+    p.write_config("[local]\nbind = \"127.0.0.1\"\n");
+    let said = cli::text(&p.eshop(&["phase", "images", "plan"]));
+    assert!(!said.contains("warning: local.bind"), "{said}");
+}

@@ -71,29 +71,34 @@ fn promtool_accepts_the_rules_and_every_alert_passes_its_unit_tests() {
 #[test]
 fn the_in_cluster_scrape_configuration_passes_promtool() {
     let dir = tempfile::tempdir().unwrap();
-    let yml = eshop::render::render(
-        &std::fs::read_to_string(templates().join("kubernetes/prometheus.yml")).unwrap(),
-        &std::collections::BTreeMap::from([
-            ("scrape_interval", "5s".to_owned()),
-            ("namespace", "shop".to_owned()),
-            // What phase 7 fills in from the catalogue.
-            ("services", eshop::shop::names(eshop::shop::SHOP).join("|")),
-        ]),
-        &[],
+    let cfg = eshop::config::Config::parse_for(
+        eshop::shop::SHOP,
+        "[kubernetes]\nmode = \"existing\"\nnamespace = \"shop\"\n",
+        Path::new("eshop.toml"),
+        Path::new("."),
+        &std::collections::BTreeMap::<String, String>::new(),
+        &eshop::config::Overrides::default(),
     )
     .unwrap();
+    let yml = eshop::phases::monitoring::kube_prometheus_yml(&cfg).unwrap();
     // Debian's Prometheus is built without Kubernetes discovery, so
     // promtool checks everything else (relabelling, regexes, intervals)
     // with the discovery swapped for a static target.
-    let checkable = yml.replace(
-        "kubernetes_sd_configs:\n      - role: pod\n        namespaces:\n          names: [\"shop\"]",
-        "static_configs:\n      - targets: [\"127.0.0.1:1\"]",
-    );
-    assert_eq!(
-        checkable.matches("static_configs").count(),
-        2,
-        "{checkable}"
-    );
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&yml).unwrap();
+    let mut swapped = 0;
+    for job in doc["scrape_configs"].as_sequence_mut().unwrap() {
+        let m = job.as_mapping_mut().unwrap();
+        if let Some(sd) = m.remove("kubernetes_sd_configs") {
+            assert_eq!(sd[0]["namespaces"]["names"][0], "shop", "{sd:?}");
+            m.insert(
+                "static_configs".into(),
+                serde_yaml::from_str("[{targets: [\"127.0.0.1:1\"]}]").unwrap(),
+            );
+            swapped += 1;
+        }
+    }
+    assert_eq!(swapped, 2, "{yml}");
+    let checkable = serde_yaml::to_string(&doc).unwrap();
     let f = dir.path().join("prometheus.yml");
     std::fs::write(&f, &checkable).unwrap();
     // Syntax only: the rule files live at their in-pod paths.

@@ -462,18 +462,20 @@ fn kubeadm_scripts_bootstrap_a_cluster_of_stand_ins() {
         &[
             ("node_name", "cp-1"),
             ("k8s_version", "1.34.2"),
-            ("project", "harness"),
+            ("cluster_name", "eshop-harness"),
             ("endpoint", &endpoint),
             ("pod_cidr", "192.168.0.0/16"),
             ("service_cidr", "10.96.0.0/12"),
-            ("cert_sans", &format!("  - \"{public}\"")),
         ],
     );
+    // As phase 5 sends it: base64, decoded on the node.
+    let config = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, config);
     let init = kubeadm_script(
         "init-control-plane.sh",
         &[
             ("k8s_version", "1.34.2"),
-            ("kubeadm_config", &config),
+            ("cluster_name", "eshop-harness"),
+            ("kubeadm_config_base64", &config),
             ("calico_version", "v3.30.3"),
             ("calico_url", "https://raw.githubusercontent.com/projectcalico/calico/v3.30.3/manifests/calico.yaml"),
             ("metrics_server_version", "v0.8.0"),
@@ -576,6 +578,7 @@ fn kubeadm_scripts_bootstrap_a_cluster_of_stand_ins() {
                 ("token", token),
                 ("ca_hash", hash),
                 ("node_name", node),
+                ("cluster_name", "eshop-harness"),
             ],
         )
     };
@@ -597,8 +600,16 @@ fn kubeadm_scripts_bootstrap_a_cluster_of_stand_ins() {
         assert!(hosts.file(node, "/etc/kubernetes/kubelet.conf").is_some());
     }
 
+    // A request for a serving certificate by a user who is not a node
+    // (no system:node: prefix), wearing a node's name: never approved.
+    std::fs::write(hosts.cluster_dir().join("csr/csr-forged"), "worker-1\n").unwrap();
     let finish = kubeadm_script("finish-cluster.sh", &[]);
     let out = ok(&hosts.run_script("cp-1", &finish));
+    assert!(
+        !hosts.cluster_dir().join("csr-approved/csr-forged").exists(),
+        "a non-node user's CSR was approved:\n{out}"
+    );
+    std::fs::remove_file(hosts.cluster_dir().join("csr/csr-forged")).unwrap();
     let mut approved = changed(&out);
     approved.sort();
     assert_eq!(
@@ -624,7 +635,15 @@ fn kubeadm_scripts_bootstrap_a_cluster_of_stand_ins() {
     );
     assert!(roles[1].contains("role=worker\n") && roles[2].contains("role=worker\n"));
 
-    let reset = kubeadm_script("reset-node.sh", &[]);
+    // Another project's cluster (or one eshop did not build) is left alone.
+    let foreign = kubeadm_script("reset-node.sh", &[("cluster_name", "eshop-other")]);
+    let out = hosts.run_script("worker-1", &foreign);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("eshop did not build for eshop-other"));
+    assert!(hosts
+        .file("worker-1", "/etc/kubernetes/kubelet.conf")
+        .is_some());
+    let reset = kubeadm_script("reset-node.sh", &[("cluster_name", "eshop-harness")]);
     for node in ["worker-1", "cp-1"] {
         assert_eq!(
             changed(&ok(&hosts.run_script(node, &reset))),

@@ -118,7 +118,7 @@ pub fn header_pairs(h: &Secret) -> Option<Vec<(String, String)>> {
 /// input: the URL parser silently drops tabs and newlines, so a raw value
 /// that "parsed" could still carry a line break into what it is rendered
 /// into. Whitespace and control characters are refused outright.
-fn check_url(s: &str, https_only: bool) -> Result<String, String> {
+pub(super) fn check_url(s: &str, https_only: bool) -> Result<String, String> {
     let s = s.trim().trim_end_matches('/');
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(

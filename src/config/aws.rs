@@ -15,6 +15,7 @@ pub(super) struct FileAws {
     subnet_cidrs: Option<Spanned<Vec<Spanned<String>>>>,
     availability_zones: Option<Spanned<Vec<Spanned<String>>>>,
     admin_cidr: Option<Spanned<String>>,
+    allow_admin_from_anywhere: Option<Spanned<bool>>,
     ssh_public_key: Option<Spanned<String>>,
     ami: Option<Spanned<String>>,
     ami_owner: Option<Spanned<String>>,
@@ -268,9 +269,25 @@ pub(super) fn aws(o: &Origin, f: &FileAws) -> Result<Aws, ConfigError> {
         }
         None => Vec::new(),
     };
+    let anywhere_ok = o
+        .key(
+            "aws.allow_admin_from_anywhere",
+            &f.allow_admin_from_anywhere,
+        )
+        .or(false, |b| Ok(*b))?;
     let admin_cidr = o
         .key("aws.admin_cidr", &f.admin_cidr)
-        .get(optional(cidr))?
+        .get(optional(|s| {
+            let c = cidr(s)?;
+            // /0 is the whole internet: SSH and the API server open to
+            // every scanner. Possible, never by accident.
+            if c.len == 0 && !anywhere_ok {
+                return Err(format!(
+                    "{s} opens SSH (22) and the Kubernetes API (6443) to the whole internet; give your own address range (e.g. 203.0.113.7/32), or set aws.allow_admin_from_anywhere = true if you mean it"
+                ));
+            }
+            Ok(c)
+        }))?
         .flatten();
     let ssh_public_key = o.key("aws.ssh_public_key", &f.ssh_public_key).or(
         o.path("~/.ssh/id_ed25519.pub"),

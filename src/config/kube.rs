@@ -61,6 +61,7 @@ pub(super) struct FileSsh {
     config_file: Option<Spanned<String>>,
     trust_on_first_use: Option<bool>,
     connect_timeout_secs: Option<Spanned<i64>>,
+    script_timeout_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +179,8 @@ pub struct Ssh {
     /// accept-new). Off: unknown host keys are refused.
     pub trust_on_first_use: bool,
     pub connect_timeout: std::time::Duration,
+    /// The longest one node script may run (apt, kubeadm init, joins).
+    pub script_timeout: std::time::Duration,
 }
 
 pub const DEFAULT_K8S_VERSION: &str = "1.34.2";
@@ -196,6 +199,23 @@ pub fn dns_label(s: &str) -> Result<(), String> {
         && !s.ends_with('-');
     ok.then_some(())
         .ok_or_else(|| format!("{s:?} must be 1-63 characters of a-z, 0-9 and '-' (a DNS label)"))
+}
+
+/// The namespaces a cluster runs itself in, and the one everything
+/// unnamed lands in: eshop labels, locks down (restricted Pod Security,
+/// default-deny) and on `destroy --purge-data` deletes its namespace, so
+/// it must never be one of these.
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+fn shop_namespace(s: &str) -> Result<(), String> {
+    dns_label(s)?;
+    if SYSTEM_NAMESPACES.contains(&s) {
+        return Err(format!(
+            "{s:?} is the cluster's own namespace: eshop would lock it down and could delete it; choose one for the shop"
+        ));
+    }
+    Ok(())
 }
 
 fn version(s: &str) -> Result<(), String> {
@@ -248,7 +268,14 @@ pub(super) fn kube(
     let context = match o
         .key("kubernetes.context", &f.context)
         .env("ESHOP_KUBERNETES_CONTEXT")
-        .get(|c| Ok((!c.is_empty()).then(|| c.to_owned())))?
+        .get(|c| {
+            // kubectl allows nearly any name; eshop refuses what could
+            // change the file or the terminal it is written to.
+            if c.chars().any(char::is_control) || c.len() > 253 {
+                return Err("a context name holds no line breaks or control characters (at most 253 characters)".into());
+            }
+            Ok((!c.is_empty()).then(|| c.to_owned()))
+        })?
     {
         Some(c) => c,
         None if mode == Mode::Bootstrap => Some(format!("eshop-{project}")),
@@ -271,15 +298,12 @@ pub(super) fn kube(
     };
     let namespace = o
         .key("kubernetes.namespace", &f.namespace)
-        .or(project.to_owned(), keep(dns_label))?;
+        .or(project.to_owned(), keep(shop_namespace))?;
     let api_server = o
         .key("kubernetes.api_server", &f.api_server)
         .get(optional(|a| {
-            if a.starts_with("https://") || a.starts_with("http://") {
-                Ok(a.trim_end_matches('/').to_owned())
-            } else {
-                Err("must be a URL like https://203.0.113.10:6443".to_owned())
-            }
+            super::apm::check_url(a, false)
+                .map_err(|e| format!("must be a URL like https://203.0.113.10:6443 ({e})"))
         }))?
         .flatten();
     let control_plane_endpoint = o
@@ -536,6 +560,10 @@ pub(super) fn ssh(o: &Origin, f: &FileSsh, target: Target) -> Result<Ssh, Config
         o.key("ssh.connect_timeout_secs", &f.connect_timeout_secs)
             .or(10, within(1..=300))?,
     );
+    let script_timeout = std::time::Duration::from_secs(
+        o.key("ssh.script_timeout_secs", &f.script_timeout_secs)
+            .or(900, within(10..=7200))?,
+    );
     Ok(Ssh {
         user,
         port,
@@ -543,6 +571,7 @@ pub(super) fn ssh(o: &Origin, f: &FileSsh, target: Target) -> Result<Ssh, Config
         config_file,
         trust_on_first_use: f.trust_on_first_use.unwrap_or(false),
         connect_timeout,
+        script_timeout,
     })
 }
 

@@ -391,3 +391,41 @@ fn credentials_to_a_remote_plain_http_receiver_are_warned_about() {
         assert!(with(local, true).is_none(), "{local}");
     }
 }
+
+#[test]
+fn service_environment_names_are_identifiers() {
+    for bad in [
+        "\"A B\"",
+        "\"1X\"",
+        "\"X\\n---\\nkind: ClusterRoleBinding\"",
+        "\"\"",
+    ] {
+        let text = format!("[services.pricing.env]\n{bad} = \"v\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("services.pricing.env."), "{bad}: {err}");
+        assert!(err.contains("letters, digits and _"), "{bad}: {err}");
+    }
+    let c =
+        parse("[services.pricing.env]\nTAX_RATE_PERCENT = \"8.875\\n# not a comment\"\n").unwrap();
+    assert_eq!(
+        c.service_env["pricing"]["TAX_RATE_PERCENT"], "8.875\n# not a comment",
+        "values are free text: they travel as data"
+    );
+}
+
+#[test]
+fn the_clusters_own_namespaces_are_refused() {
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let err = parse(&format!("[kubernetes]\nnamespace = \"{ns}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kubernetes.namespace") && err.contains("cluster's own"),
+            "{err}"
+        );
+    }
+    let err = parse("[kubernetes]\napi_server = \"https://10.0.0.1:6443\\ncat /etc/shadow\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("kubernetes.api_server"), "{err}");
+}

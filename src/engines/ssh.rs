@@ -16,7 +16,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Run as root: directly when the login is root, through sudo otherwise
 /// (`-n`: fail rather than wait for a password nobody will type).
-const REMOTE: &str = r#"sh -c '[ "$(id -u)" = 0 ] && exec bash -s || exec sudo -n bash -s'"#;
+/// The remote command: the script on stdin as root, bounded by coreutils'
+/// `timeout` on the node itself (a hung apt lock or a stuck download is
+/// killed there, not left running when eshop gives up). `secs` is a number.
+fn remote(secs: u64) -> String {
+    let run = format!("timeout -k 10 {secs} bash -s");
+    format!(r#"sh -c '[ "$(id -u)" = 0 ] && exec {run} || exec sudo -n {run}'"#)
+}
 
 /// Prepended to every script (see its header).
 const LIB: &str = include_str!("../../templates/kubeadm/lib.sh");
@@ -24,6 +30,7 @@ const LIB: &str = include_str!("../../templates/kubeadm/lib.sh");
 pub struct Conn {
     pub node: Node,
     session: Session,
+    script_timeout: std::time::Duration,
 }
 
 /// What a script printed on its way.
@@ -80,6 +87,7 @@ pub async fn connect(node: &Node, cfg: &Ssh, control_dir: &Path) -> anyhow::Resu
     Ok(Conn {
         node: node.clone(),
         session,
+        script_timeout: cfg.script_timeout,
     })
 }
 
@@ -95,9 +103,10 @@ impl Conn {
         let n = &self.node;
         let fail =
             |what: String| anyhow::anyhow!("node {} ({}): {name}: {what}", n.name, n.address);
+        let limit = self.script_timeout;
         let mut child = self
             .session
-            .raw_command(REMOTE)
+            .raw_command(remote(limit.as_secs()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -114,11 +123,14 @@ impl Conn {
             let _ = stdin.write_all(text.as_bytes()).await;
             let _ = stdin.shutdown().await;
         };
+        // The step a timeout interrupted, for the error.
+        let last_step = std::sync::Mutex::new(String::new());
         let read_out = async {
             let mut ran = Ran::default();
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(step) = line.strip_prefix("==> ") {
+                    step.clone_into(&mut last_step.lock().unwrap_or_else(|e| e.into_inner()));
                     progress(step);
                 } else if let Some(c) = line.strip_prefix("changed: ") {
                     ran.changes.push(c.to_owned());
@@ -134,8 +146,26 @@ impl Conn {
             let _ = stderr.read_to_string(&mut s).await;
             s
         };
-        let ((), ran, err) = tokio::join!(write, read_out, read_err);
+        let timed_out = || {
+            let step = last_step.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            fail(format!(
+                "timed out after {} s in step {step:?} (ssh.script_timeout_secs)",
+                limit.as_secs()
+            ))
+        };
+        // The node's own `timeout` ends the script; this bound (a little
+        // later) covers a node or network that stopped answering at all.
+        let (ran, err) = tokio::time::timeout(limit + std::time::Duration::from_secs(20), async {
+            let ((), ran, err) = tokio::join!(write, read_out, read_err);
+            (ran, err)
+        })
+        .await
+        .map_err(|_| timed_out())?;
         let status = child.wait().await.map_err(|e| fail(format!("ssh: {e}")))?;
+        // 124: coreutils' timeout ended it (137 after the -k kill).
+        if matches!(status.code(), Some(124 | 137)) {
+            return Err(timed_out());
+        }
         if !status.success() {
             let tail: Vec<&str> = err.lines().rev().take(12).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();

@@ -55,19 +55,19 @@ pub fn repo(cfg: &Config, svc: &str) -> String {
 }
 
 fn dockerfile(cfg: &Config, svc: &Service) -> anyhow::Result<String> {
-    let vars = BTreeMap::from([
+    let vars = [
         ("service", svc.name.to_owned()),
         ("port", svc.port.to_string()),
         ("base_image", cfg.base_image.clone()),
         ("builder_image", cfg.builder_image.clone()),
         ("data_dir", DATA_DIR.to_owned()),
-    ]);
+    ];
     let flags: &[&str] = if svc.database { &["data"] } else { &[] };
     let template = match cfg.variant {
         Variant::Runtime => RUNTIME_DOCKERFILE,
         Variant::Multistage => MULTISTAGE_DOCKERFILE,
     };
-    crate::render::render(template, &vars, flags)
+    crate::render::render_pairs(template, &vars, flags)
 }
 
 /// For the multi-stage variant the context is the workspace source.
@@ -675,14 +675,31 @@ fn percent_encode(s: &str) -> String {
 const ABOUT: &str =
     "build one image per service (content-hash tags), push them; on local also run them";
 
+/// The local shop has no login: its write APIs (e.g. stock
+/// changes) are open to whoever reaches the published ports.
+fn warn_if_exposed(ctx: &Ctx) {
+    let cfg = &ctx.config;
+    if cfg.target == Target::Local && !cfg.bind.is_loopback() {
+        ctx.ui.warn(
+            NAME,
+            &format!(
+                "local.bind = {}: the shop's ports, its write APIs included, are open to every machine that can reach this one; 127.0.0.1 keeps them on this machine",
+                cfg.bind
+            ),
+        );
+    }
+}
+
 impl Phase for Images {
     const INFO: Info = Info::new(2, NAME, ABOUT, EVERYWHERE);
 
     async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+        warn_if_exposed(ctx);
         self.plan_now(ctx).await
     }
 
     async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
+        warn_if_exposed(ctx);
         self.apply_now(ctx).await
     }
 

@@ -35,36 +35,21 @@ fn dynakube_name(cfg: &Config) -> String {
     format!("eshop-{}", cfg.project)
 }
 
-fn quoted(s: &str) -> String {
-    Value::String(s.to_owned()).to_string()
-}
-
 /// eshop's own objects. Without `tokens` (a render for review) the
-/// Secret carries placeholders.
+/// Secret carries placeholders. The tokens go in as data.
 fn own_objects(cfg: &Config, d: &Dynatrace, with_tokens: bool) -> anyhow::Result<Vec<Value>> {
     let labels = manifests::owner_labels(cfg, PHASE);
     let name = dynakube_name(cfg);
-    let token = |s: &Secret, placeholder: &str| {
+    let token = |s: &Secret, placeholder: &str| -> Value {
         if with_tokens {
-            quoted(s.expose())
+            s.expose().into()
         } else {
-            quoted(placeholder)
+            placeholder.into()
         }
     };
     let head = render(
         DYNATRACE,
-        &[
-            ("namespace", NAMESPACE.into()),
-            ("name", name.clone()),
-            (
-                "api_token",
-                token(&d.api_token, "FROM-ESHOP_DYNATRACE_API_TOKEN"),
-            ),
-            (
-                "ingest_token",
-                token(&d.ingest_token, "FROM-ESHOP_DYNATRACE_DATA_INGEST_TOKEN"),
-            ),
-        ],
+        &[("namespace", NAMESPACE.to_owned()), ("name", name.clone())],
         &[],
     )?;
     let kube = render(
@@ -77,6 +62,11 @@ fn own_objects(cfg: &Config, d: &Dynatrace, with_tokens: bool) -> anyhow::Result
         &[],
     )?;
     let mut out = manifests::parse(&head, "00-dynatrace.yaml", &labels)?;
+    for o in out.iter_mut().filter(|o| o["kind"] == "Secret") {
+        o["stringData"]["apiToken"] = token(&d.api_token, "FROM-ESHOP_DYNATRACE_API_TOKEN");
+        o["stringData"]["dataIngestToken"] =
+            token(&d.ingest_token, "FROM-ESHOP_DYNATRACE_DATA_INGEST_TOKEN");
+    }
     out.extend(manifests::parse(&kube, "90-dynakube.yaml", &labels)?);
     Ok(out)
 }

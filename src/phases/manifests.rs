@@ -155,23 +155,63 @@ fn key(o: &Value) -> (String, String, String, String) {
 
 /// What the cluster has of this phase that `objects` no longer renders.
 async fn strays(
+    ctx: &Ctx,
     cluster: &Cluster,
-    cfg: &Config,
     phase: &str,
     objects: &[Value],
 ) -> anyhow::Result<Vec<Value>> {
+    let cfg = &ctx.config;
     let want: std::collections::BTreeSet<_> = objects.iter().map(key).collect();
     let sel = selector(cfg, phase);
     let sel: Vec<(&str, &str)> = sel.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut out = Vec::new();
     for kind in KINDS {
         for o in cluster.list(kind, &sel).await? {
-            if !want.contains(&key(&o)) && !kept_with_data(kind) {
-                out.push(o);
+            if want.contains(&key(&o)) || kept_with_data(kind) {
+                continue;
             }
+            // Deleting a namespace deletes the claims in it, which only
+            // destroy --purge-data may do: a changed kubernetes.namespace
+            // stops here, naming the old one.
+            if kind.kind == "Namespace" {
+                let old = o["metadata"]["name"].as_str().unwrap_or_default();
+                anyhow::bail!(
+                    "namespace {old} holds this project's shop (and its database's claims) but kubernetes.namespace is now {:?}: eshop does not move or delete it on its own. Set kubernetes.namespace back to {old:?}; to start over elsewhere, first remove the old shop and its data with that setting (eshop phase kubernetes destroy --purge-data)",
+                    cfg.kube.namespace
+                );
+            }
+            out.push(o);
         }
     }
     Ok(out)
+}
+
+/// eshop adopts no namespace: one that exists without this project's
+/// labels (someone else's, or made by hand) is refused before anything is
+/// applied, since apply would stamp eshop's labels and restricted Pod
+/// Security on it and destroy --purge-data would delete it.
+async fn refuse_foreign_namespaces(
+    cluster: &Cluster,
+    cfg: &Config,
+    objects: &[Value],
+) -> anyhow::Result<()> {
+    for o in objects.iter().filter(|o| o["kind"] == "Namespace") {
+        let Some(live) = cluster.get(o).await? else {
+            continue;
+        };
+        let labels = &live["metadata"]["labels"];
+        let ours = labels[crate::labels::PROJECT] == cfg.project.as_str()
+            && labels[crate::labels::TARGET] == cfg.target.as_str();
+        if !ours {
+            anyhow::bail!(
+                "namespace {} exists and is not eshop's for project {} (no matching {} label): eshop does not adopt it; choose another kubernetes.namespace",
+                live["metadata"]["name"].as_str().unwrap_or_default(),
+                cfg.project,
+                crate::labels::PROJECT
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Claims are never pruned: they hold the database. Only `destroy
@@ -215,7 +255,7 @@ pub async fn plan_on_cluster(
         return Ok(plan_without_cluster(objects));
     }
     let cluster = ctx.kube().await?;
-    plan(cluster, cfg, phase, objects).await
+    plan(ctx, cluster, phase, objects).await
 }
 
 /// The plan while the cluster does not exist yet: everything to create.
@@ -233,11 +273,12 @@ pub fn plan_without_cluster(objects: &[Value]) -> Vec<Change> {
 }
 
 pub async fn plan(
+    ctx: &Ctx,
     cluster: &Cluster,
-    cfg: &Config,
     phase: &str,
     objects: &[Value],
 ) -> anyhow::Result<Vec<Change>> {
+    refuse_foreign_namespaces(cluster, &ctx.config, objects).await?;
     let mut out = Vec::new();
     for o in ordered(objects) {
         let what = k8s::describe(o);
@@ -258,7 +299,7 @@ pub async fn plan(
         };
         out.push(change);
     }
-    for s in strays(cluster, cfg, phase, objects).await? {
+    for s in strays(ctx, cluster, phase, objects).await? {
         out.push(Change::new(
             k8s::describe(&s),
             Action::Delete,
@@ -279,6 +320,10 @@ pub async fn apply(
     objects: &[Value],
 ) -> anyhow::Result<usize> {
     let cfg = &ctx.config;
+    refuse_foreign_namespaces(cluster, cfg, objects).await?;
+    // Strays first, too: a refused namespace change stops before anything
+    // is applied (they are still deleted last, below).
+    let strays = strays(ctx, cluster, phase, objects).await?;
     let mut changed = 0;
     for o in ordered(objects) {
         let what = k8s::describe(o);
@@ -313,7 +358,6 @@ pub async fn apply(
             p.finish(&format!("{what} rolled out"));
         }
     }
-    let strays = strays(cluster, cfg, phase, objects).await?;
     for s in strays.iter().rev() {
         if cluster.delete(s).await? {
             ctx.ui.info(

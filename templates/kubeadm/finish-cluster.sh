@@ -10,6 +10,8 @@ nodes=" $(kubectl get nodes -o jsonpath='{.items[*].metadata.name}') "
 kubectl get csr -o jsonpath='{range .items[?(@.spec.signerName=="kubernetes.io/kubelet-serving")]}{.metadata.name} {.spec.username} {.status.conditions[*].type}{"\n"}{end}' \
   | while read -r name user state; do
       [ -z "${state:-}" ] || continue
+      # Only a kubelet's own identity: a user named like a node is not one.
+      case "$user" in system:node:?*) ;; *) continue ;; esac
       case "$nodes" in
         *" ${user#system:node:} "*)
           kubectl certificate approve "$name" >/dev/null

@@ -5,13 +5,15 @@
 export KUBECONFIG=/etc/kubernetes/admin.conf
 
 step "kubeadm init (Kubernetes {{k8s_version}})"
-write_file /etc/eshop/kubeadm-config.yaml 0600 <<'CONF' || :
-{{kubeadm_config}}
-CONF
+# The file travels as base64 (letters, digits, + / =): whatever the
+# configuration holds, it cannot end a heredoc or become a command.
+printf '%s' '{{kubeadm_config_base64}}' | base64 -d | write_file /etc/eshop/kubeadm-config.yaml 0600 || :
 if [ ! -f /etc/kubernetes/admin.conf ]; then
   kubeadm init --config /etc/eshop/kubeadm-config.yaml
   changed "control plane initialised"
 fi
+# Which cluster this node belongs to: destroy resets only eshop's own.
+printf '%s\n' '{{cluster_name}}' | write_file /etc/eshop/cluster 0644 || :
 
 step "pod network: Calico {{calico_version}}"
 if ! kubectl -n kube-system get daemonset calico-node >/dev/null 2>&1; then

@@ -6,3 +6,5 @@ if [ ! -f /etc/kubernetes/kubelet.conf ]; then
     --discovery-token-ca-cert-hash "{{ca_hash}}" --node-name "{{node_name}}"
   changed "joined {{endpoint}} as {{node_name}}"
 fi
+# Which cluster this node belongs to: destroy resets only eshop's own.
+printf '%s\n' '{{cluster_name}}' | write_file /etc/eshop/cluster 0644 || :

@@ -8,6 +8,14 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export DEBIAN_FRONTEND=noninteractive
 umask 022
 
+# No single call may hang a script (the whole script is also bounded, by
+# `timeout` around it: ssh.script_timeout_secs): downloads, API calls and
+# apt's wait for a lock another apt holds each give up on their own.
+# (Options after the arguments: all three accept them anywhere.)
+curl() { command curl "$@" --connect-timeout 10 --max-time 300; }
+kubectl() { command kubectl "$@" --request-timeout=60s; }
+apt-get() { command apt-get "$@" -o DPkg::Lock::Timeout=300; }
+
 step() { printf '==> %s\n' "$*"; }
 changed() { printf 'changed: %s\n' "$*"; }
 

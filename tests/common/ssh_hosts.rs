@@ -32,8 +32,7 @@ use std::time::{Duration, Instant};
 pub const NETNS_PREFIX: &str = "eshop-ssh-";
 
 /// The remote command eshop runs every node script with (the script on stdin).
-pub const REMOTE_WRAPPER: &str =
-    r#"sh -c '[ "$(id -u)" = 0 ] && exec bash -s || exec sudo -n bash -s'"#;
+pub const REMOTE_WRAPPER: &str = r#"sh -c '[ "$(id -u)" = 0 ] && exec timeout -k 10 900 bash -s || exec sudo -n timeout -k 10 900 bash -s'"#;
 
 /// /30 subnets in 10.213.0.0/16.
 const SUBNETS: u32 = 1 << 14;

@@ -95,6 +95,7 @@ pub struct Application {
     router: axum::Router,
     store: db::Store,
     drain: Duration,
+    limits: kit::server::Limits,
     stock: stock_metrics::StockMetrics,
     low_stock: i64,
     stock_interval: Duration,
@@ -145,6 +146,7 @@ impl Application {
             router,
             store,
             drain: config.common.shutdown_timeout,
+            limits: config.common.http,
             stock,
             low_stock: config.low_stock,
             stock_interval: config.stock_metrics_interval,
@@ -171,7 +173,14 @@ impl Application {
         let refresher = self
             .stock
             .spawn(self.store.clone(), self.low_stock, self.stock_interval);
-        let res = kit::server::serve(self.listener, self.router, shutdown, self.drain).await;
+        let res = kit::server::serve_with(
+            self.listener,
+            self.router,
+            shutdown,
+            self.drain,
+            self.limits,
+        )
+        .await;
         refresher.abort();
         self.store.close().await;
         res

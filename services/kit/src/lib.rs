@@ -9,6 +9,7 @@
 pub mod config;
 pub mod extract;
 pub mod health;
+pub mod html;
 pub mod metrics;
 pub mod money;
 pub mod otlp;

@@ -36,7 +36,10 @@ impl InventoryClient {
     pub fn new(base: &str, attempt_timeout: Duration, deadline: Duration, retries: u32) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(attempt_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below inventory's keep-alive limit (kit: the header-read
+            // timeout, 10 s by default), so pricing never sends on a
+            // connection inventory is just closing.
+            .pool_idle_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()

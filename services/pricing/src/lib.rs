@@ -89,6 +89,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     drain: Duration,
+    limits: kit::server::Limits,
 }
 
 impl Application {
@@ -132,6 +133,7 @@ impl Application {
             listener,
             router,
             drain: config.common.shutdown_timeout,
+            limits: config.common.http,
         }
     }
 
@@ -146,7 +148,14 @@ impl Application {
         if let Ok(addr) = self.listener.local_addr() {
             tracing::info!(%addr, url = %format!("http://{addr}/"), "pricing listening");
         }
-        kit::server::serve(self.listener, self.router, shutdown, self.drain).await
+        kit::server::serve_with(
+            self.listener,
+            self.router,
+            shutdown,
+            self.drain,
+            self.limits,
+        )
+        .await
     }
 }
 

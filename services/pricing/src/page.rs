@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kit::extract::Query;
+use kit::html::{self, escape, Part};
 use kit::money::format_minor;
 use kit::telemetry::RequestContext;
 use std::sync::Arc;
@@ -36,13 +37,18 @@ pub async fn landing(
             ),
         }
     };
-    let html = TEMPLATE
-        .replace(
-            "{{product_id}}",
-            &escape(q.product_id.as_deref().unwrap_or("")),
-        )
-        .replace("{{quantity}}", &escape(q.quantity.as_deref().unwrap_or("")))
-        .replace("{{outcome}}", &outcome);
+    let html = html::fill(
+        TEMPLATE,
+        &[
+            (
+                "product_id",
+                Part::Text(q.product_id.as_deref().unwrap_or("")),
+            ),
+            ("quantity", Part::Text(q.quantity.as_deref().unwrap_or(""))),
+            ("outcome", Part::Markup(&outcome)),
+        ],
+    )
+    .expect("templates/index.html uses exactly these names (tested)");
     let mut res = (status, html).into_response();
     let h = res.headers_mut();
     h.insert(
@@ -107,29 +113,21 @@ fn render_quote(q: &Quote) -> String {
     )
 }
 
-/// HTML-escapes text for element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    /// The page's names and the template's agree (the `expect` above).
     #[test]
-    fn markup_in_input_is_escaped() {
-        assert_eq!(
-            super::escape(r#"<script>"x"&'y'"#),
-            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;"
-        );
+    fn the_template_takes_exactly_the_pages_parts() {
+        use kit::html::Part;
+        let page = kit::html::fill(
+            super::TEMPLATE,
+            &[
+                ("product_id", Part::Text("{{outcome}}")),
+                ("quantity", Part::Text("1")),
+                ("outcome", Part::Markup("")),
+            ],
+        )
+        .unwrap();
+        assert!(page.contains(r#"value="{{outcome}}""#));
     }
 }

@@ -98,6 +98,18 @@ async fn an_unknown_product_is_404_in_words() {
     assert_eq!(res.status(), 404);
     let html = res.text().await.unwrap();
     assert!(html.contains(r#"id="error""#) && html.contains("could not find a product"));
+    // Input that looks like the page's own placeholder stays text: the
+    // page is filled in one pass (it used to be chained replaces, which
+    // put the outcome's markup inside the input's value attribute).
+    let res = reqwest::get(format!(
+        "{}/?product_id=%7B%7Boutcome%7D%7D&quantity=1",
+        pricing.base
+    ))
+    .await
+    .unwrap();
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"value="{{outcome}}""#), "{html}");
+    assert_eq!(html.matches(r#"id="error""#).count(), 1, "{html}");
     pricing.stop().await;
     inv.running.stop().await;
 }

@@ -46,7 +46,7 @@ impl Documents {
 fn fill(file: &str, template: &str, vars: &[(&str, String)]) -> anyhow::Result<String> {
     fn walk(v: &mut Value, vars: &[(&str, String)]) -> anyhow::Result<()> {
         match v {
-            Value::String(s) => *s = crate::render::render_pairs(s, vars, &[])?,
+            Value::String(s) => *s = crate::render::render_string_value(s, vars)?,
             Value::Array(a) => a.iter_mut().try_for_each(|x| walk(x, vars))?,
             Value::Object(o) => o.values_mut().try_for_each(|x| walk(x, vars))?,
             _ => {}

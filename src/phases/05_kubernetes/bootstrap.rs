@@ -155,25 +155,41 @@ pub(super) fn kubeadm_config(cfg: &Config, cp: &Node) -> anyhow::Result<String> 
     }
     sans.sort();
     sans.dedup();
-    render(
+    let text = render(
         KUBEADM_CONFIG,
         &[
             ("node_name", cp.name.clone()),
             ("k8s_version", k.version.clone()),
-            ("project", cfg.project.clone()),
+            ("cluster_name", cluster_name(cfg)),
             ("endpoint", endpoint(cfg, cp)),
             ("pod_cidr", k.pod_cidr.to_string()),
             ("service_cidr", k.service_cidr.to_string()),
-            (
-                "cert_sans",
-                sans.iter()
-                    .map(|s| format!("    - \"{s}\""))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
         ],
         &[],
-    )
+    )?;
+    // The SANs go in as data, then the documents are written back out.
+    let mut out = String::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut v: serde_yaml::Value = serde::Deserialize::deserialize(doc)
+            .map_err(|e| anyhow::anyhow!("kubeadm-config.yaml: {e}"))?;
+        if v["kind"] == "ClusterConfiguration" {
+            v["apiServer"]["certSANs"] = serde_yaml::to_value(&sans)?;
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&v)?);
+    }
+    Ok(out)
+}
+
+/// The name kubeadm gives the cluster (ClusterConfiguration.clusterName)
+/// and each node records in /etc/eshop/cluster.
+pub(super) fn cluster_name(cfg: &Config) -> String {
+    format!("eshop-{}", cfg.project)
+}
+
+/// Resets a node only if it is in the cluster eshop built for this project.
+pub(super) fn reset_script(cfg: &Config) -> anyhow::Result<String> {
+    render(RESET, &[("cluster_name", cluster_name(cfg))], &[])
 }
 
 pub(super) fn init_script(cfg: &Config, cp: &Node) -> anyhow::Result<String> {
@@ -182,7 +198,11 @@ pub(super) fn init_script(cfg: &Config, cp: &Node) -> anyhow::Result<String> {
         INIT,
         &[
             ("k8s_version", k.version.clone()),
-            ("kubeadm_config", kubeadm_config(cfg, cp)?),
+            ("cluster_name", cluster_name(cfg)),
+            (
+                "kubeadm_config_base64",
+                crate::render::base64_word(kubeadm_config(cfg, cp)?.as_bytes()),
+            ),
             ("calico_version", k.calico_version.clone()),
             (
                 "calico_url",
@@ -361,6 +381,7 @@ pub(super) async fn bootstrap_on(ctx: &Ctx, conns: &[Conn]) -> anyhow::Result<us
                     ("token", token.clone()),
                     ("ca_hash", hash.clone()),
                     ("node_name", n.name.clone()),
+                    ("cluster_name", cluster_name(cfg)),
                 ],
                 &[],
             )
@@ -414,10 +435,11 @@ pub(super) async fn write_kubeconfig(
     cluster["cluster"]["server"] = server.into();
     let mut auth = one(&mut kc, "users")?;
     auth["name"] = user.clone().into();
-    let context: serde_yaml::Value = serde_yaml::from_str(&format!(
-        "name: {name}\ncontext:\n  cluster: {name}\n  user: {user}\n  namespace: {}\n",
-        k.namespace
-    ))?;
+    // Built as data: a context name is whatever the user chose.
+    let context = serde_yaml::to_value(serde_json::json!({
+        "name": name,
+        "context": {"cluster": name, "user": user, "namespace": k.namespace},
+    }))?;
     kc["clusters"] = serde_yaml::Value::Sequence(vec![cluster]);
     kc["users"] = serde_yaml::Value::Sequence(vec![auth]);
     kc["contexts"] = serde_yaml::Value::Sequence(vec![context]);
@@ -512,12 +534,13 @@ pub(super) fn node_scripts(cfg: &Config, cp: &Node) -> anyhow::Result<Vec<(&'sta
                     ("token", "TOKEN-FROM-CONTROL-PLANE".into()),
                     ("ca_hash", "sha256:CA-HASH-FROM-CONTROL-PLANE".into()),
                     ("node_name", "WORKER-NAME".into()),
+                    ("cluster_name", cluster_name(cfg)),
                 ],
                 &[],
             )?,
         ),
         ("finish-cluster.sh", FINISH.to_owned()),
-        ("reset-node.sh", RESET.to_owned()),
+        ("reset-node.sh", reset_script(cfg)?),
         ("probe.sh", PROBE.to_owned()),
     ];
     Ok(scripts)

@@ -40,7 +40,7 @@ async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
     let imgs = images(ctx)?;
     let cluster = ctx.kube().await?;
     let objects = flat(manifests(cfg, Some(&imgs), Some("unused-by-plan"))?);
-    out.extend(manifests::plan(cluster, cfg, PHASE, &objects).await?);
+    out.extend(manifests::plan(ctx, cluster, PHASE, &objects).await?);
     Ok(out)
 }
 
@@ -122,7 +122,7 @@ async fn destroy(ctx: &Ctx) -> anyhow::Result<usize> {
                     connect_all(ctx, &nodes, dir.path()).await?
                 };
                 let all: Vec<&Conn> = conns.iter().collect();
-                let reset = |_: &Node| Ok(RESET.to_owned());
+                let reset = |_: &Node| reset_script(cfg);
                 let r = on_all(ctx, &all, "kubeadm reset", &reset).await;
                 for c in conns {
                     c.close().await;

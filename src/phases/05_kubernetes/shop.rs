@@ -112,7 +112,10 @@ pub fn manifests(
     }
     files.push(("10-config.yaml".to_owned(), config));
     let otlp_headers = cfg.apm.otlp().and_then(|(_, h)| h);
-    files.push(parse("15-secret.yaml", secret_text(cfg, password)?)?);
+    files.push((
+        "15-secret.yaml".to_owned(),
+        secret_objects(cfg, password, &labels)?,
+    ));
     files.push(parse("20-database.yaml", database_text(cfg)?)?);
     for s in cfg.shop {
         let (svc, port, db) = (s.name, s.port, s.database);
@@ -157,31 +160,41 @@ pub fn manifests(
 
 /// The database password and, with phase 10, the trace export's headers.
 /// `password` None means a render for review: no credential at all.
-fn secret_text(cfg: &Config, password: Option<&str>) -> anyhow::Result<String> {
-    let ns = cfg.kube.namespace.clone();
+/// The template gives the shape, the values go in as data.
+fn secret_objects(
+    cfg: &Config,
+    password: Option<&str>,
+    labels: &BTreeMap<&str, String>,
+) -> anyhow::Result<Vec<Value>> {
+    let ns = &cfg.kube.namespace;
     let otlp_headers = cfg.apm.otlp().and_then(|(_, h)| h);
-    let otlp_headers_text = match (&otlp_headers, password) {
-        (Some(h), Some(_)) => Value::String(h.expose().to_owned()).to_string(),
-        (Some(_), None) => "\"FROM-THE-ENVIRONMENT\"".to_owned(),
-        (None, _) => String::new(),
-    };
-    let otlp_flags: &[&str] = if otlp_headers.is_some() {
+    let flags: &[&str] = if otlp_headers.is_some() {
         &["otlp_headers"]
     } else {
         &[]
     };
-    render(
-        SECRET,
-        &[
-            ("namespace", ns.clone()),
-            (
-                "db_password",
-                password.unwrap_or("GENERATED-AT-APPLY").to_owned(),
-            ),
-            ("otlp_headers", otlp_headers_text),
-        ],
-        otlp_flags,
-    )
+    let text = render(SECRET, &[("namespace", ns.clone())], flags)?;
+    let mut objects = manifests::parse(&text, "15-secret.yaml", labels)?;
+    let review = password.is_none();
+    let password = password.unwrap_or("GENERATED-AT-APPLY");
+    for o in &mut objects {
+        match o["metadata"]["name"].as_str() {
+            Some("db") => {
+                o["stringData"]["password"] = password.into();
+                o["stringData"]["database-url"] =
+                    format!("postgres://inventory:{password}@postgres.{ns}.svc:5432/inventory")
+                        .into();
+            }
+            Some("otlp") => {
+                o["stringData"]["headers"] = match &otlp_headers {
+                    Some(h) if !review => h.expose().into(),
+                    _ => "FROM-THE-ENVIRONMENT".into(),
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(objects)
 }
 
 /// PostgreSQL for the services that own a database.

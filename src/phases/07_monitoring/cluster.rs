@@ -28,15 +28,21 @@ const KUBE_POLICIES: &str =
 /// The in-cluster configuration: pod discovery in the shop's namespace,
 /// keeping the catalogue's services' "http" ports.
 pub fn kube_prometheus_yml(cfg: &Config) -> anyhow::Result<String> {
-    render(
+    let text = render(
         KUBE_PROMETHEUS_YML,
         &[
             ("scrape_interval", format!("{}s", cfg.scrape_interval_secs)),
             ("namespace", cfg.kube.namespace.clone()),
-            ("services", crate::shop::names(cfg.shop).join("|")),
         ],
         &[],
-    )
+    )?;
+    // The keep-regex goes in as data (a regex is not a template value).
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let keep = doc["scrape_configs"][0]["relabel_configs"][0]
+        .get_mut("regex")
+        .ok_or_else(|| anyhow::anyhow!("kubernetes/prometheus.yml: no keep regex to fill"))?;
+    *keep = format!("({});http", crate::shop::names(cfg.shop).join("|")).into();
+    Ok(serde_yaml::to_string(&doc)?)
 }
 
 fn by_tag(image: &str) -> bool {
