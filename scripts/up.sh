@@ -23,17 +23,19 @@ if [ -z "${ESHOP_MONITORING_GRAFANA_IMAGE:-}" ] && ! grep -qs '^\s*grafana_image
   echo "[up] cannot pull grafana/grafana and no local substitute exists: Grafana is skipped" >&2
   export ESHOP_MONITORING_GRAFANA_IMAGE=none
 fi
-# Two builds at once, because each leaves a core idle much of the time
-# (the CLI waits on aws-sdk-ec2, one long compile unit): the services,
-# optimised, as phase 1 builds them, in the background, and the CLI in its
-# own unoptimised profile (Cargo.toml, [profile.cli]: it only waits on
-# Docker and the network) in the foreground with cargo's progress. Cargo
-# builds one thing at a time per target directory, so the CLI gets its own.
-# Phase 1 then finds the services compiled (or waits for the last of it).
+# Two builds at once: the CLI in its own unoptimised profile (Cargo.toml,
+# [profile.cli]: it only waits on Docker and the network) in the
+# foreground with cargo's progress, and the services, optimised, as phase 1
+# builds them, in the background at the lowest priority: they take only
+# the core the CLI leaves idle (most of its last minutes go to one long
+# compile unit, aws-sdk-ec2), so they never slow it down (measured: at
+# equal priority both builds took longer than one after the other).
+# Cargo builds one thing at a time per target directory, so the CLI gets
+# its own. Phase 1 then finds the services compiled (or waits for the rest).
 target="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target"
 echo "[up] compiling the services in the background (log: $target/services-build.log)" >&2
-cargo build --release --locked -p inventory -p pricing >"$target/services-build.log" 2>&1 &
+nice -n 19 cargo build --release --locked -p inventory -p pricing >"$target/services-build.log" 2>&1 &
 echo "[up] compiling the eshop CLI (about 5 minutes the first time)" >&2
 CARGO_TARGET_DIR="$target/cli-build" cargo build --profile cli --locked -p eshop --bin eshop
 exec "$target/cli-build/cli/eshop" up "$@"
