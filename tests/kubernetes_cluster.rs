@@ -123,7 +123,7 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
     let shop = Shop::new("");
     let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "security"]);
     assert!(
-        plan.contains("plan: 25 to create, 0 to update, 0 to delete"),
+        plan.contains("plan: 27 to create, 0 to update, 0 to delete"),
         "{plan}"
     );
 
@@ -278,7 +278,7 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
 
     // Phase 6 on top.
     let out = shop.ok(&["phase", "security", "apply"]);
-    assert!(out.contains("7 change(s)"), "{out}");
+    assert!(out.contains("9 change(s)"), "{out}");
     assert_eq!(
         owned(&shop.mock, "security"),
         [
@@ -289,6 +289,8 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
             "NetworkPolicy pricing",
             "Role pod-manager",
             "RoleBinding pod-managers",
+            "ValidatingAdmissionPolicy eshop-shop-pod-manager",
+            "ValidatingAdmissionPolicyBinding eshop-shop-pod-manager",
         ]
     );
     let status = shop.ok(&["phase", "kubernetes", "status"]);

@@ -55,6 +55,19 @@ pub const KINDS: &[Kind] = &[
         "rolebindings",
         true,
     ),
+    // What pod managers' pods may not do (phase 6), before they exist.
+    k(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        false,
+    ),
+    k(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        false,
+    ),
     k("v1", "ConfigMap", "configmaps", true),
     k("v1", "Secret", "secrets", true),
     k(

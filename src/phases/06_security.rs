@@ -20,6 +20,8 @@ pub struct Security;
 
 pub const PHASE: &str = "security";
 
+const POD_MANAGER_POLICY: &str =
+    include_str!("../../templates/security/15-pod-manager-policy.yaml");
 const RBAC: &str = include_str!("../../templates/security/10-rbac.yaml");
 const POLICIES: &str = include_str!("../../templates/security/20-network-policies.yaml");
 const SERVICE_POLICY: &str = include_str!("../../templates/security/30-service-policy.yaml");
@@ -69,13 +71,46 @@ fn service_policy(cfg: &Config, svc: &Service, otlp_port: Option<u16>) -> anyhow
     if svc.database {
         egress.push(rule_to("postgres", POSTGRES_PORT));
     }
-    // Traces leave for the configured receiver (phase 10), wherever it is.
+    // Traces leave for the configured receiver (phase 10) only.
     if let Some(p) = otlp_port {
-        egress.push(json!({"ports": tcp(p)}));
+        egress.push(json!({"to": otlp_peers(cfg), "ports": tcp(p)}));
     }
     v["spec"]["ingress"] = Value::Array(ingress);
     v["spec"]["egress"] = Value::Array(egress);
     Ok(v)
+}
+
+/// Where traces may go. The receiver's address when it is an IP; its
+/// namespace when it is a cluster service name (`name.ns.svc…`);
+/// otherwise (a SaaS tenant, a short in-cluster name) the cluster's pods
+/// and public addresses, never the VPC, the nodes or the instance
+/// metadata service (169.254.169.254), where a service's credentials
+/// have no business going.
+fn otlp_peers(cfg: &Config) -> Vec<Value> {
+    let host = cfg
+        .apm
+        .otlp()
+        .and_then(|(u, _)| reqwest::Url::parse(&u).ok())
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        let len = if ip.is_ipv4() { 32 } else { 128 };
+        return vec![json!({"ipBlock": {"cidr": format!("{ip}/{len}")}})];
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let in_cluster = host.ends_with(".svc") || host.ends_with(".svc.cluster.local");
+    if in_cluster && labels.len() >= 3 {
+        return vec![
+            json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": labels[1]}}}),
+        ];
+    }
+    vec![
+        json!({"namespaceSelector": {}}),
+        json!({"ipBlock": {"cidr": "0.0.0.0/0", "except": [
+            "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10", "127.0.0.0/8"
+        ]}}),
+    ]
 }
 
 /// The namespace-wide policies, then one per service, the database's
@@ -117,11 +152,23 @@ pub fn manifests(cfg: &Config) -> anyhow::Result<Vec<(String, Vec<Value>)>> {
         &[("namespace", ns), ("users_group", users_group(cfg))],
         &[],
     )?;
+    let admission = render(
+        POD_MANAGER_POLICY,
+        &[
+            ("namespace", cfg.kube.namespace.clone()),
+            ("users_group", users_group(cfg)),
+        ],
+        &[],
+    )?;
     let policies = network_policies(cfg)?;
     Ok(vec![
         (
             "10-rbac.yaml".into(),
             manifests::parse(&rbac, "10-rbac.yaml", &labels)?,
+        ),
+        (
+            "15-pod-manager-policy.yaml".into(),
+            manifests::parse(&admission, "15-pod-manager-policy.yaml", &labels)?,
         ),
         (
             "20-network-policies.yaml".into(),
@@ -336,5 +383,38 @@ mod tests {
         assert!(check_user("alice").is_ok() && check_user("bob.smith@example.com").is_ok());
         assert!(check_user("").is_err() && check_user("-x").is_err() && check_user("a b").is_err());
         assert!(check_user("../etc/passwd").is_err());
+    }
+
+    /// Traces go to the configured receiver, not anywhere on port 443
+    /// (inventory holds the database's credentials).
+    #[test]
+    fn trace_egress_is_limited_to_the_receiver() {
+        let peers = |url: &str| {
+            let cfg = Config::parse_for(
+                crate::shop::SHOP,
+                &format!("[apm]\notlp_endpoint = \"{url}\"\n"),
+                Path::new("eshop.toml"),
+                Path::new("."),
+                &std::collections::BTreeMap::<String, String>::new(),
+                &crate::config::Overrides::default(),
+            )
+            .unwrap();
+            serde_json::to_string(&otlp_peers(&cfg)).unwrap()
+        };
+        assert_eq!(
+            peers("http://10.1.2.3:4318"),
+            r#"[{"ipBlock":{"cidr":"10.1.2.3/32"}}]"#
+        );
+        assert_eq!(
+            peers("http://collector.observability.svc:4318"),
+            r#"[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"observability"}}}]"#
+        );
+        let saas = peers("https://abc12345.live.dynatrace.com");
+        assert!(
+            saas.contains(r#""cidr":"0.0.0.0/0""#)
+                && saas.contains("169.254.0.0/16")
+                && saas.contains("10.0.0.0/8"),
+            "{saas}"
+        );
     }
 }
