@@ -130,6 +130,10 @@ struct FileService {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -288,6 +288,22 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
         assert_eq!(panel["datasource"]["uid"], "eshop-prometheus", "{panel}");
     }
     let g = format!("eshop-{}-grafana", p.name);
+    // No anonymous access and never admin/admin: a password eshop made,
+    // kept 0600 beside the state, never printed.
+    let env = docker(&["inspect", "-f", "{{json .Config.Env}}", &g]);
+    assert!(env.contains("GF_AUTH_ANONYMOUS_ENABLED=false"), "{env}");
+    let pw_file = p
+        .dir
+        .path()
+        .join(format!(".eshop/{}-grafana-admin-password", p.name));
+    let pw = std::fs::read_to_string(&pw_file).unwrap();
+    assert_eq!(pw.len(), 32);
+    assert!(env.contains(&format!("GF_SECURITY_ADMIN_PASSWORD={pw}")));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&pw_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(!out.contains(&pw), "the password was printed");
     assert_eq!(
         docker(&[
             "exec",

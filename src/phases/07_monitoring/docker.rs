@@ -5,7 +5,7 @@
 //! means nothing to do.
 
 use super::{DASHBOARDS_YML, DATASOURCE_YML, NAME, RULES_YML, SERVICES_DASHBOARD};
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::engines::docker::{self, ContainerSpec};
 use crate::phases::local::{container_name, display_host, network_name};
 use crate::phases::{Action, Change, Ctx, Outcome, Status};
@@ -152,7 +152,41 @@ fn bundles(cfg: &Config) -> anyhow::Result<Vec<Bundle>> {
     Ok(out)
 }
 
-fn spec(cfg: &Config, b: &Bundle) -> ContainerSpec {
+/// Grafana's admin password: ESHOP_GRAFANA_ADMIN_PASSWORD, else one eshop
+/// generated once and keeps in `.eshop/<project>-grafana-admin-password`
+/// (0600; never printed, never in the state file), so Grafana never runs
+/// as admin/admin. Plan only reads it; apply makes it.
+fn grafana_password(ctx: &Ctx, create: bool) -> anyhow::Result<Option<Secret>> {
+    let cfg = &ctx.config;
+    if let Some(p) = &cfg.grafana_admin_password {
+        return Ok(Some(p.clone()));
+    }
+    let path = cfg
+        .state_dir
+        .join(format!("{}-grafana-admin-password", cfg.project));
+    match std::fs::read_to_string(&path) {
+        Ok(p) if !p.trim().is_empty() => return Ok(Some(Secret::new(p.trim().to_owned()))),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => anyhow::bail!("{}: {e}", path.display()),
+    }
+    if !create {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&cfg.state_dir)?;
+    let p = crate::util::random_password();
+    crate::util::write_atomic(&path, p.as_bytes(), 0o600)?;
+    ctx.ui.info(
+        NAME,
+        &format!(
+            "Grafana's admin password (user admin) is in {}",
+            path.display()
+        ),
+    );
+    Ok(Some(Secret::new(p)))
+}
+
+fn spec(cfg: &Config, b: &Bundle, grafana_password: Option<&Secret>) -> ContainerSpec {
     let mut labels = docker::labels(&cfg.project, cfg.target.as_str(), NAME);
     labels.insert(crate::labels::COMPONENT.into(), b.component.into());
     let bind = cfg.bind.to_string();
@@ -171,15 +205,14 @@ fn spec(cfg: &Config, b: &Bundle) -> ContainerSpec {
         },
         _ => {
             let mut env = vec![
-                // A local demo: dashboards readable without logging in.
-                "GF_AUTH_ANONYMOUS_ENABLED=true".to_owned(),
-                "GF_AUTH_ANONYMOUS_ORG_ROLE=Viewer".to_owned(),
+                // Everyone logs in: the shop's metrics are not public.
+                "GF_AUTH_ANONYMOUS_ENABLED=false".to_owned(),
                 "GF_ANALYTICS_REPORTING_ENABLED=false".to_owned(),
                 "GF_ANALYTICS_CHECK_FOR_UPDATES=false".to_owned(),
                 // The root filesystem is read-only: log to the console only.
                 "GF_LOG_MODE=console".to_owned(),
             ];
-            if let Some(pw) = &cfg.grafana_admin_password {
+            if let Some(pw) = grafana_password {
                 env.push(format!("GF_SECURITY_ADMIN_PASSWORD={}", pw.expose()));
             }
             ContainerSpec {
@@ -239,7 +272,7 @@ pub(super) async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
             ),
         });
         let name = container_name(cfg, b.component);
-        let (_, hash) = spec(cfg, &b).body();
+        let (_, hash) = spec(cfg, &b, grafana_password(ctx, false)?.as_ref()).body();
         plan.push(match have.get(&name) {
             None => Change::new(format!("container {name}"), Action::Create, "absent"),
             Some(f) if f.running && f.spec == hash => Change::new(
@@ -292,7 +325,11 @@ pub(super) async fn apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
             progress.finish(&format!("built {r}"));
             changed += 1;
         }
-        let s = spec(cfg, &b);
+        let s = spec(
+            cfg,
+            &b,
+            grafana_password(ctx, b.component == "grafana")?.as_ref(),
+        );
         for (vol, _) in &s.volumes {
             if engine.ensure_volume(vol, labels.clone()).await? {
                 changed += 1;
