@@ -3,4 +3,5 @@
 pub mod aws;
 pub mod docker;
 pub mod kube;
+pub mod registry_auth;
 pub mod ssh;

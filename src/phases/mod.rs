@@ -20,7 +20,7 @@ pub mod apm;
 pub mod build;
 #[cfg(test)]
 mod catalogue_test;
-#[path = "02_images.rs"]
+#[path = "02_images/mod.rs"]
 pub mod images;
 #[path = "03_infra/mod.rs"]
 pub mod infra;

@@ -8,7 +8,7 @@
 //! Dockerfile and everything copied into the image, and each container
 //! carries a hash of its whole spec (`eshop/spec`). Equal hash, nothing to do.
 
-use super::local::{container_name, display_host, network_name, volume_name};
+use super::local::{container_name, network_name, volume_name};
 use super::{
     check_digest, Action, Change, Ctx, Info, Outcome, Phase, Recalled, Status, EVERYWHERE,
 };
@@ -23,11 +23,13 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod demo;
+
 pub struct Images;
 
 const NAME: &str = "images";
-const RUNTIME_DOCKERFILE: &str = include_str!("../../templates/images/Dockerfile.runtime");
-const MULTISTAGE_DOCKERFILE: &str = include_str!("../../templates/images/Dockerfile.multistage");
+const RUNTIME_DOCKERFILE: &str = include_str!("../../../templates/images/Dockerfile.runtime");
+const MULTISTAGE_DOCKERFILE: &str = include_str!("../../../templates/images/Dockerfile.multistage");
 /// Where a database-owning service keeps its SQLite file in the container.
 const DATA_DIR: &str = "/data";
 
@@ -271,7 +273,10 @@ impl Images {
         engine: &Engine,
         p: &Planned,
     ) -> anyhow::Result<Option<String>> {
-        let creds = docker::credentials(&ctx.config.registry, ctx.config.registry_auth.as_ref());
+        let creds = crate::engines::registry_auth::credentials(
+            &ctx.config.registry,
+            ctx.config.registry_auth.as_ref(),
+        );
         engine.registry_digest(&p.reference(), creds).await
     }
 
@@ -405,7 +410,10 @@ impl Images {
             return Ok((d, false));
         }
         let progress = ctx.ui.spinner(NAME, &format!("pushing {r}"));
-        let creds = docker::credentials(&ctx.config.registry, ctx.config.registry_auth.as_ref());
+        let creds = crate::engines::registry_auth::credentials(
+            &ctx.config.registry,
+            ctx.config.registry_auth.as_ref(),
+        );
         let digest = engine
             .push(&p.repo, &p.tag, creds, |line| {
                 progress.set_message(format!("{r}: {line}"))
@@ -510,7 +518,7 @@ impl Images {
             json!({"url": url}),
         );
         if cfg.demo_data {
-            changed += load_demo(ctx).await?;
+            changed += demo::load_demo(ctx).await?;
         }
         Ok(changed)
     }
@@ -581,125 +589,20 @@ impl Images {
     }
 }
 
-/// Loads each service's demo records (the catalogue's `demo`) into a
-/// service that holds no record yet, so a new shop has something to show;
-/// a service with any data of its own is left alone. Says which page to
-/// try. Returns the number of records added.
-async fn load_demo(ctx: &Ctx) -> anyhow::Result<usize> {
-    let cfg = &ctx.config;
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(5))
-        .build()?;
-    let host = display_host(cfg);
-    let mut added = 0;
-    for svc in cfg.shop {
-        let Some(demo) = svc.demo else { continue };
-        let base = format!("http://{host}:{}{}", cfg.host_port(svc), demo.collection);
-        // anyhow keeps the error's sources, printed with {:#}.
-        let fail = |what: &str, e: anyhow::Error| {
-            e.context(format!("demo data for {}: {what} {base}", svc.name))
-        };
-        let page: serde_json::Value = http
-            .get(format!("{base}?limit=1"))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| fail("listing", e.into()))?
-            .json()
-            .await
-            .map_err(|e| fail("reading the list from", e.into()))?;
-        let records: Vec<serde_json::Value> = serde_json::from_str(demo.records)?;
-        let empty = page["items"].as_array().is_some_and(|i| i.is_empty());
-        if empty {
-            for r in &records {
-                let resp = http
-                    .post(&base)
-                    .json(r)
-                    .send()
-                    .await
-                    .map_err(|e| fail("adding a record to", e.into()))?;
-                match resp.status().as_u16() {
-                    200 | 201 => added += 1,
-                    // Added meanwhile by someone else: theirs stays.
-                    409 => {}
-                    s => return Err(fail("adding a record to", anyhow::anyhow!("HTTP {s}"))),
-                }
-            }
-            ctx.ui.info(
-                NAME,
-                &format!(
-                    "loaded {} demo record(s) into {} (local.demo_data = false turns this off)",
-                    records.len(),
-                    svc.name
-                ),
-            );
-        }
-        let first = records.first().and_then(|r| r["id"].as_str());
-        if let Some(id) = first {
-            let shown = http
-                .get(format!("{base}/{}", percent_encode(id)))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if shown {
-                let page = demo.try_path.replace("{id}", &percent_encode(id));
-                let url = format!(
-                    "{}{}",
-                    super::local::shop_url(cfg).trim_end_matches('/'),
-                    page
-                );
-                ctx.ui.event(
-                    "result",
-                    Some(NAME),
-                    &format!("try product {id}: {url}"),
-                    json!({"try": url, "id": id}),
-                );
-            }
-        }
-    }
-    Ok(added)
-}
-
-/// For a path segment or query value: everything but RFC 3986's
-/// unreserved characters, so `SKU-MUG-001` stays readable.
-fn percent_encode(s: &str) -> String {
-    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
-}
-
 /// What `eshop phases` says this phase does.
 const ABOUT: &str =
     "build one image per service (content-hash tags), push them; on local also run them";
-
-/// The local shop has no login: its write APIs (e.g. stock
-/// changes) are open to whoever reaches the published ports.
-fn warn_if_exposed(ctx: &Ctx) {
-    let cfg = &ctx.config;
-    if cfg.target == Target::Local && !cfg.bind.is_loopback() {
-        ctx.ui.warn(
-            NAME,
-            &format!(
-                "local.bind = {}: the shop's ports, its write APIs included, are open to every machine that can reach this one; 127.0.0.1 keeps them on this machine",
-                cfg.bind
-            ),
-        );
-    }
-}
 
 impl Phase for Images {
     const INFO: Info = Info::new(2, NAME, ABOUT, EVERYWHERE);
 
     async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
-        warn_if_exposed(ctx);
+        demo::warn_if_exposed(ctx);
         self.plan_now(ctx).await
     }
 
     async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
-        warn_if_exposed(ctx);
+        demo::warn_if_exposed(ctx);
         self.apply_now(ctx).await
     }
 
