@@ -603,13 +603,53 @@ fn kubeadm_scripts_bootstrap_a_cluster_of_stand_ins() {
     // A request for a serving certificate by a user who is not a node
     // (no system:node: prefix), wearing a node's name: never approved.
     std::fs::write(hosts.cluster_dir().join("csr/csr-forged"), "worker-1\n").unwrap();
+    // And a node asking for a name that is not its own (the API server's).
+    std::fs::write(
+        hosts.cluster_dir().join("csr/csr-greedy"),
+        "system:node:worker-1\n",
+    )
+    .unwrap();
+    let csr = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-keyout",
+            "/dev/null",
+            "-subj",
+            "/O=system:nodes/CN=system:node:worker-1",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:worker-1,DNS:kubernetes.default,IP:10.96.0.1",
+        ])
+        .output()
+        .unwrap();
+    assert!(csr.status.success());
+    std::fs::write(
+        hosts.cluster_dir().join("csr-request/csr-greedy"),
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &csr.stdout),
+    )
+    .unwrap();
     let finish = kubeadm_script("finish-cluster.sh", &[]);
     let out = ok(&hosts.run_script("cp-1", &finish));
-    assert!(
-        !hosts.cluster_dir().join("csr-approved/csr-forged").exists(),
-        "a non-node user's CSR was approved:\n{out}"
-    );
-    std::fs::remove_file(hosts.cluster_dir().join("csr/csr-forged")).unwrap();
+    for forged in ["csr-forged", "csr-greedy"] {
+        assert!(
+            !hosts
+                .cluster_dir()
+                .join("csr-approved")
+                .join(forged)
+                .exists(),
+            "{forged} was approved:\n{out}"
+        );
+        std::fs::remove_file(hosts.cluster_dir().join("csr").join(forged)).unwrap();
+    }
     let mut approved = changed(&out);
     approved.sort();
     assert_eq!(
