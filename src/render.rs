@@ -4,35 +4,13 @@
 //! fails the render instead of shipping an empty string.
 //!
 //! Every template (YAML, shell, Dockerfile, Prometheus configuration) is
-//! rendered here, and no value may leave its place: a value is an
-//! [`Val::Atom`], checked to hold only characters that mean nothing in any
-//! of those languages (no space, line break, quote, `$`, `#`, `{`…), or a
-//! [`Val::Fragment`] of eshop's own text (a `&'static str`: compiled in,
-//! never input). Free text never goes through a template: it is put into
-//! the parsed object as data (YAML/JSON) or passed to a script in the
-//! environment or as a base64 file.
+//! rendered here, and no value may leave its place: each is checked to
+//! hold only characters that mean nothing in any of those languages (no
+//! space, line break, quote, `$`, `#`, `{`…). Free text never goes through
+//! a template: it is put into the parsed object as data (YAML/JSON) or
+//! passed to a script in the environment or as a base64 file.
 
 use std::collections::BTreeMap;
-
-#[derive(Debug, Clone)]
-pub enum Val {
-    /// Input (configuration, state, what a cluster said): checked.
-    Atom(String),
-    /// eshop's own compiled-in text, e.g. a shared shell prelude.
-    Fragment(&'static str),
-}
-
-impl From<String> for Val {
-    fn from(s: String) -> Val {
-        Val::Atom(s)
-    }
-}
-
-impl From<&'static str> for Val {
-    fn from(s: &'static str) -> Val {
-        Val::Fragment(s)
-    }
-}
 
 /// The characters a substituted input value may hold: letters, digits and
 /// `. _ : / @ + = , % -`. Enough for names, versions, ports, CIDRs, image
@@ -51,19 +29,9 @@ pub fn check_atom(name: &str, v: &str) -> anyhow::Result<()> {
     }
 }
 
-fn text<'a>(name: &str, v: &'a Val) -> anyhow::Result<&'a str> {
-    match v {
-        Val::Atom(s) => {
-            check_atom(name, s)?;
-            Ok(s)
-        }
-        Val::Fragment(s) => Ok(s),
-    }
-}
-
 pub fn render(
     template: &str,
-    vars: &BTreeMap<&str, Val>,
+    vars: &BTreeMap<&str, String>,
     flags: &[&str],
 ) -> anyhow::Result<String> {
     fill(template, vars, flags, true)
@@ -73,16 +41,13 @@ pub fn render(
 /// `"Resource"`): the result is that value, never text around it, so
 /// input needs no check here. Never for a whole file.
 pub fn render_string_value(template: &str, vars: &[(&str, String)]) -> anyhow::Result<String> {
-    let v: BTreeMap<&str, Val> = vars
-        .iter()
-        .map(|(k, v)| (*k, Val::Atom(v.clone())))
-        .collect();
+    let v: BTreeMap<&str, String> = vars.iter().cloned().collect();
     fill(template, &v, &[], false)
 }
 
 fn fill(
     template: &str,
-    vars: &BTreeMap<&str, Val>,
+    vars: &BTreeMap<&str, String>,
     flags: &[&str],
     check: bool,
 ) -> anyhow::Result<String> {
@@ -110,10 +75,10 @@ fn fill(
             let v = vars
                 .get(name)
                 .ok_or_else(|| anyhow::anyhow!("template uses unknown value {name:?}"))?;
-            out.push_str(match (v, check) {
-                (Val::Atom(s), false) => s,
-                _ => text(name, v)?,
-            });
+            if check {
+                check_atom(name, v)?;
+            }
+            out.push_str(v);
         }
     }
     out.push_str(rest);
@@ -121,12 +86,12 @@ fn fill(
 }
 
 /// [`render`] with the values as a list of pairs, as the phases write them.
-pub fn render_pairs<V: Clone + Into<Val>>(
+pub fn render_pairs(
     template: &str,
-    vars: &[(&str, V)],
+    vars: &[(&str, String)],
     flags: &[&str],
 ) -> anyhow::Result<String> {
-    let v: BTreeMap<&str, Val> = vars.iter().map(|(k, v)| (*k, v.clone().into())).collect();
+    let v: BTreeMap<&str, String> = vars.iter().cloned().collect();
     render(template, &v, flags)
 }
 
@@ -156,7 +121,7 @@ mod tests {
             "a;b",
             "a b",
         ] {
-            let vars = BTreeMap::from([("v", Val::Atom(hostile.to_owned()))]);
+            let vars = BTreeMap::from([("v", hostile.to_owned())]);
             let err = render("k: {{v}}", &vars, &[]).unwrap_err().to_string();
             assert!(err.starts_with("v: "), "{hostile:?}: {err}");
         }
@@ -168,19 +133,18 @@ mod tests {
             "1.31.2",
             "QUJD+/==",
         ] {
-            let vars = BTreeMap::from([("v", Val::Atom(fine.to_owned()))]);
+            let vars = BTreeMap::from([("v", fine.to_owned())]);
             assert_eq!(render("{{v}}", &vars, &[]).unwrap(), fine);
         }
-        // eshop's own text goes in as it is.
-        let vars = BTreeMap::from([("v", Val::Fragment("set -eu\necho \"$1\""))]);
-        assert!(render("{{v}}", &vars, &[]).unwrap().contains("\"$1\""));
-        // A value is never rendered again: a value holding {{ stays inert.
-        assert!(render_pairs("{{v}}", &[("v", "{{w}}")], &[]).unwrap() == "{{w}}");
+        // A string value of parsed data takes anything, and is never
+        // rendered again: a value holding {{ stays inert.
+        let v = render_string_value("arn:{{v}}", &[("v", "{{w}} \"x\"".to_owned())]);
+        assert_eq!(v.unwrap(), "arn:{{w}} \"x\"");
     }
 
     #[test]
     fn values_and_sections() {
-        let vars = BTreeMap::from([("a", Val::Atom("1".to_owned()))]);
+        let vars = BTreeMap::from([("a", "1".to_owned())]);
         assert_eq!(
             render("x{{a}}y{{#f}}[{{a}}]{{/f}}z", &vars, &["f"]).unwrap(),
             "x1y[1]z"

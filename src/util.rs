@@ -12,6 +12,17 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A SHA-256 in hex (64 digits), as [`hex`] writes one; what registries
+/// put after `sha256:`.
+pub fn is_sha256_hex(h: &str) -> bool {
+    h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `sha256:` and a SHA-256 in hex: a registry digest, a CA's hash.
+pub fn is_sha256_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:").is_some_and(is_sha256_hex)
+}
+
 /// The first 16 hex digits of the SHA-256 of `bytes`: content tags.
 pub fn content_tag(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))[..16].to_owned()

@@ -219,13 +219,8 @@ fn with(base: &toml::Table, key: &str, value: &str) -> String {
     let v = toml::Value::String(value.to_owned());
     match parts.as_slice() {
         ["kubernetes", "nodes", field] => {
-            let nodes = t["kubernetes"]["nodes"].as_array().unwrap().clone();
-            let mut nodes = nodes;
+            let nodes = t["kubernetes"]["nodes"].as_array_mut().unwrap();
             nodes[1].as_table_mut().unwrap().insert((*field).into(), v);
-            t["kubernetes"]
-                .as_table_mut()
-                .unwrap()
-                .insert("nodes".into(), nodes.into());
         }
         ["services", "pricing", "env", "<key>"] => {
             let env = t["services"]["pricing"]["env"].as_table_mut().unwrap();

@@ -72,17 +72,21 @@ impl Apm {
     pub fn cleartext_credentials(&self) -> Option<String> {
         let (url, headers) = self.otlp()?;
         headers.as_ref()?;
-        let u = reqwest::Url::parse(&url).ok()?;
-        let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|a| a.is_loopback());
-        (u.scheme() == "http" && !loopback).then(|| {
+        let (host, ip) = self.otlp_host()?;
+        let loopback = host == "localhost" || ip.is_some_and(|a| a.is_loopback());
+        (url.starts_with("http://") && !loopback).then(|| {
             format!(
                 "the OTLP headers (credentials) go to {url} over plain http: anyone on the path can read them; use https://"
             )
         })
+    }
+
+    /// The receiver's host, and its address when the host is an IP.
+    pub fn otlp_host(&self) -> Option<(String, Option<std::net::IpAddr>)> {
+        let (url, _) = self.otlp()?;
+        let u = reqwest::Url::parse(&url).ok()?;
+        let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
+        Some((host.to_owned(), host.parse().ok()))
     }
 
     pub fn configured(&self) -> bool {

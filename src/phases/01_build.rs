@@ -70,8 +70,7 @@ struct Recorded {
 
 impl Recalled for Recorded {
     fn check(&self, cfg: &Config) -> Result<(), String> {
-        if self.fingerprint.len() != 64 || !self.fingerprint.bytes().all(|b| b.is_ascii_hexdigit())
-        {
+        if !crate::util::is_sha256_hex(&self.fingerprint) {
             return Err("fingerprint is not a sha256".into());
         }
         for (name, path) in &self.binaries {

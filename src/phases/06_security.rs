@@ -87,14 +87,8 @@ fn service_policy(cfg: &Config, svc: &Service, otlp_port: Option<u16>) -> anyhow
 /// metadata service (169.254.169.254), where a service's credentials
 /// have no business going.
 fn otlp_peers(cfg: &Config) -> Vec<Value> {
-    let host = cfg
-        .apm
-        .otlp()
-        .and_then(|(u, _)| reqwest::Url::parse(&u).ok())
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+    let (host, ip) = cfg.apm.otlp_host().unwrap_or_default();
+    if let Some(ip) = ip {
         let len = if ip.is_ipv4() { 32 } else { 128 };
         return vec![json!({"ipBlock": {"cidr": format!("{ip}/{len}")}})];
     }

@@ -208,10 +208,8 @@ pub trait Recalled: serde::de::DeserializeOwned {
 
 /// A registry digest as phase 2 records it: `sha256:` and 64 hex digits.
 pub fn check_digest(d: &str) -> Result<(), String> {
-    let ok = d
-        .strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-    ok.then_some(())
+    crate::util::is_sha256_digest(d)
+        .then_some(())
         .ok_or_else(|| format!("{d:?} is not a sha256 digest"))
 }
 

@@ -255,9 +255,7 @@ pub fn parse_join(line: &str) -> anyhow::Result<(String, String, String)> {
             .bytes()
             .enumerate()
             .all(|(i, b)| i == 6 || b.is_ascii_lowercase() || b.is_ascii_digit());
-    let hash_ok = hash
-        .strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    let hash_ok = crate::util::is_sha256_digest(&hash);
     let ep_ok = endpoint
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
