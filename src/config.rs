@@ -10,6 +10,8 @@ pub mod apm;
 pub mod aws;
 pub mod kube;
 mod layer;
+mod pinned;
+pub use pinned::Pinned;
 mod local;
 
 use crate::shop::Service;

@@ -5,6 +5,7 @@ pub mod config;
 pub mod engines;
 pub mod labels;
 pub mod phases;
+pub mod pins;
 pub mod render;
 pub mod shop;
 pub mod state;

@@ -101,6 +101,17 @@ fn pki(dir: &Path) {
     ]);
 }
 
+/// The add-ons' config key prefixes (`…_manifest`, `…_sha256`).
+const ADD_ONS: [&str; 3] = ["calico", "metrics_server", "local_path"];
+
+fn sha256_of(path: &Path) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl Cluster {
     fn start(extra_ssh: &str) -> Cluster {
         let hosts = Hosts::start(&["cp", "w1", "w2"]);
@@ -124,9 +135,23 @@ impl Cluster {
                 self.hosts.host(name).addr
             ));
         }
+        // The add-ons' manifests from files beside the config (no network
+        // here): stand-ins, pinned and checked like the real downloads.
+        let mut add_ons = String::new();
+        for key in ADD_ONS {
+            let file = self.dir.path().join(format!("{key}.yaml"));
+            if !file.exists() {
+                std::fs::write(
+                    &file,
+                    format!("# stand-in {key} manifest\nkind: List\nitems: []\n"),
+                )
+                .unwrap();
+            }
+            add_ons.push_str(&format!("{key}_manifest = \"{}\"\n", file.display()));
+        }
         self.write_config(&format!(
             "project = \"shop\"\n[kubernetes]\nmode = \"bootstrap\"\napi_server = \"{api}\"\n\
-             rollout_timeout_secs = 20\n{nodes}[kubernetes.images]\n\
+             rollout_timeout_secs = 20\n{add_ons}{nodes}[kubernetes.images]\n\
              inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{a}\"\n\
              pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{b}\"\n\
              [ssh]\nconfig_file = \"{cfg}\"\nconnect_timeout_secs = 5\n{extra_ssh}\n",
@@ -177,7 +202,7 @@ fn mutating(c: &Call) -> bool {
         || c.is("systemctl", &["restart"])
         || c.is("systemctl", &["enable"])
         || c.is("swapoff", &[])
-        || c.is("gpg", &[])
+        || c.is("gpg", &["--batch", "--dearmor"])
 }
 
 #[test]
@@ -194,7 +219,30 @@ fn bootstrap_runs_in_order_hands_the_join_token_over_and_a_second_run_does_nothi
         "{plan}"
     );
 
+    assert!(
+        plan.contains(
+            "+ add-on calico v3.30.3 (not pinned yet: apply records its sha256 in eshop.lock"
+        ),
+        "{plan}"
+    );
+
     let out = c.ok(&["phase", "kubernetes", "apply"]);
+    // First use: each add-on's sha256 recorded in eshop.lock beside the
+    // config, and the manifests written on the control plane as checked.
+    let lock = std::fs::read_to_string(c.dir.path().join("eshop.lock")).unwrap();
+    for key in ADD_ONS {
+        let file = c.dir.path().join(format!("{key}.yaml"));
+        assert!(
+            lock.contains(&format!("sha256 = \"{}\"", sha256_of(&file))),
+            "{lock}"
+        );
+        let name = key.replace('_', "-");
+        assert_eq!(
+            c.hosts
+                .file("cp", &format!("/etc/eshop/addons/{name}.yaml")),
+            std::fs::read_to_string(&file).ok(),
+        );
+    }
     let (cp, w1, w2) = (
         c.hosts.calls("cp"),
         c.hosts.calls("w1"),
@@ -318,6 +366,61 @@ fn bootstrap_runs_in_order_hands_the_join_token_over_and_a_second_run_does_nothi
         plan.contains("0 to create, 0 to update, 0 to delete"),
         "{plan}"
     );
+    let plan = c.ok(&["phase", "kubernetes", "plan", "-v"]);
+    assert!(
+        plan.contains(&format!(
+            "= add-on calico v3.30.3 (sha256 {} (pinned by eshop.lock))",
+            &sha256_of(&c.dir.path().join("calico.yaml"))[..16]
+        )),
+        "{plan}"
+    );
+
+    // The manifest changes at its source (upstream, a mirror, in transit)
+    // and a machine without eshop's verified copy (a fresh checkout, CI)
+    // downloads it: apply stops before any node is touched, naming both
+    // hashes.
+    let calico = c.dir.path().join("calico.yaml");
+    let pinned = sha256_of(&calico);
+    std::fs::write(
+        &calico,
+        "# stand-in calico manifest, altered\nkind: List\nitems: []\n",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(c.dir.path().join(".eshop/downloads")).unwrap();
+    let counts: Vec<usize> = ["cp", "w1", "w2"]
+        .iter()
+        .map(|h| c.hosts.calls(h).len())
+        .collect();
+    let err = c.fails(&["phase", "kubernetes", "apply"], 1);
+    assert!(
+        err.contains("calico v3.30.3")
+            && err.contains(&format!("eshop.lock pins {pinned}"))
+            && err.contains(&sha256_of(&calico))
+            && err.contains("nothing was applied"),
+        "{err}"
+    );
+    for (h, n) in ["cp", "w1", "w2"].iter().zip(&counts) {
+        assert_eq!(c.hosts.calls(h).len(), *n, "{h} was reached");
+    }
+    // A pin in eshop.toml that contradicts eshop.lock is refused too.
+    let text = std::fs::read_to_string(c.config()).unwrap().replace(
+        "[kubernetes]\n",
+        &format!("[kubernetes]\ncalico_sha256 = \"{}\"\n", sha256_of(&calico)),
+    );
+    std::fs::write(c.config(), text).unwrap();
+    let err = c.fails(&["phase", "kubernetes", "apply"], 1);
+    assert!(
+        err.contains("kubernetes.calico_sha256 pins calico"),
+        "{err}"
+    );
+    // Back to the reviewed content and no extra pin: converged again.
+    std::fs::write(
+        &calico,
+        "# stand-in calico manifest\nkind: List\nitems: []\n",
+    )
+    .unwrap();
+    c.configure(&c.hosts.ssh_config(), "");
+    c.ok(&["phase", "kubernetes", "apply"]);
 
     // Destroy: kubeadm reset on every node, the kubeconfig removed.
     c.ok(&["phase", "kubernetes", "destroy"]);

@@ -12,6 +12,8 @@ use common::ssh_hosts::{kubeadm_script, kubeadm_templates_dir, render, standins_
 
 const K8S_MINOR: &str = "v1.34";
 const K8S_PACKAGE: &str = "1.34.2-1.1";
+/// pkgs.k8s.io's signing key, as eshop pins it by default.
+const K8S_KEY: &str = "DE15B14486CD377B9E876E1A234654DA9A296436";
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -30,6 +32,13 @@ fn ok(out: &Output) -> String {
     text(&out.stdout)
 }
 
+/// stderr of a command that failed; panics if it succeeded.
+#[track_caller]
+fn ok_err(out: &Output) -> String {
+    assert!(!out.status.success(), "succeeded:\n{}", text(&out.stdout));
+    text(&out.stderr)
+}
+
 fn changed(stdout: &str) -> Vec<&str> {
     stdout
         .lines()
@@ -40,7 +49,11 @@ fn changed(stdout: &str) -> Vec<&str> {
 fn prepare_node() -> String {
     kubeadm_script(
         "prepare-node.sh",
-        &[("k8s_minor", K8S_MINOR), ("k8s_package", K8S_PACKAGE)],
+        &[
+            ("k8s_minor", K8S_MINOR),
+            ("k8s_package", K8S_PACKAGE),
+            ("apt_key_fingerprint", K8S_KEY),
+        ],
     )
 }
 
@@ -126,9 +139,9 @@ fn prepare_node_changes_once_and_pins_the_packages() {
         "changed: swap off",
         "changed: /etc/modules-load.d/eshop-k8s.conf",
         "changed: /etc/sysctl.d/90-eshop-k8s.conf",
-        "changed: containerd installed",
+        "changed: installed containerd openssl",
         "changed: /etc/containerd/config.toml",
-        "changed: /etc/apt/keyrings/kubernetes-apt-keyring.gpg",
+        "changed: /etc/apt/keyrings/kubernetes-apt-keyring.gpg (key DE15B14486CD377B9E876E1A234654DA9A296436)",
         "changed: /etc/apt/sources.list.d/kubernetes.list",
         "changed: installed kubelet=1.34.2-1.1 kubeadm=1.34.2-1.1 kubectl=1.34.2-1.1",
         "changed: kubelet enabled",
@@ -172,14 +185,13 @@ fn prepare_node_changes_once_and_pins_the_packages() {
     // Log order is the order the calls ended; `t` is when each began (the
     // stand-ins of one pipeline run at once).
     assert!(calls.iter().all(|c| c.t > 1.7e9 && c.host == "node-1"));
-    // The second run only looked.
+    // The second run only looked (gpg --show-keys reads the keyring).
     for c in &calls[calls_after_first..] {
-        assert!(
-            !["apt-get", "apt-mark", "swapoff", "curl", "gpg"].contains(&c.cmd.as_str())
-                && !c.is("systemctl", &["enable"])
-                && !c.is("systemctl", &["restart"]),
-            "second run acted: {c}"
-        );
+        let looked = c.cmd == "gpg" && c.args.contains(&"--show-keys".to_owned());
+        let acted = ["apt-get", "apt-mark", "swapoff", "curl", "gpg"].contains(&c.cmd.as_str())
+            || c.is("systemctl", &["enable"])
+            || c.is("systemctl", &["restart"]);
+        assert!(looked || !acted, "second run acted: {c}");
     }
 
     // What the host sees, and what the stand-ins tell the scripts.
@@ -213,6 +225,41 @@ fn prepare_node_changes_once_and_pins_the_packages() {
     );
     let after: Vec<_> = watched.iter().map(|p| real(p)).collect();
     assert_eq!(before, after, "the real /etc changed");
+}
+
+/// The Kubernetes apt key must be the pinned one and only it: a forged key,
+/// or the real one with another key beside it (apt would trust both), stops
+/// the node before any repository or package is set up.
+#[test]
+fn prepare_node_refuses_an_apt_key_that_is_not_the_pinned_one() {
+    let hosts = Hosts::start(&["node-1"]);
+    let state = hosts.host("node-1").state_dir();
+    let forged = "0123456789ABCDEF0123456789ABCDEF01234567";
+    for served in [forged.to_owned(), format!("{K8S_KEY}\n{forged}")] {
+        std::fs::write(state.join("apt-key-fingerprint"), &served).unwrap();
+        let out = hosts.run_script("node-1", &prepare_node());
+        assert!(!out.status.success(), "{}", text(&out.stdout));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("not {K8S_KEY} (kubernetes.apt_key_fingerprint)"))
+                && err.contains(forged),
+            "{err}"
+        );
+        assert!(hosts
+            .file("node-1", "/etc/apt/keyrings/kubernetes-apt-keyring.gpg")
+            .is_none());
+        assert!(hosts
+            .file("node-1", "/etc/apt/sources.list.d/kubernetes.list")
+            .is_none());
+        assert!(!hosts
+            .calls("node-1")
+            .iter()
+            .any(|c| c.is("apt-get", &["install"])
+                && c.args.iter().any(|a| a.starts_with("kubeadm"))));
+    }
+    // The real key alone is accepted.
+    std::fs::remove_file(state.join("apt-key-fingerprint")).unwrap();
+    ok(&hosts.run_script("node-1", &prepare_node()));
 }
 
 #[test]
@@ -477,19 +524,57 @@ fn kubeadm_scripts_bootstrap_a_cluster_of_stand_ins() {
             ("cluster_name", "eshop-harness"),
             ("kubeadm_config_base64", &config),
             ("calico_version", "v3.30.3"),
-            ("calico_url", "https://raw.githubusercontent.com/projectcalico/calico/v3.30.3/manifests/calico.yaml"),
             ("metrics_server_version", "v0.8.0"),
-            (
-                "metrics_server_url",
-                "https://github.com/kubernetes-sigs/metrics-server/releases/download/v0.8.0/components.yaml",
-            ),
             ("local_path_version", "v0.0.32"),
-            (
-                "local_path_url",
-                "https://raw.githubusercontent.com/rancher/local-path-provisioner/v0.0.32/deploy/local-path-storage.yaml",
-            ),
         ],
     );
+    // The add-ons' manifests, as phase 5 writes them before init (stand-in
+    // content: the kubectl stand-in only records what was applied).
+    let add_on = |name: &str, version: &str, content: &str, sha: &str| {
+        kubeadm_script(
+            "add-on.sh",
+            &[
+                ("name", name),
+                ("version", version),
+                ("sha256", sha),
+                (
+                    "content_base64",
+                    &base64::Engine::encode(&base64::engine::general_purpose::STANDARD, content),
+                ),
+            ],
+        )
+    };
+    let sha = |c: &str| {
+        use sha2::Digest;
+        sha2::Sha256::digest(c.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    // A manifest that does not arrive as sent stops there.
+    let bad = ok_err(&hosts.run_script(
+        "cp-1",
+        &add_on("calico", "v3.30.3", "kind: List\n", &sha("other\n")),
+    ));
+    assert!(bad.contains("FAILED") || bad.contains("WARNING"), "{bad}");
+    for (name, version) in [
+        ("calico", "v3.30.3"),
+        ("metrics-server", "v0.8.0"),
+        ("local-path", "v0.0.32"),
+    ] {
+        let content = format!("# stand-in {name} manifest\nkind: List\nitems: []\n");
+        let out = ok(&hosts.run_script("cp-1", &add_on(name, version, &content, &sha(&content))));
+        assert!(
+            changed(&out).contains(&format!("changed: /etc/eshop/addons/{name}.yaml").as_str()),
+            "{out}"
+        );
+        assert_eq!(
+            hosts
+                .file("cp-1", &format!("/etc/eshop/addons/{name}.yaml"))
+                .as_deref(),
+            Some(content.as_str())
+        );
+    }
     let out = ok(&hosts.run_script("cp-1", &init));
     let changes = changed(&out);
     for want in [

@@ -24,6 +24,7 @@ pub(super) struct FileApm {
     dynatrace_url: Option<Spanned<String>>,
     dynatrace_operator_version: Option<Spanned<String>>,
     dynatrace_operator_manifest: Option<Spanned<String>>,
+    dynatrace_operator_sha256: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -32,10 +33,10 @@ pub struct Dynatrace {
     pub url: String,
     pub api_token: Secret,
     pub ingest_token: Secret,
-    pub operator_version: String,
-    /// A file (already resolved against the config's folder) or an https
-    /// URL; None: the operator's release asset for `operator_version`.
-    pub operator_manifest: Option<String>,
+    /// The operator's kubernetes.yaml: the release asset for
+    /// `dynatrace_operator_version` or `dynatrace_operator_manifest`,
+    /// pinned by sha256.
+    pub operator: super::Pinned,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -229,31 +230,22 @@ fn dynatrace(o: &Origin, f: &FileApm) -> Result<Option<Dynatrace>, ConfigError> 
             &f.dynatrace_operator_version,
         )
         .or(DEFAULT_OPERATOR_VERSION.to_owned(), operator_version)?;
-    // A file (relative to the config's folder) or an https URL.
-    let operator_manifest = o
-        .key(
+    let operator = super::pinned::pinned(
+        o,
+        "dynatrace-operator",
+        operator_version.clone(),
+        format!("https://github.com/Dynatrace/dynatrace-operator/releases/download/{operator_version}/kubernetes.yaml"),
+        o.key(
             "apm.dynatrace_operator_manifest",
             &f.dynatrace_operator_manifest,
-        )
-        .get(|m| {
-            if m.starts_with("https://") {
-                return Ok(m.to_owned());
-            }
-            if m.contains("://") {
-                return Err("a file path or an https:// URL".to_owned());
-            }
-            let p = o.path(m);
-            if !p.is_file() {
-                return Err(format!("{} is not a file", p.display()));
-            }
-            Ok(p.display().to_string())
-        })?;
+        ),
+        o.key("apm.dynatrace_operator_sha256", &f.dynatrace_operator_sha256),
+    )?;
     Ok(Some(Dynatrace {
         url: tenant,
         api_token,
         ingest_token,
-        operator_version,
-        operator_manifest,
+        operator,
     }))
 }
 
@@ -270,8 +262,13 @@ mod tests {
                 url: "https://abc12345.live.dynatrace.com".into(),
                 api_token: Secret("dt0c01.API".into()),
                 ingest_token: Secret("dt0c01.INGEST".into()),
-                operator_version: DEFAULT_OPERATOR_VERSION.into(),
-                operator_manifest: None,
+                operator: super::super::Pinned {
+                    name: "dynatrace-operator",
+                    version: DEFAULT_OPERATOR_VERSION.into(),
+                    source: "https://example.com/kubernetes.yaml".into(),
+                    sha256: None,
+                    sha256_key: "apm.dynatrace_operator_sha256".into(),
+                },
             }),
         };
         assert!(!format!("{apm:?}").contains("dt0c01"));

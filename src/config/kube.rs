@@ -4,6 +4,7 @@
 
 use super::aws::Cidr;
 use super::layer::{keep, optional, port, within, Origin};
+use super::pinned::{pinned, Pinned};
 use super::{ConfigError, Target};
 use crate::shop::Service;
 use serde::Deserialize;
@@ -24,7 +25,14 @@ pub(super) struct FileKube {
     pod_cidr: Option<Spanned<String>>,
     service_cidr: Option<Spanned<String>>,
     calico_version: Option<Spanned<String>>,
+    calico_manifest: Option<Spanned<String>>,
+    calico_sha256: Option<Spanned<String>>,
     metrics_server_version: Option<Spanned<String>>,
+    metrics_server_manifest: Option<Spanned<String>>,
+    metrics_server_sha256: Option<Spanned<String>>,
+    local_path_manifest: Option<Spanned<String>>,
+    local_path_sha256: Option<Spanned<String>>,
+    apt_key_fingerprint: Option<Spanned<String>>,
     #[serde(default)]
     nodes: Vec<FileNode>,
     min_replicas: Option<Spanned<i64>>,
@@ -135,8 +143,14 @@ pub struct Kube {
     pub package_revision: String,
     pub pod_cidr: Cidr,
     pub service_cidr: Cidr,
-    pub calico_version: String,
-    pub metrics_server_version: String,
+    /// The add-ons a bootstrapped cluster gets, each pinned by sha256:
+    /// Calico, metrics-server, local-path-provisioner.
+    pub calico: Pinned,
+    pub metrics_server: Pinned,
+    pub local_path: Pinned,
+    /// The OpenPGP fingerprint of the pkgs.k8s.io signing key (40 hex
+    /// digits, upper case): the nodes refuse any other key.
+    pub apt_key_fingerprint: String,
     /// Bootstrap: explicit nodes; empty on target aws = phase 3's instances.
     pub nodes: Vec<Node>,
     pub min_replicas: u32,
@@ -185,6 +199,15 @@ pub struct Ssh {
 
 pub const DEFAULT_K8S_VERSION: &str = "1.34.2";
 pub const DEFAULT_PACKAGE_REVISION: &str = "1.1";
+/// The local volume provisioner a bare kubeadm cluster needs for the
+/// database's claim (a CSI driver can replace it through
+/// `kubernetes.storage_class`).
+pub const LOCAL_PATH_VERSION: &str = "v0.0.32";
+
+/// The key that signs pkgs.k8s.io's packages (`gpg --show-keys
+/// Release.key`), the same for every minor version's repository.
+pub const K8S_APT_KEY_FINGERPRINT: &str = "DE15B14486CD377B9E876E1A234654DA9A296436";
+
 pub const DEFAULT_CALICO: &str = "v3.30.3";
 pub const DEFAULT_METRICS_SERVER: &str = "v0.8.0";
 pub const DEFAULT_POSTGRES_IMAGE: &str = "postgres:16.4-bookworm";
@@ -227,6 +250,16 @@ fn version(s: &str) -> Result<(), String> {
         && parts[0] == "1";
     ok.then_some(())
         .ok_or_else(|| format!("{s:?} must be a Kubernetes version like 1.34.2"))
+}
+
+/// An OpenPGP v4 fingerprint: 40 hex digits, spaces allowed (as gpg
+/// prints it); kept upper case without spaces, as `gpg --with-colons`
+/// writes it.
+fn fingerprint(s: &str) -> Result<String, String> {
+    let f: String = s.chars().filter(|c| *c != ' ').collect();
+    (f.len() == 40 && f.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| f.to_ascii_uppercase())
+        .ok_or_else(|| "must be an OpenPGP fingerprint, 40 hex digits".into())
 }
 
 fn tag_version(s: &str) -> Result<(), String> {
@@ -330,12 +363,39 @@ pub(super) fn kube(
     let calico_version = o
         .key("kubernetes.calico_version", &f.calico_version)
         .or(DEFAULT_CALICO.to_owned(), keep(tag_version))?;
+    let calico = pinned(
+        o,
+        "calico",
+        calico_version.clone(),
+        format!("https://raw.githubusercontent.com/projectcalico/calico/{calico_version}/manifests/calico.yaml"),
+        o.key("kubernetes.calico_manifest", &f.calico_manifest),
+        o.key("kubernetes.calico_sha256", &f.calico_sha256),
+    )?;
     let metrics_server_version = o
         .key(
             "kubernetes.metrics_server_version",
             &f.metrics_server_version,
         )
         .or(DEFAULT_METRICS_SERVER.to_owned(), keep(tag_version))?;
+    let metrics_server = pinned(
+        o,
+        "metrics-server",
+        metrics_server_version.clone(),
+        format!("https://github.com/kubernetes-sigs/metrics-server/releases/download/{metrics_server_version}/components.yaml"),
+        o.key("kubernetes.metrics_server_manifest", &f.metrics_server_manifest),
+        o.key("kubernetes.metrics_server_sha256", &f.metrics_server_sha256),
+    )?;
+    let local_path = pinned(
+        o,
+        "local-path",
+        LOCAL_PATH_VERSION.to_owned(),
+        format!("https://raw.githubusercontent.com/rancher/local-path-provisioner/{LOCAL_PATH_VERSION}/deploy/local-path-storage.yaml"),
+        o.key("kubernetes.local_path_manifest", &f.local_path_manifest),
+        o.key("kubernetes.local_path_sha256", &f.local_path_sha256),
+    )?;
+    let apt_key_fingerprint = o
+        .key("kubernetes.apt_key_fingerprint", &f.apt_key_fingerprint)
+        .or(K8S_APT_KEY_FINGERPRINT.to_owned(), fingerprint)?;
     let nodes = nodes(o, f, mode, target)?;
 
     let min = o.key("kubernetes.min_replicas", &f.min_replicas);
@@ -381,8 +441,10 @@ pub(super) fn kube(
         package_revision,
         pod_cidr,
         service_cidr,
-        calico_version,
-        metrics_server_version,
+        calico,
+        metrics_server,
+        local_path,
+        apt_key_fingerprint,
         nodes,
         min_replicas,
         max_replicas,

@@ -71,38 +71,16 @@ fn own_objects(cfg: &Config, d: &Dynatrace, with_tokens: bool) -> anyhow::Result
     Ok(out)
 }
 
-/// Where the operator's manifest comes from.
-fn operator_source(d: &Dynatrace) -> String {
-    d.operator_manifest.clone().unwrap_or_else(|| {
-        format!(
-            "https://github.com/Dynatrace/dynatrace-operator/releases/download/{}/kubernetes.yaml",
-            d.operator_version
-        )
-    })
-}
-
 /// The operator's objects, stamped with eshop's labels so that prune and
-/// destroy find them like anything else eshop applied.
-async fn operator_objects(cfg: &Config, d: &Dynatrace) -> anyhow::Result<Vec<Value>> {
-    let src = operator_source(d);
-    let text = if src.starts_with("https://") {
-        let r = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()?
-            .get(&src)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::Error::new(e).context(format!("Dynatrace Operator manifest {src}"))
-            })?;
-        if !r.status().is_success() {
-            anyhow::bail!("Dynatrace Operator manifest {src}: HTTP {}", r.status());
-        }
-        r.text().await?
-    } else {
-        std::fs::read_to_string(&src)
-            .map_err(|e| anyhow::anyhow!("Dynatrace Operator manifest {src}: {e}"))?
-    };
+/// destroy find them like anything else eshop applied. The manifest must
+/// match its sha256 pin (`record`: apply writes a first-use pin to
+/// eshop.lock; plan and status only look).
+async fn operator_objects(ctx: &Ctx, d: &Dynatrace, record: bool) -> anyhow::Result<Vec<Value>> {
+    let cfg = &ctx.config;
+    let src = d.operator.source.clone();
+    let text = crate::pins::fetch(cfg, &ctx.ui, PHASE, &d.operator, record)
+        .await?
+        .text;
     let labels = manifests::owner_labels(cfg, PHASE);
     let objects = manifests::parse(&text, &src, &labels)?;
     for o in &objects {
@@ -118,11 +96,11 @@ async fn operator_objects(cfg: &Config, d: &Dynatrace) -> anyhow::Result<Vec<Val
 }
 
 /// Everything phase 10 applies on a cluster, in file order.
-async fn cluster_objects(cfg: &Config, d: &Dynatrace) -> anyhow::Result<Vec<Value>> {
-    let own = own_objects(cfg, d, true)?;
+async fn cluster_objects(ctx: &Ctx, d: &Dynatrace, record: bool) -> anyhow::Result<Vec<Value>> {
+    let own = own_objects(&ctx.config, d, true)?;
     let (head, dynakube) = own.split_at(own.len() - 1);
     let mut all = head.to_vec();
-    all.extend(operator_objects(cfg, d).await?);
+    all.extend(operator_objects(ctx, d, record).await?);
     all.extend(dynakube.iter().cloned());
     Ok(all)
 }
@@ -195,7 +173,16 @@ async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
     let Some(d) = cfg.apm.dynatrace.as_ref().filter(|_| on_kubernetes(cfg)) else {
         return Ok(out);
     };
-    let objects = cluster_objects(cfg, d).await?;
+    out.push(Change::new(
+        format!("add-on {} {}", d.operator.name, d.operator.version),
+        if crate::pins::pin(cfg, &d.operator)?.0.is_some() {
+            Action::NoOp
+        } else {
+            Action::Create
+        },
+        crate::pins::describe(cfg, &d.operator)?,
+    ));
+    let objects = cluster_objects(ctx, d, false).await?;
     out.extend(manifests::plan_on_cluster(ctx, PHASE, &objects).await?);
     Ok(out)
 }
@@ -205,7 +192,7 @@ async fn apply(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let mut changed = 0;
     if let Some(d) = &cfg.apm.dynatrace {
         if on_kubernetes(cfg) {
-            let objects = cluster_objects(cfg, d).await?;
+            let objects = cluster_objects(ctx, d, true).await?;
             let cluster = ctx.kube().await?;
             changed += manifests::apply(ctx, cluster, PHASE, &objects).await?;
             ctx.ui.event(
@@ -254,7 +241,7 @@ async fn status(ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
     let mut out: Vec<Status> = trace_status(cfg).await.into_iter().collect();
     if let Some(d) = cfg.apm.dynatrace.as_ref().filter(|_| on_kubernetes(cfg)) {
         let cluster = ctx.kube().await?;
-        let objects = cluster_objects(cfg, d).await?;
+        let objects = cluster_objects(ctx, d, false).await?;
         out.extend(manifests::status(cluster, &objects).await?);
         let dynakube = objects.last().expect("rendered");
         out.push(match cluster.get(dynakube).await? {
@@ -317,8 +304,9 @@ impl Phase for Apm {
         std::fs::write(
             &p,
             format!(
-                "Applied between the two files above: the Dynatrace Operator's manifest\n{}\n",
-                operator_source(d)
+                "Applied between the two files above: the Dynatrace Operator's manifest\n{}\n{}\n",
+                d.operator.source,
+                crate::pins::describe(cfg, &d.operator)?
             ),
         )?;
         written.push(p);

@@ -3,6 +3,7 @@
 # before it acts; a prepared node prints no "changed:" line.
 K8S_MINOR="{{k8s_minor}}"
 K8S_PACKAGE="{{k8s_package}}"
+K8S_KEY_FINGERPRINT="{{apt_key_fingerprint}}"
 
 step "swap off (kubelet refuses to run with swap)"
 if [ -n "$(swapon --show --noheadings 2>/dev/null)" ]; then
@@ -31,11 +32,16 @@ then
   sysctl --system >/dev/null
 fi
 
-step "containerd with the systemd cgroup driver"
-if [ -z "$(pkg_version containerd)" ]; then
+step "containerd with the systemd cgroup driver, openssl"
+# openssl: finish-cluster.sh reads the kubelets' certificate requests.
+missing=()
+for p in containerd openssl; do
+  [ -n "$(pkg_version "$p")" ] || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
-  apt-get install -y -qq containerd >/dev/null
-  changed "containerd installed"
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+  changed "installed ${missing[*]}"
 fi
 # kubelet and containerd must agree on the cgroup driver: systemd.
 if containerd config default | sed -E 's/SystemdCgroup = false/SystemdCgroup = true/' \
@@ -49,10 +55,27 @@ fi
 
 step "kubelet, kubeadm, kubectl ${K8S_PACKAGE}"
 keyring=/etc/apt/keyrings/kubernetes-apt-keyring.gpg
-if [ ! -s "$keyring" ]; then
+# primary_keys FILE: the fingerprints of the primary keys in FILE (armored
+# or not), one per line; subkeys are not listed.
+primary_keys() {
+  { gpg --batch --show-keys --with-colons "$1" 2>/dev/null || :; } \
+    | awk -F: '$1 == "pub" { want = 1; next } $1 == "fpr" && want { print $10; want = 0 }'
+}
+# The keyring must hold the pinned key and nothing else: apt trusts every
+# key in it for this repository.
+if [ "$(primary_keys "$keyring" 2>/dev/null)" != "$K8S_KEY_FINGERPRINT" ]; then
   mkdir -p /etc/apt/keyrings
-  curl -fsSL "https://pkgs.k8s.io/core:/stable:/${K8S_MINOR}/deb/Release.key" | gpg --dearmor --yes -o "$keyring"
-  changed "$keyring"
+  key="$(mktemp)"
+  curl -fsSL "https://pkgs.k8s.io/core:/stable:/${K8S_MINOR}/deb/Release.key" -o "$key"
+  got="$(primary_keys "$key" | paste -sd ' ' -)"
+  if [ "$got" != "$K8S_KEY_FINGERPRINT" ]; then
+    rm -f "$key"
+    echo "the Kubernetes apt key from pkgs.k8s.io has fingerprint ${got:-(none)}, not ${K8S_KEY_FINGERPRINT} (kubernetes.apt_key_fingerprint): refused, nothing installed" >&2
+    exit 1
+  fi
+  gpg --batch --dearmor --yes -o "$keyring" "$key"
+  rm -f "$key"
+  changed "$keyring (key ${K8S_KEY_FINGERPRINT})"
 fi
 echo "deb [signed-by=${keyring}] https://pkgs.k8s.io/core:/stable:/${K8S_MINOR}/deb/ /" \
   | write_file /etc/apt/sources.list.d/kubernetes.list 0644 || :

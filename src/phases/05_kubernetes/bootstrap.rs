@@ -4,9 +4,10 @@
 
 use super::PHASE;
 use crate::config::kube::{Node, Role};
-use crate::config::{Config, Target};
+use crate::config::{Config, Pinned, Target};
 use crate::engines::ssh::{self, Conn};
 use crate::phases::{Action, Change, Ctx};
+use crate::pins::Fetched;
 use crate::render::render_pairs as render;
 
 pub(super) const PREPARE: &str = include_str!("../../../templates/kubeadm/prepare-node.sh");
@@ -19,10 +20,7 @@ pub(super) const PROBE: &str = include_str!("../../../templates/kubeadm/probe.sh
 pub(super) const KUBEADM_CONFIG: &str =
     include_str!("../../../templates/kubeadm/kubeadm-config.yaml");
 
-/// The local volume provisioner a bare kubeadm cluster needs for the
-/// database's claim (pinned; a CSI driver can replace it through
-/// `kubernetes.storage_class`).
-pub(super) const LOCAL_PATH_VERSION: &str = "v0.0.32";
+pub(super) const ADD_ON: &str = include_str!("../../../templates/kubeadm/add-on.sh");
 
 // --- the cluster ----------------------------------------------------------
 
@@ -187,9 +185,64 @@ pub(super) fn cluster_name(cfg: &Config) -> String {
     format!("eshop-{}", cfg.project)
 }
 
+pub(super) fn prepare_script(cfg: &Config) -> anyhow::Result<String> {
+    let k = &cfg.kube;
+    render(
+        PREPARE,
+        &[
+            ("k8s_minor", k.minor()),
+            ("k8s_package", k.package()),
+            ("apt_key_fingerprint", k.apt_key_fingerprint.clone()),
+        ],
+        &[],
+    )
+}
+
 /// Resets a node only if it is in the cluster eshop built for this project.
 pub(super) fn reset_script(cfg: &Config) -> anyhow::Result<String> {
     render(RESET, &[("cluster_name", cluster_name(cfg))], &[])
+}
+
+/// The add-ons a bootstrapped cluster gets, in the order they are applied.
+pub(super) fn add_ons(cfg: &Config) -> [&Pinned; 3] {
+    let k = &cfg.kube;
+    [&k.calico, &k.metrics_server, &k.local_path]
+}
+
+/// Downloads every add-on and checks it against its pin (before any node
+/// is touched: a changed manifest stops here); `record`: write first-use
+/// pins to eshop.lock.
+pub(super) async fn fetch_add_ons(
+    ctx: &Ctx,
+    record: bool,
+) -> anyhow::Result<Vec<(Pinned, Fetched)>> {
+    let mut out = Vec::new();
+    for p in add_ons(&ctx.config) {
+        let f = crate::pins::fetch(&ctx.config, &ctx.ui, PHASE, p, record).await?;
+        out.push((p.clone(), f));
+    }
+    Ok(out)
+}
+
+/// Writes the checked add-on manifests on the control plane.
+fn add_on_script(add_ons: &[(Pinned, Fetched)]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for (p, f) in add_ons {
+        out.push_str(&render(
+            ADD_ON,
+            &[
+                ("name", p.name.to_owned()),
+                ("version", p.version.clone()),
+                ("sha256", f.sha256.clone()),
+                (
+                    "content_base64",
+                    crate::render::base64_word(f.text.as_bytes()),
+                ),
+            ],
+            &[],
+        )?);
+    }
+    Ok(out)
 }
 
 pub(super) fn init_script(cfg: &Config, cp: &Node) -> anyhow::Result<String> {
@@ -203,29 +256,9 @@ pub(super) fn init_script(cfg: &Config, cp: &Node) -> anyhow::Result<String> {
                 "kubeadm_config_base64",
                 crate::render::base64_word(kubeadm_config(cfg, cp)?.as_bytes()),
             ),
-            ("calico_version", k.calico_version.clone()),
-            (
-                "calico_url",
-                format!(
-                    "https://raw.githubusercontent.com/projectcalico/calico/{}/manifests/calico.yaml",
-                    k.calico_version
-                ),
-            ),
-            ("metrics_server_version", k.metrics_server_version.clone()),
-            (
-                "metrics_server_url",
-                format!(
-                    "https://github.com/kubernetes-sigs/metrics-server/releases/download/{}/components.yaml",
-                    k.metrics_server_version
-                ),
-            ),
-            ("local_path_version", LOCAL_PATH_VERSION.to_owned()),
-            (
-                "local_path_url",
-                format!(
-                    "https://raw.githubusercontent.com/rancher/local-path-provisioner/{LOCAL_PATH_VERSION}/deploy/local-path-storage.yaml"
-                ),
-            ),
+            ("calico_version", k.calico.version.clone()),
+            ("metrics_server_version", k.metrics_server.version.clone()),
+            ("local_path_version", k.local_path.version.clone()),
         ],
         &[],
     )
@@ -310,9 +343,11 @@ pub(super) async fn bootstrap(ctx: &Ctx) -> anyhow::Result<usize> {
             cfg.project
         );
     }
+    // Before any node is touched: a manifest that fails its pin stops here.
+    let add_ons = fetch_add_ons(ctx, true).await?;
     let dir = control_dir()?;
     let conns = connect_all(ctx, &nodes, dir.path()).await?;
-    let result = bootstrap_on(ctx, &conns).await;
+    let result = bootstrap_on(ctx, &conns, &add_ons).await;
     for c in conns {
         c.close().await;
     }
@@ -323,9 +358,12 @@ pub(super) async fn bootstrap(ctx: &Ctx) -> anyhow::Result<usize> {
     Ok(changed)
 }
 
-pub(super) async fn bootstrap_on(ctx: &Ctx, conns: &[Conn]) -> anyhow::Result<usize> {
+pub(super) async fn bootstrap_on(
+    ctx: &Ctx,
+    conns: &[Conn],
+    add_ons: &[(Pinned, Fetched)],
+) -> anyhow::Result<usize> {
     let cfg = &ctx.config;
-    let k = &cfg.kube;
     let all: Vec<&Conn> = conns.iter().collect();
     let cp = *all
         .iter()
@@ -336,14 +374,10 @@ pub(super) async fn bootstrap_on(ctx: &Ctx, conns: &[Conn]) -> anyhow::Result<us
         .copied()
         .filter(|c| c.node.role == Role::Worker)
         .collect();
-    let prepare = |_: &Node| {
-        render(
-            PREPARE,
-            &[("k8s_minor", k.minor()), ("k8s_package", k.package())],
-            &[],
-        )
-    };
+    let prepare = |_: &Node| prepare_script(cfg);
     let mut changed = on_all(ctx, &all, "prepare node", &prepare).await?;
+    let upload = |_: &Node| add_on_script(add_ons);
+    changed += on_all(ctx, &[cp], "add-ons", &upload).await?;
     let init = |n: &Node| init_script(cfg, n);
     changed += on_all(ctx, &[cp], "control plane", &init).await?;
 
@@ -450,15 +484,36 @@ pub(super) async fn write_kubeconfig(
     Ok(true)
 }
 
+/// What the add-ons' pins are (plan downloads nothing: apply checks).
+fn plan_add_ons(cfg: &Config) -> anyhow::Result<Vec<Change>> {
+    add_ons(cfg)
+        .into_iter()
+        .map(|p| {
+            let (pin, _) = crate::pins::pin(cfg, p)?;
+            Ok(Change::new(
+                format!("add-on {} {}", p.name, p.version),
+                if pin.is_some() {
+                    Action::NoOp
+                } else {
+                    Action::Create
+                },
+                crate::pins::describe(cfg, p)?,
+            ))
+        })
+        .collect()
+}
+
 pub(super) async fn plan_bootstrap(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
     let nodes = nodes(ctx).await?;
+    let mut out = plan_add_ons(&ctx.config)?;
     if nodes.is_empty() {
         // The shop's objects follow from plan(): there is no kubeconfig yet.
-        return Ok(vec![Change::new(
+        out.push(Change::new(
             "cluster (kubeadm)",
             Action::Create,
             "no nodes yet: phase 3 creates them",
-        )]);
+        ));
+        return Ok(out);
     }
     let dir = control_dir()?;
     let conns = connect_all(ctx, &nodes, dir.path()).await?;
@@ -467,7 +522,6 @@ pub(super) async fn plan_bootstrap(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
         c.close().await;
     }
     let want = ctx.config.kube.package();
-    let mut out = Vec::new();
     for (n, p) in nodes.iter().zip(probes?) {
         let res = format!("node {} ({})", n.name, n.address);
         let joined = match n.role {
@@ -505,19 +559,30 @@ pub(super) async fn plan_bootstrap(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
     Ok(out)
 }
 
+/// For review: what add-on.sh writes before init (the manifests
+/// themselves are downloaded and checked at apply time).
+pub(super) fn add_ons_text(cfg: &Config) -> anyhow::Result<String> {
+    let mut out = String::from(
+        "# Written to /etc/eshop/addons/NAME.yaml by add-on.sh before init-control-plane.sh\n\
+         # applies them; eshop downloads each and checks its sha256 first.\n",
+    );
+    for p in add_ons(cfg) {
+        out.push_str(&format!(
+            "# {} {}: {}\n#   {}\n",
+            p.name,
+            p.version,
+            p.source,
+            crate::pins::describe(cfg, p)?
+        ));
+    }
+    Ok(out)
+}
+
 /// The node scripts as the nodes receive them, for review (join values
 /// are only known at apply time: placeholders stand for them).
 pub(super) fn node_scripts(cfg: &Config, cp: &Node) -> anyhow::Result<Vec<(&'static str, String)>> {
-    let k = &cfg.kube;
     let scripts = vec![
-        (
-            "prepare-node.sh",
-            render(
-                PREPARE,
-                &[("k8s_minor", k.minor()), ("k8s_package", k.package())],
-                &[],
-            )?,
-        ),
+        ("prepare-node.sh", prepare_script(cfg)?),
         ("init-control-plane.sh", init_script(cfg, cp)?),
         (
             "join-command.sh",

@@ -208,6 +208,9 @@ impl Phase for Kubernetes {
             role: Role::ControlPlane,
         });
         let scripts = node_scripts(cfg, &cp)?;
+        let p = out.join("add-ons.txt");
+        std::fs::write(&p, bootstrap::add_ons_text(cfg)?)?;
+        written.push(p);
         let dir = out.join("nodes");
         std::fs::create_dir_all(&dir)?;
         for (name, body) in scripts {
