@@ -59,11 +59,22 @@ impl Tar {
     }
 
     pub fn file(&mut self, path: &str, mode: u32, bytes: &[u8]) -> anyhow::Result<()> {
+        self.file_owned(path, mode, 0, bytes)
+    }
+
+    /// [`Tar::file`] owned by `uid` (group 0).
+    pub fn file_owned(
+        &mut self,
+        path: &str,
+        mode: u32,
+        uid: u64,
+        bytes: &[u8],
+    ) -> anyhow::Result<()> {
         let mut h = tar::Header::new_gnu();
         h.set_size(bytes.len() as u64);
         h.set_mode(mode);
         h.set_mtime(0);
-        h.set_uid(0);
+        h.set_uid(uid);
         h.set_gid(0);
         h.set_entry_type(tar::EntryType::Regular);
         self.b.append_data(&mut h, path, bytes)?;

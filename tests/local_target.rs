@@ -56,17 +56,26 @@ impl Shop {
     /// (busybox httpd answering /api/health and serving its files; no
     /// Grafana image can be had here). It checks eshop's side: the derived
     /// image, the container, readiness, destroy; not Grafana itself.
+    /// Also exporting traces with credentials (`ESHOP_OTLP_HEADERS`, to a
+    /// receiver nobody listens on: the test is about how they are handed
+    /// over, not sent).
     fn with_grafana_stand_in(tag: &str) -> Shop {
-        Shop::make(
+        Shop::make_with(
             tag,
             &env_or(
                 "ESHOP_TEST_GRAFANA_STANDIN_IMAGE",
                 "eshop-grafana-standin:1",
             ),
+            "[apm]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+            &[("ESHOP_OTLP_HEADERS", OTLP_HEADERS)],
         )
     }
 
     fn make(tag: &str, grafana_image: &str) -> Shop {
+        Shop::make_with(tag, grafana_image, "", &[])
+    }
+
+    fn make_with(tag: &str, grafana_image: &str, extra: &str, env: &[(&str, &str)]) -> Shop {
         let name = format!("t{tag}{:x}", rand_u32());
         let (pricing, inventory) = (free_port(), free_port());
         let (prometheus, grafana) = (free_port(), free_port());
@@ -77,14 +86,14 @@ impl Shop {
              [local]\npricing_port = {pricing}\ninventory_port = {inventory}\n\
              [monitoring]\nprometheus_image = \"{prom}\"\nprometheus_port = {prometheus}\n\
              grafana_image = \"{grafana_image}\"\ngrafana_port = {grafana}\n\
-             scrape_interval_secs = 1\n",
+             scrape_interval_secs = 1\n{extra}",
             src = env!("CARGO_MANIFEST_DIR"),
             reg = env_or("ESHOP_TEST_REGISTRY", "localhost:5000"),
             base = env_or("ESHOP_TEST_BASE_IMAGE", "eshop-base:local"),
             prom = env_or("ESHOP_TEST_PROMETHEUS_IMAGE", "eshop-prometheus:local"),
         );
         Shop {
-            cli: Project::with_config(&toml),
+            cli: Project::with_config(&toml).envs(env.iter().copied()),
             name,
             pricing,
             inventory,
@@ -129,6 +138,31 @@ impl Drop for LookAlike {
             let _ = Command::new("docker").args(args).output();
         }
     }
+}
+
+const OTLP_HEADERS: &str = "x-api-key=local-s3cr3t";
+
+/// A file inside a container, with its mode and owner, read through
+/// `docker cp` (the services' images have no shell or cat).
+fn file_in_container(container: &str, path: &str) -> (String, u32, u64) {
+    let out = Command::new("docker")
+        .args(["cp", &format!("{container}:{path}"), "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut archive = tar::Archive::new(&out.stdout[..]);
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    let (mode, uid) = (
+        entry.header().mode().unwrap() & 0o777,
+        entry.header().uid().unwrap(),
+    );
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+    (text, mode, uid)
 }
 
 fn rand_u32() -> u32 {
@@ -298,7 +332,31 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
         .join(format!(".eshop/{}-grafana-admin-password", p.name));
     let pw = std::fs::read_to_string(&pw_file).unwrap();
     assert_eq!(pw.len(), 32);
-    assert!(env.contains(&format!("GF_SECURITY_ADMIN_PASSWORD={pw}")));
+    // As a file Grafana reads (`__FILE`), owned by its user, 0400; not in
+    // the environment `docker inspect` prints.
+    assert!(!env.contains(&pw), "{env}");
+    assert!(
+        env.contains("GF_SECURITY_ADMIN_PASSWORD__FILE=/run/secrets/eshop/grafana-admin-password"),
+        "{env}"
+    );
+    assert_eq!(
+        file_in_container(&g, "/run/secrets/eshop/grafana-admin-password"),
+        (pw.clone(), 0o400, 472)
+    );
+    // The same for the services' trace credentials.
+    for svc in ["pricing", "inventory"] {
+        let c = format!("eshop-{}-{svc}", p.name);
+        let env = docker(&["inspect", "-f", "{{json .Config.Env}}", &c]);
+        assert!(!env.contains("local-s3cr3t"), "{env}");
+        assert!(
+            env.contains("OTEL_EXPORTER_OTLP_HEADERS_FILE=/run/secrets/eshop/otlp-headers"),
+            "{env}"
+        );
+        assert_eq!(
+            file_in_container(&c, "/run/secrets/eshop/otlp-headers"),
+            (OTLP_HEADERS.to_owned(), 0o400, 65532)
+        );
+    }
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&pw_file).unwrap().permissions(),
     );

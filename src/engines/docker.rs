@@ -15,6 +15,8 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
+use crate::config::Secret;
+
 use crate::labels::{
     PHASE as LABEL_PHASE, PROJECT as LABEL_PROJECT, SPEC as LABEL_SPEC, TARGET as LABEL_TARGET,
 };
@@ -54,6 +56,27 @@ pub struct ContainerSpec {
     pub volumes: Vec<(String, String)>,
     /// Hard memory limit in MiB (swap included, so it is a real limit).
     pub memory_mib: i64,
+    /// Credentials the container reads from files under [`SECRETS_DIR`]
+    /// (never its environment, which `docker inspect` shows).
+    pub secrets: Vec<SecretFile>,
+}
+
+/// Where a container finds its [`SecretFile`]s: an anonymous volume of
+/// its own (Docker refuses to copy into a read-only root filesystem, not
+/// into a volume), filled before the container starts and removed with it.
+pub const SECRETS_DIR: &str = "/run/secrets/eshop";
+
+/// One credential as a file: `SECRETS_DIR/name`, mode 0400, owned by the
+/// image's user.
+pub struct SecretFile {
+    pub name: &'static str,
+    pub content: Secret,
+}
+
+impl SecretFile {
+    pub fn path(&self) -> String {
+        format!("{SECRETS_DIR}/{}", self.name)
+    }
 }
 
 /// A container's health, from its HEALTHCHECK.
@@ -111,16 +134,20 @@ impl ContainerSpec {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,
                 }),
-                mounts: (!self.volumes.is_empty()).then(|| {
-                    self.volumes
-                        .iter()
-                        .map(|(v, target)| Mount {
-                            target: Some(target.clone()),
-                            source: Some(v.clone()),
-                            typ: Some(MountTypeEnum::VOLUME),
-                            ..Default::default()
-                        })
-                        .collect()
+                mounts: (!self.volumes.is_empty() || !self.secrets.is_empty()).then(|| {
+                    let named = self.volumes.iter().map(|(v, target)| Mount {
+                        target: Some(target.clone()),
+                        source: Some(v.clone()),
+                        typ: Some(MountTypeEnum::VOLUME),
+                        ..Default::default()
+                    });
+                    // No source: an anonymous volume, private to the container.
+                    let secrets = (!self.secrets.is_empty()).then(|| Mount {
+                        target: Some(SECRETS_DIR.to_owned()),
+                        typ: Some(MountTypeEnum::VOLUME),
+                        ..Default::default()
+                    });
+                    named.chain(secrets).collect()
                 }),
                 ..Default::default()
             }),
@@ -131,7 +158,16 @@ impl ContainerSpec {
         let canonical = serde_json::to_value(&body)
             .and_then(|v| serde_json::to_vec(&v))
             .unwrap_or_default();
-        let spec: String = Sha256::digest(canonical)
+        let mut h = Sha256::new();
+        h.update(canonical);
+        // A changed credential makes a new container. Only a hash of a
+        // hash of it reaches the label, truncated to 8 bytes.
+        for f in &self.secrets {
+            h.update(f.name.as_bytes());
+            h.update(Sha256::digest(f.content.expose().as_bytes()));
+        }
+        let spec: String = h
+            .finalize()
             .iter()
             .take(8)
             .map(|b| format!("{b:02x}"))
@@ -325,15 +361,19 @@ impl Engine {
             Some(_) => self.remove_container(name).await?,
             None => {}
         }
-        self.create_and_start(name, body).await.or_else(|e| {
-            let msg = e.to_string();
-            if msg.contains("port is already allocated") || msg.contains("address already in use") {
-                anyhow::bail!(
-                    "{e}\nanother program uses that port: choose another one in eshop.toml"
-                )
-            }
-            Err(e)
-        })?;
+        self.create_and_start(name, body, &spec.image, &spec.secrets)
+            .await
+            .or_else(|e| {
+                let msg = e.to_string();
+                if msg.contains("port is already allocated")
+                    || msg.contains("address already in use")
+                {
+                    anyhow::bail!(
+                        "{e}\nanother program uses that port: choose another one in eshop.toml"
+                    )
+                }
+                Err(e)
+            })?;
         Ok(true)
     }
 
@@ -384,10 +424,56 @@ impl Engine {
         Ok(true)
     }
 
+    /// The numeric user an image runs as (`USER 472` or `472:0`); None
+    /// for root, a user name or no USER.
+    async fn image_uid(&self, image: &str) -> anyhow::Result<Option<u64>> {
+        let i = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(|e| anyhow::anyhow!("inspecting image {image}: {e}"))?;
+        let user = i.config.and_then(|c| c.user).unwrap_or_default();
+        Ok(user.split(':').next().and_then(|u| u.parse().ok()))
+    }
+
+    /// Copies `secrets` into the created, not yet started, container.
+    async fn put_secrets(
+        &self,
+        name: &str,
+        image: &str,
+        secrets: &[SecretFile],
+    ) -> anyhow::Result<()> {
+        // Owned by the image's user and private to it; an image that runs
+        // as a named user gets files anyone in the container may read
+        // (the volume is the container's own either way).
+        let (uid, mode) = match self.image_uid(image).await? {
+            Some(uid) => (uid, 0o400),
+            None => (0, 0o444),
+        };
+        let mut tar = crate::util::Tar::new();
+        for f in secrets {
+            tar.file_owned(f.name, mode, uid, f.content.expose().as_bytes())?;
+        }
+        self.docker
+            .upload_to_container(
+                name,
+                Some(
+                    bollard::query_parameters::UploadToContainerOptionsBuilder::new()
+                        .path(SECRETS_DIR)
+                        .build(),
+                ),
+                bollard::body_full(tar.finish()?.into()),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("copying credentials into container {name}: {e}"))
+    }
+
     pub async fn create_and_start(
         &self,
         name: &str,
         body: ContainerCreateBody,
+        image: &str,
+        secrets: &[SecretFile],
     ) -> anyhow::Result<String> {
         let created = self
             .docker
@@ -400,6 +486,13 @@ impl Engine {
             )
             .await
             .map_err(|e| anyhow::anyhow!("creating container {name}: {e}"))?;
+        if !secrets.is_empty() {
+            if let Err(e) = self.put_secrets(name, image, secrets).await {
+                // Not left half-made: the next run creates it again.
+                let _ = self.remove_container(name).await;
+                return Err(e);
+            }
+        }
         self.docker
             .start_container(
                 name,

@@ -233,13 +233,19 @@ pub(crate) fn container_spec(ctx: &Ctx, svc: &Service, image_ref: &str) -> Conta
             )
         })
         .collect();
-    // Phase 10's trace export: the endpoint, and its credentials (the
-    // container's environment is as private as Docker makes it).
+    // Phase 10's trace export: the endpoint, and its credentials as a
+    // file (the environment is what `docker inspect` prints).
+    let mut secrets = Vec::new();
     if let Some((endpoint, headers)) = cfg.apm.otlp() {
         env.push(format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}"));
         env.push(format!("OTEL_SERVICE_NAME={}", svc.name));
         if let Some(h) = headers {
-            env.push(format!("OTEL_EXPORTER_OTLP_HEADERS={}", h.expose()));
+            let f = docker::SecretFile {
+                name: "otlp-headers",
+                content: h,
+            };
+            env.push(format!("OTEL_EXPORTER_OTLP_HEADERS_FILE={}", f.path()));
+            secrets.push(f);
         }
     }
     if let Some(extra) = cfg.service_env.get(svc.name) {
@@ -260,6 +266,7 @@ pub(crate) fn container_spec(ctx: &Ctx, svc: &Service, image_ref: &str) -> Conta
         },
         // Idle RSS is under 10 MB; 256 MiB leaves room for load and caches.
         memory_mib: 256,
+        secrets,
     }
 }
 

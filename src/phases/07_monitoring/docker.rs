@@ -202,6 +202,7 @@ fn spec(cfg: &Config, b: &Bundle, grafana_password: Option<&Secret>) -> Containe
                 "/prometheus".into(),
             )],
             memory_mib: 1024,
+            secrets: Vec::new(),
         },
         _ => {
             let mut env = vec![
@@ -212,8 +213,17 @@ fn spec(cfg: &Config, b: &Bundle, grafana_password: Option<&Secret>) -> Containe
                 // The root filesystem is read-only: log to the console only.
                 "GF_LOG_MODE=console".to_owned(),
             ];
-            if let Some(pw) = grafana_password {
-                env.push(format!("GF_SECURITY_ADMIN_PASSWORD={}", pw.expose()));
+            // Grafana reads `<VAR>__FILE`: the password stays out of the
+            // environment `docker inspect` shows.
+            let secrets: Vec<docker::SecretFile> = grafana_password
+                .map(|pw| docker::SecretFile {
+                    name: "grafana-admin-password",
+                    content: pw.clone(),
+                })
+                .into_iter()
+                .collect();
+            for f in &secrets {
+                env.push(format!("GF_SECURITY_ADMIN_PASSWORD__FILE={}", f.path()));
             }
             ContainerSpec {
                 image: b.reference(cfg),
@@ -226,6 +236,7 @@ fn spec(cfg: &Config, b: &Bundle, grafana_password: Option<&Secret>) -> Containe
                     "/var/lib/grafana".into(),
                 )],
                 memory_mib: 512,
+                secrets,
             }
         }
     }
