@@ -6,6 +6,7 @@
 //! A service builds its own [`axum::Router`] of business routes and hands it
 //! to [`server::App`], which wraps it in the shared layers and serves it.
 
+pub mod auth;
 pub mod config;
 pub mod extract;
 pub mod health;
