@@ -217,7 +217,9 @@ struct Keys {
 
 /// Checks tokens against the users service's published keys.
 pub struct Verifier {
-    jwks_url: String,
+    /// None: the keys given at construction, never fetched (the users
+    /// service checking its own tokens).
+    jwks_url: Option<String>,
     audience: String,
     http: reqwest::Client,
     keys: tokio::sync::RwLock<Keys>,
@@ -228,7 +230,7 @@ pub struct Verifier {
 impl Verifier {
     pub fn new(jwks_url: impl Into<String>, audience: impl Into<String>) -> Arc<Self> {
         Arc::new(Self {
-            jwks_url: jwks_url.into(),
+            jwks_url: Some(jwks_url.into()),
             audience: audience.into(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3))
@@ -239,8 +241,34 @@ impl Verifier {
         })
     }
 
+    /// A verifier for the keys of a JWK set (`{"keys": [...]}`), which
+    /// never fetches.
+    pub fn with_keys(jwks: &serde_json::Value, audience: impl Into<String>) -> Arc<Self> {
+        let v = Self {
+            jwks_url: None,
+            audience: audience.into(),
+            http: reqwest::Client::new(),
+            keys: tokio::sync::RwLock::new(Keys {
+                by_kid: parse_jwks(jwks),
+                fetched: None,
+            }),
+            fetching: Default::default(),
+        };
+        Arc::new(v)
+    }
+
     /// The key for `kid`, fetching the set when it is unknown or old.
     async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
+        if self.jwks_url.is_none() {
+            return self
+                .keys
+                .read()
+                .await
+                .by_kid
+                .get(kid)
+                .cloned()
+                .ok_or_else(|| AuthError::Invalid("signed by an unknown key".into()));
+        }
         {
             let k = self.keys.read().await;
             let fresh = k.fetched.is_some_and(|t| t.elapsed() < KEYS_MAX_AGE);
@@ -279,9 +307,10 @@ impl Verifier {
     }
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, String> {
+        let url = self.jwks_url.as_deref().unwrap_or_default();
         let r = self
             .http
-            .get(&self.jwks_url)
+            .get(url)
             .send()
             .await
             .map_err(|e| format!("fetching the signing keys: {}", e.without_url()))?;
@@ -292,20 +321,7 @@ impl Verifier {
             .json()
             .await
             .map_err(|e| format!("the signing keys are not JSON: {}", e.without_url()))?;
-        let mut out = HashMap::new();
-        for k in set["keys"].as_array().into_iter().flatten() {
-            // Only what we sign with; anything else in the set is ignored.
-            if k["kty"] != "OKP" || k["crv"] != "Ed25519" {
-                continue;
-            }
-            let (Some(kid), Some(x)) = (k["kid"].as_str(), k["x"].as_str()) else {
-                continue;
-            };
-            if let Ok(key) = DecodingKey::from_ed_components(x) {
-                out.insert(kid.to_owned(), key);
-            }
-        }
-        Ok(out)
+        Ok(parse_jwks(&set))
     }
 
     /// The token's claims if it is one of ours, for our audience, unexpired.
@@ -335,6 +351,23 @@ impl Verifier {
         }
         Ok(data.claims)
     }
+}
+
+/// The Ed25519 keys of a JWK set by kid; anything else in it is ignored.
+fn parse_jwks(set: &serde_json::Value) -> HashMap<String, DecodingKey> {
+    let mut out = HashMap::new();
+    for k in set["keys"].as_array().into_iter().flatten() {
+        if k["kty"] != "OKP" || k["crv"] != "Ed25519" {
+            continue;
+        }
+        let (Some(kid), Some(x)) = (k["kid"].as_str(), k["x"].as_str()) else {
+            continue;
+        };
+        if let Ok(key) = DecodingKey::from_ed_components(x) {
+            out.insert(kid.to_owned(), key);
+        }
+    }
+    out
 }
 
 /// The caller of a request, from a verified bearer token. Needs the

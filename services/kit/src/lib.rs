@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod db;
 pub mod extract;
 pub mod health;
 pub mod html;

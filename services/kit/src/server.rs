@@ -292,7 +292,8 @@ pub async fn serve(
 /// (so hyper's header-read timeout never runs) and accepts without limit.
 /// HTTP/1 only: the services' clients (reqwest without `http2`, probes,
 /// Prometheus) speak it, and hyper-util's HTTP/2 detection reads the
-/// preface with no timeout at all. No `ConnectInfo`: no service uses it.
+/// preface with no timeout at all. Handlers can read the peer's address as
+/// `ConnectInfo<SocketAddr>`.
 pub async fn serve_with(
     listener: TcpListener,
     router: Router,
@@ -326,7 +327,17 @@ pub async fn serve_with(
             next = next => next,
             () = &mut shutdown => break,
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        // The peer's address for handlers that need it (the users
+        // service's per-client login limit), as axum's ConnectInfo.
+        let router = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(router);
         let conn =
             graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
         connections.spawn(async move {
