@@ -21,6 +21,26 @@ pub fn always_ready() -> Readiness {
     Arc::new(|| Box::pin(async { Ok(()) }))
 }
 
+/// Ready while `ping` (one trivial database query) answers within a
+/// second: the readiness of every service that owns a database.
+pub fn database<F, Fut, E>(ping: F) -> Readiness
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+{
+    let ping = Arc::new(ping);
+    Arc::new(move || {
+        let ping = ping.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(std::time::Duration::from_secs(1), ping()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err("database query failed".to_owned()),
+                Err(_) => Err("database did not answer within 1s".to_owned()),
+            }
+        })
+    })
+}
+
 pub async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }

@@ -52,6 +52,18 @@ impl Problem {
         self
     }
 
+    /// 422 for a body whose values break the rules, one entry per field.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::unprocessable(detail)
+            .typed("validation")
+            .with_errors(errors)
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, detail)
     }

@@ -30,6 +30,12 @@ pub fn venv_tool(name: &str) -> PathBuf {
 /// service's `schemathesis.toml` lists (with reasons) the few exceptions.
 /// `--checks all` is deliberately not passed: CLI flags outrank the file.
 pub async fn schemathesis(base: &str, config: &Path, max_examples: u32) {
+    schemathesis_as(base, config, max_examples, None).await
+}
+
+/// [`schemathesis`] sending `Authorization: Bearer TOKEN` (a test token),
+/// so the operations behind a login are exercised too.
+pub async fn schemathesis_as(base: &str, config: &Path, max_examples: u32, bearer: Option<&str>) {
     let bin = std::env::var_os("ESHOP_TEST_SCHEMATHESIS")
         .map(PathBuf::from)
         .unwrap_or_else(|| venv_tool("schemathesis"));
@@ -49,6 +55,11 @@ pub async fn schemathesis(base: &str, config: &Path, max_examples: u32) {
         .args(["--request-timeout", "10"])
         .args(["--generation-database", "none"])
         .args(["--suppress-health-check", "too_slow,filter_too_much"])
+        .args(
+            bearer
+                .map(|t| vec!["-H".to_owned(), format!("Authorization: Bearer {t}")])
+                .unwrap_or_default(),
+        )
         .output()
         .await
         .unwrap_or_else(|e| {
@@ -124,3 +135,160 @@ impl Drop for TlsFront {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server scripts/test-setup.sh starts (ESHOP_TEST_PG_URL).
+pub fn pg_admin_url() -> String {
+    std::env::var("ESHOP_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://eshop_test:eshop_test@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, empty database for one test: SQLite in a temp dir, or a new
+/// PostgreSQL database dropped (with its connections) when this goes.
+pub struct TestDb {
+    pub url: String,
+    sqlite_dir: Option<tempfile_dir::Dir>,
+    postgres: Option<(String, String)>,
+}
+
+mod tempfile_dir {
+    /// A directory removed on drop (kit has no tempfile dependency).
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend, service: &str) -> TestDb {
+        let name = format!("eshop_test_{:016x}", rand::random::<u64>());
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(&name);
+                std::fs::create_dir_all(&dir).unwrap();
+                TestDb {
+                    url: format!("sqlite://{}/{service}.db?mode=rwc", dir.display()),
+                    sqlite_dir: Some(tempfile_dir::Dir(dir)),
+                    postgres: None,
+                }
+            }
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let admin = pg_admin_url();
+                let mut c = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL at ESHOP_TEST_PG_URL is not reachable ({e}); run scripts/test-setup.sh")
+                });
+                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                let (base, _) = admin.rsplit_once('/').unwrap();
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    sqlite_dir: None,
+                    postgres: Some((admin, name)),
+                }
+            }
+        }
+    }
+
+    /// The SQLite database's folder (DATA_DIR), if on SQLite.
+    pub fn dir(&self) -> Option<&Path> {
+        self.sqlite_dir.as_ref().map(|d| d.0.as_path())
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs outside async context (or during a panic): a private
+        // runtime on a plain thread, so cleanup always happens.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut c)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Runs each listed `async fn(Backend)` once on SQLite and once on
+/// PostgreSQL, so both backends pass the very same suite.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::testing::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::testing::Backend::Postgres).await }
+            )*
+        }
+    };
+}
+
+/// A service running inside the test on port 0 until [`Running::stop`].
+pub struct Running {
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// `run(shutdown)` is the service's `Application::run`.
+    pub fn start<F>(port: u16, run: impl FnOnce(ShutdownSignal) -> F) -> Running
+    where
+        F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(run(Box::pin(async {
+            let _ = rx.await;
+        })));
+        Running {
+            base: format!("http://127.0.0.1:{port}"),
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
