@@ -36,6 +36,11 @@ DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'eshop_test') THEN
     CREATE ROLE eshop_test LOGIN CREATEDB PASSWORD 'eshop_test';
   END IF;
+  -- The database's superuser as phase 5 runs it in a cluster (the setup
+  -- script creates roles and databases owned by them): tests/postgres_setup.rs.
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'eshop_test_admin') THEN
+    CREATE ROLE eshop_test_admin LOGIN SUPERUSER PASSWORD 'eshop_test_admin';
+  END IF;
 END $$;
 SQL
 

@@ -35,7 +35,7 @@ fi
 target="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target"
 echo "[up] compiling the services in the background (log: $target/services-build.log)" >&2
-nice -n 19 cargo build --release --locked -p inventory -p pricing >"$target/services-build.log" 2>&1 &
+nice -n 19 cargo build --release --locked --workspace --exclude eshop >"$target/services-build.log" 2>&1 &
 echo "[up] compiling the eshop CLI (about 5 minutes the first time)" >&2
 CARGO_TARGET_DIR="$target/cli-build" cargo build --profile cli --locked -p eshop --bin eshop
 exec "$target/cli-build/cli/eshop" up "$@"

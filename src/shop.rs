@@ -21,9 +21,14 @@ pub struct Service {
     /// these flows. A service calls only services listed before it, so
     /// the catalogue's order is also a safe start order.
     pub calls: &'static [&'static str],
-    /// Owns a database: SQLite in a volume on the local target, the
-    /// shop's PostgreSQL on Kubernetes (only its owners may reach it).
+    /// Owns a database: SQLite in a volume on the local target, its own
+    /// database in the shop's PostgreSQL on Kubernetes (only its owner may
+    /// reach it).
     pub database: bool,
+    /// Signs the shop's access tokens. Locally it makes its key in its
+    /// volume; on Kubernetes every replica must sign with the same key, so
+    /// eshop generates one into a Secret (`SIGNING_KEY_FILE`).
+    pub signing_key: bool,
     /// The shop's public entry: the URL `eshop up` prints, the NodePort or
     /// Ingress on Kubernetes, the load balancer's target on AWS.
     pub public: bool,
@@ -66,35 +71,53 @@ impl Service {
     }
 }
 
+/// Accounts and access tokens: the keys every other service checks
+/// tokens with.
+pub const USERS: Service = Service {
+    name: "users",
+    port: 8082,
+    calls: &[],
+    database: true,
+    public: false,
+    signing_key: true,
+    live_path: "/healthz",
+    ready_path: "/readyz",
+    metrics_path: "/metrics",
+    demo: None,
+};
+
+pub const INVENTORY: Service = Service {
+    name: "inventory",
+    port: 8081,
+    calls: &[],
+    database: true,
+    public: false,
+    signing_key: false,
+    live_path: "/healthz",
+    ready_path: "/readyz",
+    metrics_path: "/metrics",
+    demo: Some(Demo {
+        collection: "/products",
+        records: include_str!("../templates/demo/inventory.json"),
+        try_path: "/?product_id={id}&quantity=2",
+    }),
+};
+
+pub const PRICING: Service = Service {
+    name: "pricing",
+    port: 8080,
+    calls: &["inventory"],
+    database: false,
+    public: true,
+    signing_key: false,
+    live_path: "/healthz",
+    ready_path: "/readyz",
+    metrics_path: "/metrics",
+    demo: None,
+};
+
 /// The shop eshop ships, in start order (a service after those it calls).
-pub const SHOP: &[Service] = &[
-    Service {
-        name: "inventory",
-        port: 8081,
-        calls: &[],
-        database: true,
-        public: false,
-        live_path: "/healthz",
-        ready_path: "/readyz",
-        metrics_path: "/metrics",
-        demo: Some(Demo {
-            collection: "/products",
-            records: include_str!("../templates/demo/inventory.json"),
-            try_path: "/?product_id={id}&quantity=2",
-        }),
-    },
-    Service {
-        name: "pricing",
-        port: 8080,
-        calls: &["inventory"],
-        database: false,
-        public: true,
-        live_path: "/healthz",
-        ready_path: "/readyz",
-        metrics_path: "/metrics",
-        demo: None,
-    },
-];
+pub const SHOP: &[Service] = &[USERS, INVENTORY, PRICING];
 
 /// A made-up service for tests: owns a database, not public, the usual
 /// probe paths. Tests use it to prove a new entry needs no other change.
@@ -110,6 +133,7 @@ pub(crate) const fn made_up(
         calls,
         database: true,
         public: false,
+        signing_key: false,
         live_path: "/healthz",
         ready_path: "/readyz",
         metrics_path: "/metrics",
@@ -151,6 +175,11 @@ pub fn check(shop: &[Service]) -> Result<(), String> {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok {
             return Err(format!("service name {:?} is not a DNS label", s.name));
+        }
+        // Names eshop's own objects use: the database's Service and
+        // StatefulSet, its superuser's Secret (`db-admin`).
+        if ["postgres", "admin", "prometheus", "grafana"].contains(&s.name) {
+            return Err(format!("service name {:?} is reserved", s.name));
         }
         if s.port == 0
             || shop[..i]
@@ -197,17 +226,17 @@ mod tests {
 
     #[test]
     fn bad_catalogues_are_refused() {
-        let mut two = [SHOP[0], SHOP[1]];
+        let mut two = [INVENTORY, PRICING];
         two[1].public = false;
         assert!(check(&two).unwrap_err().contains("0 public"));
-        let mut two = [SHOP[0], SHOP[1]];
+        let mut two = [INVENTORY, PRICING];
         two[1].port = two[0].port;
         assert!(check(&two).unwrap_err().contains("repeats"));
         // Calls must point backwards: pricing before inventory is refused.
-        assert!(check(&[SHOP[1], SHOP[0]])
+        assert!(check(&[PRICING, INVENTORY])
             .unwrap_err()
             .contains("not an earlier entry"));
-        let mut bad = [SHOP[0], SHOP[1]];
+        let mut bad = [INVENTORY, PRICING];
         bad[0].name = "Inventory";
         assert!(check(&bad).is_err());
     }

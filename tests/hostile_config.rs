@@ -201,6 +201,7 @@ role = "worker"
 [kubernetes.images]
 inventory = "registry.example.com/shop-inventory:1a2b@sha256:{a}"
 pricing = "registry.example.com/shop-pricing:1a2b@sha256:{b}"
+users = "registry.example.com/shop-users:1a2b@sha256:{b}"
 [images]
 registry = "registry.example.com"
 [apm]

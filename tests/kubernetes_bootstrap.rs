@@ -154,6 +154,7 @@ impl Cluster {
              rollout_timeout_secs = 20\n{add_ons}{nodes}[kubernetes.images]\n\
              inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{a}\"\n\
              pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{b}\"\n\
+             users = \"localhost:5000/shop-users:1a2b@sha256:{b}\"\n\
              [ssh]\nconfig_file = \"{cfg}\"\nconnect_timeout_secs = 5\n{extra_ssh}\n",
             api = self.mock.url(),
             a = digest('a'),

@@ -49,9 +49,11 @@ impl Shop {
             "project = \"{NS}\"\n[kubernetes]\nmode = \"existing\"\nkubeconfig = \"kubeconfig\"\n\
              context = \"mock\"\n{timeout}{extra}\n[kubernetes.images]\n\
              inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{}\"\n\
-             pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{}\"\n",
+             pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{}\"\n\
+             users = \"localhost:5000/shop-users:1a2b@sha256:{}\"\n",
             digest('a'),
-            digest('b')
+            digest('b'),
+            digest('c')
         ));
     }
 
@@ -97,24 +99,34 @@ fn owned(mock: &KubeMock, phase: &str) -> Vec<String> {
     v
 }
 
-const SHOP_OBJECTS: [&str; 18] = [
+const SHOP_OBJECTS: [&str; 28] = [
     "ConfigMap inventory",
+    "ConfigMap postgres-setup",
     "ConfigMap pricing",
+    "ConfigMap users",
     "Deployment inventory",
     "Deployment pricing",
+    "Deployment users",
     "HorizontalPodAutoscaler inventory",
     "HorizontalPodAutoscaler pricing",
+    "HorizontalPodAutoscaler users",
     "Namespace shop",
     "PodDisruptionBudget inventory",
     "PodDisruptionBudget pricing",
-    "Secret db",
+    "PodDisruptionBudget users",
+    "Secret db-admin",
+    "Secret db-inventory",
+    "Secret db-users",
+    "Secret users-signing-key",
     "Service inventory",
     "Service postgres",
     "Service pricing",
     "Service pricing-public",
+    "Service users",
     "ServiceAccount inventory",
     "ServiceAccount postgres",
     "ServiceAccount pricing",
+    "ServiceAccount users",
     "StatefulSet postgres",
 ];
 
@@ -123,18 +135,18 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
     let shop = Shop::new("");
     let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "security"]);
     assert!(
-        plan.contains("plan: 27 to create, 0 to update, 0 to delete"),
+        plan.contains("plan: 38 to create, 0 to update, 0 to delete"),
         "{plan}"
     );
 
     let out = shop.ok(&["phase", "kubernetes", "apply"]);
-    assert!(out.contains("18 change(s)"), "{out}");
+    assert!(out.contains("28 change(s)"), "{out}");
     assert_eq!(owned(&shop.mock, "kubernetes"), SHOP_OBJECTS);
     let reqs = shop.mock.requests();
 
     // Server-side apply, as eshop, taking ownership; the namespace first.
     let p = patches(&reqs);
-    assert_eq!(p.len(), 17, "every object but the Secret is applied");
+    assert_eq!(p.len(), 24, "every object but the four Secrets is applied");
     for r in &p {
         assert_eq!(
             r.query.get("fieldManager").map(String::as_str),
@@ -150,18 +162,35 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
     }
     assert_eq!(p[0].path, "/api/v1/namespaces/shop");
 
-    // The database password: created once (POST), never applied, never shown.
-    let secret = shop.obj("v1", "secrets", "db").unwrap();
+    // Each owner's database login: created once (POST), never applied,
+    // never shown; its own role and database.
+    let secret = shop.obj("v1", "secrets", "db-inventory").unwrap();
     let password = secret["stringData"]["password"]
         .as_str()
         .unwrap()
         .to_owned();
     assert_eq!(password.len(), 32);
     assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
-    assert!(secret["stringData"]["database-url"]
+    assert_eq!(
+        secret["stringData"]["database-url"].as_str().unwrap(),
+        format!("postgres://inventory:{password}@postgres.shop.svc:5432/inventory")
+    );
+    let users_pw = shop.obj("v1", "secrets", "db-users").unwrap()["stringData"]["password"]
         .as_str()
         .unwrap()
-        .contains(&password));
+        .to_owned();
+    assert_ne!(users_pw, password, "two services share a password");
+    // The token signing key: one Ed25519 key for every users replica.
+    let key = shop.obj("v1", "secrets", "users-signing-key").unwrap()["stringData"]
+        ["signing-key.pem"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+    assert!(
+        !out.contains(key.lines().nth(1).unwrap()),
+        "the key was printed"
+    );
     assert!(!reqs
         .iter()
         .any(|r| r.method == "PATCH" && r.path.contains("/secrets/")));
@@ -224,7 +253,7 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
     assert!(again.contains("0 change(s)"), "{again}");
     let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "kubernetes"]);
     assert!(
-        plan.contains("0 to create, 0 to update, 0 to delete, 18 unchanged"),
+        plan.contains("0 to create, 0 to update, 0 to delete, 28 unchanged"),
         "{plan}"
     );
     assert_eq!(
@@ -233,7 +262,7 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
         "a converged run changed an object"
     );
     assert_eq!(
-        shop.obj("v1", "secrets", "db").unwrap()["stringData"]["password"],
+        shop.obj("v1", "secrets", "db-inventory").unwrap()["stringData"]["password"],
         password.as_str()
     );
 
@@ -241,7 +270,7 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
     shop.configure("max_replicas = 9");
     let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "kubernetes"]);
     assert!(
-        plan.contains("0 to create, 2 to update, 0 to delete"),
+        plan.contains("0 to create, 3 to update, 0 to delete"),
         "{plan}"
     );
     assert!(
@@ -278,7 +307,7 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
 
     // Phase 6 on top.
     let out = shop.ok(&["phase", "security", "apply"]);
-    assert!(out.contains("9 change(s)"), "{out}");
+    assert!(out.contains("10 change(s)"), "{out}");
     assert_eq!(
         owned(&shop.mock, "security"),
         [
@@ -287,6 +316,7 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
             "NetworkPolicy inventory",
             "NetworkPolicy postgres",
             "NetworkPolicy pricing",
+            "NetworkPolicy users",
             "Role pod-manager",
             "RoleBinding pod-managers",
             "ValidatingAdmissionPolicy eshop-shop-pod-manager",

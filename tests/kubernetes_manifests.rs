@@ -51,9 +51,11 @@ fn render(p: &Project, extra: &str) -> PathBuf {
     p.write_config(&format!(
         "project = \"shop\"\n[kubernetes]\nmode = \"existing\"\n{extra}\n[kubernetes.images]\n\
          inventory = \"registry.example.com/shop-inventory:1a2b@sha256:{}\"\n\
-         pricing = \"registry.example.com/shop-pricing:1a2b@sha256:{}\"\n",
+         pricing = \"registry.example.com/shop-pricing:1a2b@sha256:{}\"\n\
+         users = \"registry.example.com/shop-users:1a2b@sha256:{}\"\n",
         digest('a'),
-        digest('b')
+        digest('b'),
+        digest('c')
     ));
     let out = p.dir.path().join("rendered");
     for phase in ["kubernetes", "security", "monitoring"] {
@@ -754,7 +756,8 @@ fn the_workloads_meet_the_restricted_pod_security_profile() {
         .iter()
         .filter(|o| o["spec"]["template"].is_object())
         .collect();
-    assert_eq!(workloads.len(), 6, "3 of the shop's, 3 of monitoring");
+    // One per catalogue entry and the database; 3 of monitoring.
+    assert_eq!(workloads.len(), eshop::shop::SHOP.len() + 1 + 3);
     for w in workloads {
         let pod = &w["spec"]["template"]["spec"];
         let name = w["metadata"]["name"].as_str().unwrap();
@@ -808,7 +811,7 @@ fn the_workloads_meet_the_restricted_pod_security_profile() {
         .iter()
         .filter(|o| o["kind"] == "HorizontalPodAutoscaler")
         .collect();
-    assert_eq!(hpas.len(), 2);
+    assert_eq!(hpas.len(), eshop::shop::SHOP.len());
     for h in hpas {
         let targets: Vec<(String, i64)> = h["spec"]["metrics"]
             .as_array()

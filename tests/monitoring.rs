@@ -277,8 +277,8 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
         "1s",
         &templates().join("rules.yml").display().to_string(),
         &[
-            (&eshop::shop::SHOP[0], inv_addr.to_string()),
-            (&eshop::shop::SHOP[1], pr_addr.to_string()),
+            (&eshop::shop::INVENTORY, inv_addr.to_string()),
+            (&eshop::shop::PRICING, pr_addr.to_string()),
         ],
     )
     .unwrap();

@@ -142,8 +142,8 @@ fn environment_errors_show_the_variable_and_its_value() {
 /// The bundled shop plus a made-up third service, as a new catalogue entry
 /// would add it.
 const THREE: &[Service] = &[
-    crate::shop::SHOP[0],
-    crate::shop::SHOP[1],
+    crate::shop::INVENTORY,
+    crate::shop::PRICING,
     crate::shop::made_up("gift-cards", 8082, &["inventory"]),
 ];
 
@@ -178,7 +178,7 @@ fn every_catalogue_entry_gets_a_published_port_key_and_variable() {
     assert_eq!(
         err,
         "eshop.toml:2:1: unknown field `gift-cards_port`, expected one of `bind`, \
-         `ready_timeout_secs`, `demo_data`, `inventory_port`, `pricing_port`"
+         `ready_timeout_secs`, `demo_data`, `users_port`, `inventory_port`, `pricing_port`"
     );
 }
 

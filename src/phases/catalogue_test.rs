@@ -5,7 +5,7 @@
 
 use super::{images, kubernetes, monitoring, security, Ctx, Phase};
 use crate::config::{Config, Overrides};
-use crate::shop::{Service, SHOP};
+use crate::shop::Service;
 use crate::ui::{Output, Ui};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -14,11 +14,11 @@ use std::path::Path;
 /// inventory, then `reviews` (owns a database, calls inventory), then
 /// pricing calling both.
 static THREE: [Service; 3] = [
-    SHOP[0],
+    crate::shop::INVENTORY,
     crate::shop::made_up("reviews", 8095, &["inventory"]),
     Service {
         calls: &["inventory", "reviews"],
-        ..SHOP[1]
+        ..crate::shop::PRICING
     },
 ];
 
@@ -104,7 +104,7 @@ fn a_third_service_in_the_catalogue_gets_its_kubernetes_objects_and_flows() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx(dir.path());
     let cfg = &ctx.config;
-    let objs = flat(kubernetes::manifests(cfg, None, None).unwrap());
+    let objs = flat(kubernetes::manifests(cfg, None, false).unwrap());
     for kind in [
         "Deployment",
         "Service",

@@ -32,14 +32,14 @@ async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
         out = plan_bootstrap(ctx).await?;
         if manifests::cluster_pending(cfg) {
             out.extend(manifests::plan_without_cluster(&flat(manifests(
-                cfg, None, None,
+                cfg, None, false,
             )?)));
             return Ok(out);
         }
     }
     let imgs = images(ctx)?;
     let cluster = ctx.kube().await?;
-    let objects = flat(manifests(cfg, Some(&imgs), Some("unused-by-plan"))?);
+    let objects = flat(manifests(cfg, Some(&imgs), false)?);
     out.extend(manifests::plan(ctx, cluster, PHASE, &objects).await?);
     Ok(out)
 }
@@ -58,11 +58,7 @@ async fn apply(ctx: &Ctx) -> anyhow::Result<usize> {
         PHASE,
         &format!("cluster {} (Kubernetes {version})", cluster.server),
     );
-    let objects = flat(manifests(
-        cfg,
-        Some(&imgs),
-        Some(&crate::util::random_password()),
-    )?);
+    let objects = flat(manifests(cfg, Some(&imgs), true)?);
     changed += manifests::apply(ctx, cluster, PHASE, &objects).await?;
     ctx.set_phase_state(
         PHASE,
@@ -188,7 +184,7 @@ impl Phase for Kubernetes {
             },
         }];
         if out[0].healthy {
-            let objects = flat(manifests(cfg, None, None)?);
+            let objects = flat(manifests(cfg, None, false)?);
             out.extend(manifests::status(cluster, &objects).await?);
         }
         Ok(out)
@@ -197,7 +193,7 @@ impl Phase for Kubernetes {
         let cfg = &ctx.config;
         let mut imgs = crate::phases::images::current_images(ctx).unwrap_or_default();
         imgs.extend(cfg.kube.images.clone());
-        let files = manifests(cfg, Some(&imgs), None)?;
+        let files = manifests(cfg, Some(&imgs), false)?;
         let mut written = manifests::write(out, &files)?;
         // The node scripts as the nodes receive them (join values are
         // only known at apply time).

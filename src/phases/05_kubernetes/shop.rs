@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 const NAMESPACE: &str = include_str!("../../../templates/kubernetes/00-namespace.yaml");
 const CONFIG: &str = include_str!("../../../templates/kubernetes/10-config.yaml");
 const SECRET: &str = include_str!("../../../templates/kubernetes/15-secret.yaml");
+const SERVICE_SECRETS: &str = include_str!("../../../templates/kubernetes/15-service-secrets.yaml");
+const POSTGRES_SETUP: &str = include_str!("../../../templates/kubernetes/postgres-setup.sh");
 const DATABASE: &str = include_str!("../../../templates/kubernetes/20-database.yaml");
 const SERVICE: &str = include_str!("../../../templates/kubernetes/30-service.yaml");
 const ENTRY: &str = include_str!("../../../templates/kubernetes/40-entry.yaml");
@@ -72,11 +74,13 @@ pub(super) fn images(ctx: &Ctx) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 /// The shop's objects, per template file. `images` None renders
-/// placeholders (for review); `password` None likewise.
+/// placeholders (for review); `fresh` false renders credentials as
+/// placeholders too, true generates new ones (Secrets are created once:
+/// what a cluster already has is kept).
 pub fn manifests(
     cfg: &Config,
     images: Option<&BTreeMap<String, String>>,
-    password: Option<&str>,
+    fresh: bool,
 ) -> anyhow::Result<Vec<(String, Vec<Value>)>> {
     let k = &cfg.kube;
     let labels = manifests::owner_labels(cfg, PHASE);
@@ -114,9 +118,12 @@ pub fn manifests(
     let otlp_headers = cfg.apm.otlp().and_then(|(_, h)| h);
     files.push((
         "15-secret.yaml".to_owned(),
-        secret_objects(cfg, password, &labels)?,
+        secret_objects(cfg, fresh, &labels)?,
     ));
-    files.push(parse("20-database.yaml", database_text(cfg)?)?);
+    files.push((
+        "20-database.yaml".to_owned(),
+        database_objects(cfg, &labels)?,
+    ));
     for s in cfg.shop {
         let (svc, port, db) = (s.name, s.port, s.database);
         let image = images
@@ -129,6 +136,12 @@ pub fn manifests(
         let mut flags: Vec<&str> = Vec::new();
         if db {
             flags.push("db");
+        }
+        if s.signing_key {
+            flags.push("signing_key");
+        }
+        if db || s.signing_key {
+            flags.push("secret_env");
         }
         if otlp_headers.is_some() {
             flags.push("otlp");
@@ -158,12 +171,13 @@ pub fn manifests(
     Ok(files)
 }
 
-/// The database password and, with phase 10, the trace export's headers.
-/// `password` None means a render for review: no credential at all.
-/// The template gives the shape, the values go in as data.
+/// The database's superuser password, each owner's login, the token
+/// signing key and, with phase 10, the trace export's headers. `fresh`
+/// false means a render for review: no credential at all. The templates
+/// give the shape, the values go in as data.
 fn secret_objects(
     cfg: &Config,
-    password: Option<&str>,
+    fresh: bool,
     labels: &BTreeMap<&str, String>,
 ) -> anyhow::Result<Vec<Value>> {
     let ns = &cfg.kube.namespace;
@@ -175,30 +189,63 @@ fn secret_objects(
     };
     let text = render(SECRET, &[("namespace", ns.clone())], flags)?;
     let mut objects = manifests::parse(&text, "15-secret.yaml", labels)?;
-    let review = password.is_none();
-    let password = password.unwrap_or("GENERATED-AT-APPLY");
+    for svc in cfg.shop {
+        let mut flags = Vec::new();
+        if svc.database {
+            flags.push("db");
+        }
+        if svc.signing_key {
+            flags.push("signing_key");
+        }
+        let text = render(
+            SERVICE_SECRETS,
+            &[("namespace", ns.clone()), ("service", svc.name.to_owned())],
+            &flags,
+        )?;
+        objects.extend(manifests::parse(&text, "15-service-secrets.yaml", labels)?);
+    }
+    let password = || {
+        if fresh {
+            crate::util::random_password()
+        } else {
+            "GENERATED-AT-APPLY".to_owned()
+        }
+    };
     for o in &mut objects {
-        match o["metadata"]["name"].as_str() {
-            Some("db") => {
-                o["stringData"]["password"] = password.into();
-                o["stringData"]["database-url"] =
-                    format!("postgres://inventory:{password}@postgres.{ns}.svc:5432/inventory")
-                        .into();
-            }
-            Some("otlp") => {
-                o["stringData"]["headers"] = match &otlp_headers {
-                    Some(h) if !review => h.expose().into(),
-                    _ => "FROM-THE-ENVIRONMENT".into(),
-                };
-            }
-            _ => {}
+        let name = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if name == "db-admin" {
+            o["stringData"]["password"] = password().into();
+        } else if name == "otlp" {
+            o["stringData"]["headers"] = match &otlp_headers {
+                Some(h) if fresh => h.expose().into(),
+                _ => "FROM-THE-ENVIRONMENT".into(),
+            };
+        } else if let Some(svc) = name.strip_prefix("db-") {
+            // The role and the database are named after the service.
+            let pw = password();
+            o["stringData"]["database-url"] =
+                format!("postgres://{svc}:{pw}@postgres.{ns}.svc:5432/{svc}").into();
+            o["stringData"]["password"] = pw.into();
+        } else if name.ends_with("-signing-key") {
+            o["stringData"]["signing-key.pem"] = if fresh {
+                rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?
+                    .serialize_pem()
+                    .into()
+            } else {
+                "GENERATED-AT-APPLY".into()
+            };
         }
     }
     Ok(objects)
 }
 
-/// PostgreSQL for the services that own a database.
-fn database_text(cfg: &Config) -> anyhow::Result<String> {
+/// PostgreSQL for the services that own a database: its objects, with the
+/// setup script, the owners' names and their passwords' Secrets put in as
+/// data (a change of owners rolls the pod, which runs the setup again).
+fn database_objects(cfg: &Config, labels: &BTreeMap<&str, String>) -> anyhow::Result<Vec<Value>> {
     let (k, ns) = (&cfg.kube, cfg.kube.namespace.clone());
     let mut db_flags = Vec::new();
     if k.storage_class.is_some() {
@@ -207,7 +254,7 @@ fn database_text(cfg: &Config) -> anyhow::Result<String> {
     if !k.postgres_image.contains("@sha256:") {
         db_flags.push("postgres_by_tag");
     }
-    render(
+    let text = render(
         DATABASE,
         &[
             ("namespace", ns.clone()),
@@ -216,7 +263,41 @@ fn database_text(cfg: &Config) -> anyhow::Result<String> {
             ("storage_class", k.storage_class.clone().unwrap_or_default()),
         ],
         &db_flags,
-    )
+    )?;
+    let mut objects = manifests::parse(&text, "20-database.yaml", labels)?;
+    let owners: Vec<&str> = cfg
+        .shop
+        .iter()
+        .filter(|s| s.database)
+        .map(|s| s.name)
+        .collect();
+    let list = owners.join("\n");
+    let mut sources = vec![serde_json::json!({"secret": {
+        "name": "db-admin",
+        "items": [{"key": "password", "path": "admin-password"}],
+    }})];
+    for o in &owners {
+        sources.push(serde_json::json!({"secret": {
+            "name": format!("db-{o}"),
+            "items": [{"key": "password", "path": format!("{o}-password")}],
+        }}));
+    }
+    let hash = crate::util::short_hash(&[&list, POSTGRES_SETUP]);
+    for o in &mut objects {
+        if o["kind"] == "ConfigMap" {
+            o["data"] = serde_json::json!({"setup.sh": POSTGRES_SETUP, "services": list});
+        }
+        if o["kind"] == "StatefulSet" {
+            let t = &mut o["spec"]["template"];
+            t["metadata"]["annotations"]["eshop/config-hash"] = hash.clone().into();
+            for v in t["spec"]["volumes"].as_array_mut().into_iter().flatten() {
+                if v["name"] == "db" {
+                    v["projected"]["sources"] = sources.clone().into();
+                }
+            }
+        }
+    }
+    Ok(objects)
 }
 
 /// How the world reaches the public entry: a NodePort or an Ingress.
