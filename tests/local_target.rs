@@ -79,11 +79,18 @@ impl Shop {
         let name = format!("t{tag}{:x}", rand_u32());
         let (pricing, inventory) = (free_port(), free_port());
         let (prometheus, grafana) = (free_port(), free_port());
+        // Every other catalogue entry on a port of its own too: tests run
+        // side by side.
+        let others: String = eshop::shop::SHOP
+            .iter()
+            .filter(|s| s.name != "pricing" && s.name != "inventory")
+            .map(|s| format!("{}_port = {}\n", s.name, free_port()))
+            .collect();
         let toml = format!(
             "project = \"{name}\"\n\
              [build]\nsource_dir = \"{src}\"\n\
              [images]\nregistry = \"{reg}\"\nbase_image = \"{base}\"\n\
-             [local]\npricing_port = {pricing}\ninventory_port = {inventory}\n\
+             [local]\npricing_port = {pricing}\ninventory_port = {inventory}\n{others}\
              [monitoring]\nprometheus_image = \"{prom}\"\nprometheus_port = {prometheus}\n\
              grafana_image = \"{grafana_image}\"\ngrafana_port = {grafana}\n\
              scrape_interval_secs = 1\n{extra}",
@@ -266,13 +273,17 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
             .unwrap();
         if up["data"]["result"]
             .as_array()
-            .is_some_and(|r| r.len() == 2)
+            .is_some_and(|r| r.len() == eshop::shop::SHOP.len())
         {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert_eq!(up["data"]["result"].as_array().unwrap().len(), 2, "{up}");
+    assert_eq!(
+        up["data"]["result"].as_array().unwrap().len(),
+        eshop::shop::SHOP.len(),
+        "{up}"
+    );
     let rules: serde_json::Value = reqwest::get(format!("{prom}/api/v1/rules"))
         .await
         .unwrap()
@@ -394,7 +405,11 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
 
     // Second up: nothing to do, nothing recreated.
     let before = p.container_ids();
-    assert_eq!(before.len(), 4, "2 services, Prometheus, Grafana");
+    assert_eq!(
+        before.len(),
+        eshop::shop::SHOP.len() + 2,
+        "the services, Prometheus, Grafana"
+    );
     let out = p.ok_stdout(&["up"]);
     assert!(out.contains("up: 0 change(s)"), "{out}");
     assert_eq!(p.container_ids(), before);
@@ -420,7 +435,7 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     // Images are small, tagged by content (never latest), and pullable by digest.
     let state = p.state("local");
     let pushed = state["phases"]["images"]["pushed"].as_object().unwrap();
-    assert_eq!(pushed.len(), 2);
+    assert_eq!(pushed.len(), eshop::shop::SHOP.len());
     for (reference, digest) in pushed {
         assert!(!reference.ends_with(":latest"));
         let size: u64 = docker(&["image", "inspect", "-f", "{{.Size}}", reference])
@@ -449,11 +464,12 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     assert!(p.container_ids().is_empty());
     assert!(lines(docker(&["network", "ls", "-q", "--filter", &p.label()])).is_empty());
     assert!(lines(docker(&["images", "-q", "--filter", &p.label()])).is_empty());
-    // Data (inventory's database, Prometheus' TSDB, Grafana's) survives a
-    // plain destroy…
+    // Data (each database owner's, Prometheus' TSDB, Grafana's) survives
+    // a plain destroy…
+    let owners = eshop::shop::SHOP.iter().filter(|s| s.database).count();
     assert_eq!(
         lines(docker(&["volume", "ls", "-q", "--filter", &p.label()])).len(),
-        3
+        owners + 2
     );
     p.ok(&["destroy", "--yes", "--purge-data"]);
     // …and goes with --purge-data.
@@ -487,7 +503,11 @@ async fn killing_up_mid_run_and_rerunning_converges() {
             out.contains("the shop is up"),
             "after kill at {delay_ms} ms: {out}"
         );
-        assert_eq!(p.container_ids().len(), 3, "after kill at {delay_ms} ms");
+        assert_eq!(
+            p.container_ids().len(),
+            eshop::shop::SHOP.len() + 1,
+            "after kill at {delay_ms} ms"
+        );
         let out = p.ok_stdout(&["up"]);
         assert!(
             out.contains("up: 0 change(s)"),
@@ -661,7 +681,11 @@ fn a_wiped_registry_is_refilled_and_status_on_aws_reports_no_local_containers() 
     aws(&["phase", "build", "apply"]);
     aws(&["phase", "images", "apply"]);
     let plan = aws(&["-v", "phase", "images", "plan"]);
-    assert_eq!(plan.matches("in the registry").count(), 2, "{plan}");
+    assert_eq!(
+        plan.matches("in the registry").count(),
+        eshop::shop::SHOP.len(),
+        "{plan}"
+    );
 
     // Not a single container runs on target aws: status reports the
     // images and exits 0 (it used to report the local containers absent).
@@ -675,11 +699,14 @@ fn a_wiped_registry_is_refilled_and_status_on_aws_reports_no_local_containers() 
     assert_eq!(
         plan.matches(&format!("not in 127.0.0.1:{}", reg.port))
             .count(),
-        2,
+        eshop::shop::SHOP.len(),
         "plan must ask the registry, not the state file:\n{plan}"
     );
     let out = aws(&["phase", "images", "apply"]);
-    assert!(out.contains("2 change(s)"), "{out}");
+    assert!(
+        out.contains(&format!("{} change(s)", eshop::shop::SHOP.len())),
+        "{out}"
+    );
     // What phase 5 would deploy is back in the registry, by digest.
     let state = p.state("aws");
     for (_, pinned) in state["phases"]["images"]["current"].as_object().unwrap() {
@@ -705,7 +732,7 @@ fn build_test_output_never_breaks_the_json_event_stream() {
          case \"$*\" in\n\
          *--no-run*) exit 0 ;;\n\
          test*) echo 'running 3 tests'; echo 'test a ... ok'; echo 'test result: ok. 3 passed'; exit 0 ;;\n\
-         build*) for s in inventory pricing; do\n\
+         build*) for s in users inventory pricing; do\n\
            printf '{\"reason\":\"compiler-artifact\",\"target\":{\"name\":\"%s\"},\"executable\":\"/bin/true\"}\\n' \"$s\"; done ;;\n\
          esac\n",
     )
