@@ -9,8 +9,7 @@
 use crate::db::{Expect, Store};
 use crate::error::{Error, Result};
 use crate::model::{
-    self, check_id, check_path_id, AdjustQuantity, NewProduct, Product, ProductChanges,
-    SetQuantity,
+    self, check_id, check_path_id, AdjustQuantity, NewProduct, Product, ProductChanges, SetQuantity,
 };
 use crate::reservation::{self, NewReservation, Reservation};
 use axum::extract::State;

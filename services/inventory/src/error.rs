@@ -72,7 +72,9 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 Error::Unavailable(e)
             }
-            sqlx::Error::Database(d) if is_contention(d.as_ref()) => Error::Contention(d.to_string()),
+            sqlx::Error::Database(d) if is_contention(d.as_ref()) => {
+                Error::Contention(d.to_string())
+            }
             e => Error::Database(e),
         }
     }

@@ -51,8 +51,7 @@ pub fn document() -> String {
                            "description": "quantity - held: what a new hold can take"});
     let id_param = json!({"$ref": "#/components/parameters/ProductId"});
     let if_match = json!({"$ref": "#/components/parameters/IfMatch"});
-    let reservation_param = json!({"$ref": "#/components/parameters/ReservationId"});
-    let doc = json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "eshop inventory",
@@ -198,35 +197,6 @@ pub fn document() -> String {
                         "503": problem("Database unavailable")
                     }
                 }
-            },
-            "/reservations": {"post": hold_operation()},
-            "/reservations/{id}": {
-                "parameters": [reservation_param.clone()],
-                "get": {
-                    "operationId": "get_reservation",
-                    "responses": {
-                        "200": ok("The reservation", "Reservation", false),
-                        "400": problem("Malformed id"),
-                        "404": problem("No such reservation"),
-                        "503": problem("Database unavailable")
-                    }
-                }
-            },
-            "/reservations/{id}/commit": {
-                "parameters": [reservation_param.clone()],
-                "post": finish_operation(
-                    "commit_reservation",
-                    "Sell the held units: stock on hand and held both drop by each item. Idempotent on a committed reservation.",
-                    "Released or expired (a hold past its TTL expires here, and its units go back)"
-                )
-            },
-            "/reservations/{id}/release": {
-                "parameters": [reservation_param],
-                "post": finish_operation(
-                    "release_reservation",
-                    "Give the held units back. Idempotent on a released or expired reservation.",
-                    "Already committed"
-                )
             }
         },
         "components": {
@@ -338,72 +308,13 @@ pub fn document() -> String {
                         "next_after": {"type": "string", "nullable": true}
                     }
                 },
-                "ReservationItem": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["product_id", "quantity"],
-                    "properties": {
-                        "product_id": {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN},
-                        "quantity": {"type": "integer", "format": "int64", "minimum": 1, "maximum": QUANTITY_MAX}
-                    }
-                },
-                "NewReservation": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["items"],
-                    "properties": {
-                        "id": {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN,
-                               "description": "Your own id, so a retry finds the first attempt; minted when absent"},
-                        "items": {"type": "array", "minItems": 1, "maxItems": ITEMS_MAX,
-                                  "description": "Each product at most once",
-                                  "items": {"$ref": "#/components/schemas/ReservationItem"}},
-                        "ttl_secs": {"type": "integer", "format": "int64", "minimum": 1, "maximum": TTL_MAX_SECS,
-                                     "default": TTL_DEFAULT_SECS,
-                                     "description": "Seconds until an unfinished hold expires and its units go back"}
-                    }
-                },
-                "Reservation": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["id", "state", "items", "expires_at", "created_at", "updated_at"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "state": {"type": "string", "enum": ["held", "committed", "released", "expired"]},
-                        "items": {"type": "array", "description": "In product id order",
-                                  "items": {"$ref": "#/components/schemas/ReservationItem"}},
-                        "expires_at": {"type": "string", "format": "date-time"},
-                        "created_at": {"type": "string", "format": "date-time"},
-                        "updated_at": {"type": "string", "format": "date-time"}
-                    }
-                },
-                "StockProblem": {
-                    "allOf": [
-                        {"$ref": "#/components/schemas/Problem"},
-                        {
-                            "type": "object",
-                            "required": ["shortages"],
-                            "properties": {
-                                "shortages": {
-                                    "type": "array",
-                                    "description": "Every product the hold could not get, with what it has",
-                                    "items": {
-                                        "type": "object",
-                                        "required": ["product_id", "requested", "available"],
-                                        "properties": {
-                                            "product_id": {"type": "string"},
-                                            "requested": {"type": "integer", "format": "int64"},
-                                            "available": {"type": "integer", "format": "int64"}
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    ]
-                },
                 "Problem": kit::problem::schema()
             }
         }
     });
+    // The reservations' paths and schemas, built apart to keep this readable.
+    merge(&mut doc["paths"], reservation_paths());
+    merge(&mut doc["components"]["schemas"], reservation_schemas());
     serde_json::to_string_pretty(&doc).expect("a json! value serialises")
 }
 
@@ -416,7 +327,12 @@ fn hold_operation() -> Value {
             "201": {
                 "description": "Held",
                 "headers": {"Location": {"schema": {"type": "string"}, "description": "URL of the reservation"}},
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reservation"}}}
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reservation"}}},
+                "links": {
+                    "GetReservation": link("get_reservation"),
+                    "CommitReservation": link("commit_reservation"),
+                    "ReleaseReservation": link("release_reservation")
+                }
             },
             "200": ok("A retry: the reservation with this id and these items, as it is now", "Reservation", false),
             "400": problem("Malformed JSON"),
@@ -433,6 +349,11 @@ fn hold_operation() -> Value {
     })
 }
 
+/// What a client does next with a new hold (schemathesis follows these).
+fn link(operation: &str) -> Value {
+    json!({"operationId": operation, "parameters": {"id": "$response.body#/id"}})
+}
+
 fn finish_operation(id: &str, summary: &str, conflict: &str) -> Value {
     json!({
         "operationId": id,
@@ -443,6 +364,114 @@ fn finish_operation(id: &str, summary: &str, conflict: &str) -> Value {
             "404": problem("No such reservation"),
             "409": problem(&format!("{conflict} (type reservation-not-held)")),
             "503": problem("Database unavailable or too contended; retry")
+        }
+    })
+}
+
+fn merge(into: &mut Value, more: Value) {
+    if let (Some(into), Value::Object(more)) = (into.as_object_mut(), more) {
+        into.extend(more);
+    }
+}
+
+fn reservation_paths() -> Value {
+    let reservation_param = json!({"$ref": "#/components/parameters/ReservationId"});
+    json!({
+        "/reservations": {"post": hold_operation()},
+        "/reservations/{id}": {
+            "parameters": [reservation_param.clone()],
+            "get": {
+                "operationId": "get_reservation",
+                "responses": {
+                    "200": ok("The reservation", "Reservation", false),
+                    "400": problem("Malformed id"),
+                    "404": problem("No such reservation"),
+                    "503": problem("Database unavailable")
+                }
+            }
+        },
+        "/reservations/{id}/commit": {
+            "parameters": [reservation_param.clone()],
+            "post": finish_operation(
+                "commit_reservation",
+                "Sell the held units: stock on hand and held both drop by each item. Idempotent on a committed reservation.",
+                "Released or expired (a hold past its TTL expires here, and its units go back)"
+            )
+        },
+        "/reservations/{id}/release": {
+            "parameters": [reservation_param],
+            "post": finish_operation(
+                "release_reservation",
+                "Give the held units back. Idempotent on a released or expired reservation.",
+                "Already committed"
+            )
+        }
+    })
+}
+
+fn reservation_schemas() -> Value {
+    json!({
+        "ReservationItem": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["product_id", "quantity"],
+            "properties": {
+                "product_id": {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN},
+                "quantity": {"type": "integer", "format": "int64", "minimum": 1, "maximum": QUANTITY_MAX}
+            }
+        },
+        "NewReservation": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["items"],
+            "properties": {
+                "id": {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN,
+                       "description": "Your own id, so a retry finds the first attempt; minted when absent"},
+                "items": {"type": "array", "minItems": 1, "maxItems": ITEMS_MAX,
+                          "description": "Each product at most once",
+                          "items": {"$ref": "#/components/schemas/ReservationItem"}},
+                "ttl_secs": {"type": "integer", "format": "int64", "minimum": 1, "maximum": TTL_MAX_SECS,
+                             "default": TTL_DEFAULT_SECS,
+                             "description": "Seconds until an unfinished hold expires and its units go back"}
+            }
+        },
+        "Reservation": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["id", "state", "items", "expires_at", "created_at", "updated_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "state": {"type": "string", "enum": ["held", "committed", "released", "expired"]},
+                "items": {"type": "array", "description": "In product id order",
+                          "items": {"$ref": "#/components/schemas/ReservationItem"}},
+                "expires_at": {"type": "string", "format": "date-time"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"}
+            }
+        },
+        "StockProblem": {
+            "allOf": [
+                {"$ref": "#/components/schemas/Problem"},
+                {
+                    "type": "object",
+                    "required": ["shortages"],
+                    "properties": {
+                        "shortages": {
+                            "type": "array",
+                            "description": "Every product the hold could not get, with what it has",
+                            "items": {
+                                "type": "object",
+                                "required": ["product_id", "requested", "available"],
+                                "properties": {
+                                    "product_id": {"type": "string"},
+                                    "requested": {"type": "integer", "format": "int64"},
+                                    "available": {"type": "integer", "format": "int64"}
+                                }
+                            }
+                        }
+                    }
+                }
+            ]
         }
     })
 }

@@ -91,9 +91,16 @@ async fn a_hold_takes_every_item_or_none(b: Backend) {
     .await;
     assert_eq!(status, 404, "{p}");
     let detail = p["detail"].as_str().unwrap();
-    assert!(detail.contains("\"yy\"") && detail.contains("\"zz\""), "{p}");
+    assert!(
+        detail.contains("\"yy\"") && detail.contains("\"zz\""),
+        "{p}"
+    );
     for id in ["a", "b", "c"] {
-        assert_eq!(stock(&app, id).await.1, 0, "{id} was held by a refused hold");
+        assert_eq!(
+            stock(&app, id).await.1,
+            0,
+            "{id} was held by a refused hold"
+        );
     }
     let res = app
         .post(
@@ -105,7 +112,10 @@ async fn a_hold_takes_every_item_or_none(b: Backend) {
     assert_eq!(res.status(), 201);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     let r: Value = res.json().await.unwrap();
-    assert_eq!(location, format!("/reservations/{}", r["id"].as_str().unwrap()));
+    assert_eq!(
+        location,
+        format!("/reservations/{}", r["id"].as_str().unwrap())
+    );
     assert_eq!(r["state"], "held");
     assert_eq!(
         r["items"],
@@ -147,7 +157,12 @@ async fn committing_sells_the_held_units_once(b: Backend) {
     let got: Value = app.get("/reservations/order-1").await.json().await.unwrap();
     assert_eq!(got["state"], "committed");
     // The product can go now: nothing is held any more.
-    let res = app.client.delete(app.url("/products/b")).send().await.unwrap();
+    let res = app
+        .client
+        .delete(app.url("/products/b"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 204);
     let got: Value = app.get("/reservations/order-1").await.json().await.unwrap();
     assert_eq!(got["items"], r["items"], "lines outlive their product");
@@ -172,7 +187,11 @@ async fn releasing_makes_the_units_available_again(b: Backend) {
     assert_eq!(stock(&app, "a").await, (5, 0, 5));
     let (status, r) = finish(&app, "r1", "release").await;
     assert_eq!((status, &r["state"]), (200, &json!("released")));
-    assert_eq!(stock(&app, "a").await, (5, 0, 5), "a second release gives nothing back");
+    assert_eq!(
+        stock(&app, "a").await,
+        (5, 0, 5),
+        "a second release gives nothing back"
+    );
     let (status, p) = finish(&app, "r1", "commit").await;
     assert_eq!(status, 409, "{p}");
     assert_eq!(p["type"], "https://eshop.dev/problems/reservation-not-held");
@@ -238,26 +257,61 @@ async fn bad_hold_requests_are_refused_with_problems(b: Backend) {
     let item = |p: &str, q: i64| json!({"product_id": p, "quantity": q});
     let many: Vec<Value> = (0..101).map(|i| item(&format!("p{i}"), 1)).collect();
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("listed twice", json!({"items": [item("a", 1), item("a", 2)]}), "items[1].product_id"),
-        ("zero quantity", json!({"items": [item("a", 0)]}), "items[0].quantity"),
-        ("huge quantity", json!({"items": [item("a", 1_000_000_001)]}), "items[0].quantity"),
-        ("bad product id", json!({"items": [item("../a", 1)]}), "items[0].product_id"),
+        (
+            "listed twice",
+            json!({"items": [item("a", 1), item("a", 2)]}),
+            "items[1].product_id",
+        ),
+        (
+            "zero quantity",
+            json!({"items": [item("a", 0)]}),
+            "items[0].quantity",
+        ),
+        (
+            "huge quantity",
+            json!({"items": [item("a", 1_000_000_001)]}),
+            "items[0].quantity",
+        ),
+        (
+            "bad product id",
+            json!({"items": [item("../a", 1)]}),
+            "items[0].product_id",
+        ),
         ("no items", json!({"items": []}), "items"),
         ("101 items", json!({"items": many}), "items"),
-        ("ttl zero", json!({"items": [item("a", 1)], "ttl_secs": 0}), "ttl_secs"),
-        ("ttl above a day", json!({"items": [item("a", 1)], "ttl_secs": 86_401}), "ttl_secs"),
-        ("bad id", json!({"id": "a/b", "items": [item("a", 1)]}), "id"),
+        (
+            "ttl zero",
+            json!({"items": [item("a", 1)], "ttl_secs": 0}),
+            "ttl_secs",
+        ),
+        (
+            "ttl above a day",
+            json!({"items": [item("a", 1)], "ttl_secs": 86_401}),
+            "ttl_secs",
+        ),
+        (
+            "bad id",
+            json!({"id": "a/b", "items": [item("a", 1)]}),
+            "id",
+        ),
     ];
     for (what, body, field) in cases {
         let (status, p) = hold(&app, body).await;
         assert_eq!(status, 422, "{what}: {p}");
         assert!(
-            p["errors"].as_array().unwrap().iter().any(|e| e["field"] == field),
+            p["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["field"] == field),
             "{what}: {p}"
         );
     }
     for (what, body) in [
-        ("unknown field", json!({"items": [item("a", 1)], "colour": "red"})),
+        (
+            "unknown field",
+            json!({"items": [item("a", 1)], "colour": "red"}),
+        ),
         ("null id", json!({"id": null, "items": [item("a", 1)]})),
         ("missing items", json!({"ttl_secs": 5})),
     ] {
@@ -278,9 +332,12 @@ async fn stock_never_drops_below_the_held_units(b: Backend) {
     let app = spawn_app(b).await;
     app.create("a", 100, 5).await;
     assert_eq!(
-        hold(&app, json!({"id": "r", "items": [{"product_id": "a", "quantity": 3}]}))
-            .await
-            .0,
+        hold(
+            &app,
+            json!({"id": "r", "items": [{"product_id": "a", "quantity": 3}]})
+        )
+        .await
+        .0,
         201
     );
     let put = |q: i64| {
@@ -308,16 +365,30 @@ async fn stock_never_drops_below_the_held_units(b: Backend) {
     assert_eq!(res.status(), 409);
     let p: Value = res.json().await.unwrap();
     assert_eq!(p["type"], "https://eshop.dev/problems/insufficient-stock");
-    let res = app.client.delete(app.url("/products/a")).send().await.unwrap();
+    let res = app
+        .client
+        .delete(app.url("/products/a"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 409);
     let p: Value = res.json().await.unwrap();
     assert_eq!(p["type"], "https://eshop.dev/problems/stock-held");
-    assert_eq!(stock(&app, "a").await, (5, 3, 2), "every refusal left it as it was");
+    assert_eq!(
+        stock(&app, "a").await,
+        (5, 3, 2),
+        "every refusal left it as it was"
+    );
     // Down to exactly the held units is allowed.
     assert_eq!(put(3).await.unwrap().status(), 200);
     assert_eq!(stock(&app, "a").await, (3, 3, 0));
     assert_eq!(finish(&app, "r", "release").await.0, 200);
-    let res = app.client.delete(app.url("/products/a")).send().await.unwrap();
+    let res = app
+        .client
+        .delete(app.url("/products/a"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 204);
     app.stop().await;
 }
@@ -340,7 +411,8 @@ where
 async fn expired_holds_go_back_to_the_stock(b: Backend) {
     let app = spawn_app_with(b, &[("RESERVATION_SWEEP_INTERVAL_MS", "50")]).await;
     app.create("a", 100, 5).await;
-    let short = json!({"id": "r-short", "ttl_secs": 1, "items": [{"product_id": "a", "quantity": 2}]});
+    let short =
+        json!({"id": "r-short", "ttl_secs": 1, "items": [{"product_id": "a", "quantity": 2}]});
     let long = json!({"id": "r-long", "items": [{"product_id": "a", "quantity": 1}]});
     assert_eq!(hold(&app, short).await.0, 201);
     assert_eq!(hold(&app, long).await.0, 201);
@@ -350,7 +422,11 @@ async fn expired_holds_go_back_to_the_stock(b: Backend) {
         r["state"] == "expired"
     })
     .await;
-    assert_eq!(stock(&app, "a").await, (5, 1, 4), "only the expired hold went back");
+    assert_eq!(
+        stock(&app, "a").await,
+        (5, 1, 4),
+        "only the expired hold went back"
+    );
     let r: Value = app.get("/reservations/r-long").await.json().await.unwrap();
     assert_eq!(r["state"], "held");
     // Releasing an expired hold is fine (the units are back either way);
@@ -377,7 +453,11 @@ async fn a_commit_after_the_ttl_is_refused_and_releases_the_hold(b: Backend) {
     assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
     let r: Value = app.get("/reservations/late").await.json().await.unwrap();
     assert_eq!(r["state"], "expired");
-    assert_eq!(stock(&app, "a").await, (5, 0, 5), "nothing sold, nothing held");
+    assert_eq!(
+        stock(&app, "a").await,
+        (5, 0, 5),
+        "nothing sold, nothing held"
+    );
     app.stop().await;
 }
 
@@ -479,7 +559,12 @@ async fn racing_holds_commits_and_releases_keep_held_exact(b: Backend) {
     let mut open = [0i64; 4];
     let mut sold = [0i64; 4];
     for id in &ids {
-        let r: Value = app.get(&format!("/reservations/{id}")).await.json().await.unwrap();
+        let r: Value = app
+            .get(&format!("/reservations/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
         for it in r["items"].as_array().unwrap() {
             let k = products
                 .iter()
@@ -512,9 +597,7 @@ async fn hold_outcomes_and_held_units_are_exported(b: Backend) {
     )
     .await;
     app.create("a", 100, 10).await;
-    let h = |id: &str, q: i64, ttl: i64| {
-        json!({"id": id, "ttl_secs": ttl, "items": [{"product_id": "a", "quantity": q}]})
-    };
+    let h = |id: &str, q: i64, ttl: i64| json!({"id": id, "ttl_secs": ttl, "items": [{"product_id": "a", "quantity": q}]});
     for (id, q, ttl) in [("c", 1, 60), ("r", 2, 60), ("e", 1, 1), ("o", 3, 60)] {
         assert_eq!(hold(&app, h(id, q, ttl)).await.0, 201);
     }

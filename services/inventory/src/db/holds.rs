@@ -56,7 +56,8 @@ struct Done<T> {
 /// One attempt at a transaction's statements, on its connection. Boxed
 /// (and given owned arguments) because an `async` closure borrowing its
 /// arguments cannot yet be proven `Send` for every connection lifetime.
-type Attempt<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Done<T>>> + Send + 'c>>;
+type Attempt<'c, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Done<T>>> + Send + 'c>>;
 
 impl<T> Done<T> {
     fn unchanged(value: T) -> Self {
@@ -174,8 +175,15 @@ impl Store {
             super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             super::Backend::Postgres => self.pool.begin().await?,
         };
-        // An error drops `tx`, which rolls it back.
-        let done = attempt(&mut tx).await?;
+        let done = match attempt(&mut tx).await {
+            Ok(done) => done,
+            Err(e) => {
+                // At once rather than when the pool gets round to it: on
+                // SQLite the transaction holds the one write lock.
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+        };
         let committed = tx.commit().await;
         if let Some(cache) = &self.cache {
             for p in &done.changed {
