@@ -267,6 +267,8 @@ mod tests {
         for good in ["SKU-1", "a", "abc.def_1-2", &"x".repeat(64)] {
             assert!(valid_id(good), "{good:?}");
         }
+        // The message states the same bound the check applies.
+        assert!(ID_RULE.starts_with(&format!("1-{ID_MAX} ")), "{ID_RULE}");
     }
 
     #[test]
