@@ -2,13 +2,16 @@
 //! add_product → POST /products, list_products → GET /products,
 //! update_product → PATCH /products/{id}, delete_product → DELETE
 //! /products/{id}, get_quantity → GET /products/{id}/quantity,
-//! get_price → GET /products/{id}/price.
+//! get_price → GET /products/{id}/price. Stock holds for the checkout:
+//! POST /reservations, GET /reservations/{id}, POST
+//! /reservations/{id}/commit and /release.
 
 use crate::db::{Expect, Store};
 use crate::error::{Error, Result};
 use crate::model::{
-    self, check_path_id, AdjustQuantity, NewProduct, Product, ProductChanges, SetQuantity,
+    self, check_id, check_path_id, AdjustQuantity, NewProduct, Product, ProductChanges, SetQuantity,
 };
+use crate::reservation::{self, NewReservation, Reservation};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +30,10 @@ pub fn routes(store: Store) -> Router {
         )
         .route("/products/{id}/quantity/adjustments", post(adjust_quantity))
         .route("/products/{id}/price", get(get_price))
+        .route("/reservations", post(hold))
+        .route("/reservations/{id}", get(get_reservation))
+        .route("/reservations/{id}/commit", post(commit))
+        .route("/reservations/{id}/release", post(release))
         .with_state(store)
 }
 
@@ -202,6 +209,8 @@ async fn delete(
 struct Quantity {
     id: String,
     quantity: i64,
+    held: i64,
+    available: i64,
     version: i64,
 }
 
@@ -210,6 +219,8 @@ fn quantity_response(p: Product) -> Response {
     let mut res = axum::Json(Quantity {
         id: p.id,
         quantity: p.quantity,
+        held: p.held,
+        available: p.available,
         version: p.version,
     })
     .into_response();
@@ -271,4 +282,48 @@ async fn get_price(
         unit_price_minor: p.unit_price_minor,
         currency: p.currency,
     }))
+}
+
+/// 201 with a Location for a new hold; 200 for a replay of an existing id
+/// with the same items (the saga's retry), whatever state it is in now.
+async fn hold(State(store): State<Store>, Json(body): Json<NewReservation>) -> Result<Response> {
+    body.validate()?;
+    let id = body.id.clone().unwrap_or_else(reservation::new_id);
+    let (r, created) = store.hold(&id, &body.lines(), body.ttl_secs()).await?;
+    if !created {
+        return Ok(axum::Json(r).into_response());
+    }
+    let location = HeaderValue::from_str(&format!("/reservations/{id}"))
+        .expect("valid ids are valid header values");
+    let mut res = (StatusCode::CREATED, axum::Json(r)).into_response();
+    res.headers_mut().insert(header::LOCATION, location);
+    Ok(res)
+}
+
+async fn get_reservation(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Reservation>> {
+    check_id("reservation", &id)?;
+    let r = store
+        .reservation(&id)
+        .await?
+        .ok_or(Error::ReservationNotFound(id))?;
+    Ok(axum::Json(r))
+}
+
+async fn commit(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Reservation>> {
+    check_id("reservation", &id)?;
+    Ok(axum::Json(store.commit(&id).await?))
+}
+
+async fn release(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Reservation>> {
+    check_id("reservation", &id)?;
+    Ok(axum::Json(store.release(&id).await?))
 }

@@ -96,6 +96,8 @@ mod tests {
             unit_price_minor: 1,
             currency: "EUR".into(),
             quantity: version,
+            held: 0,
+            available: version,
             version,
             created_at: String::new(),
             updated_at: String::new(),

@@ -2,20 +2,26 @@
 //!
 //! sqlx's `Any` driver lets both backends share every statement: `$N`
 //! placeholders work on both, and the schemas differ only where they must
-//! (collation), in per-backend migrations. Every write is a single
-//! statement whose `WHERE` carries its precondition (version, stock bounds),
-//! so concurrent writers never lose an update and never need a transaction.
+//! (collation), in per-backend migrations. Every write to one product is a
+//! single statement whose `WHERE` carries its precondition (version, stock
+//! bounds), so concurrent writers never lose an update and never need a
+//! transaction; holds, which span several rows, are transactions (holds.rs).
+
+mod holds;
+
+pub use holds::spawn_sweeper;
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::model::{NewProduct, Product, ProductChanges, QUANTITY_MAX};
+use crate::stock_metrics::HoldOutcomes;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::sync::Arc;
 use std::time::Duration;
 
-const COLS: &str =
-    "id, name, description, unit_price_minor, currency, quantity, version, created_at, updated_at";
+const COLS: &str = "id, name, description, unit_price_minor, currency, quantity, held, version, \
+                    created_at, updated_at";
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -43,6 +49,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     cache: Option<Arc<Cache>>,
+    outcomes: HoldOutcomes,
 }
 
 /// What a write may require of the row's current version.
@@ -102,11 +109,17 @@ impl Store {
             pool,
             backend,
             cache,
+            outcomes: HoldOutcomes::default(),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Counters of hold outcomes, for the metrics registry.
+    pub fn hold_outcomes(&self) -> &HoldOutcomes {
+        &self.outcomes
     }
 
     pub async fn close(&self) {
@@ -121,7 +134,7 @@ impl Store {
     async fn create_db(&self, p: &NewProduct) -> Result<Product> {
         let now = now();
         let sql = format!(
-            "INSERT INTO products ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) RETURNING {COLS}"
+            "INSERT INTO products ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, 0, 1, $7, $7) RETURNING {COLS}"
         );
         let row = sqlx::query(&sql)
             .bind(&p.id)
@@ -199,9 +212,10 @@ impl Store {
         if let Expect::Version(v) = expect {
             q = q.bind(v);
         }
-        match q.fetch_optional(&self.pool).await? {
-            Some(row) => Ok(product(&row)?),
-            None => Err(self.why_not_written(id).await),
+        match q.fetch_optional(&self.pool).await {
+            Ok(Some(row)) => Ok(product(&row)?),
+            Ok(None) => Err(self.why_not_written(id).await),
+            Err(e) => Err(self.below_held(id, e).await),
         }
     }
 
@@ -217,19 +231,38 @@ impl Store {
         if let Expect::Version(v) = expect {
             q = q.bind(v);
         }
-        match q.fetch_optional(&self.pool).await? {
-            Some(row) => Ok(product(&row)?),
-            None => Err(self.why_not_written(id).await),
+        match q.fetch_optional(&self.pool).await {
+            Ok(Some(row)) => Ok(product(&row)?),
+            Ok(None) => Err(self.why_not_written(id).await),
+            Err(e) => Err(self.below_held(id, e).await),
         }
     }
 
-    /// Atomically adds `delta` to the stock, refusing to go below zero or
-    /// above the maximum. Many clients may call this at once: the database
-    /// serialises the single UPDATE, so no movement is lost.
+    /// A stock write that broke a CHECK: the only one validated input can
+    /// break is `held <= quantity` (products_held_check), a stock set below
+    /// what open holds promised.
+    async fn below_held(&self, id: &str, e: sqlx::Error) -> Error {
+        match &e {
+            sqlx::Error::Database(d) if d.is_check_violation() => match self.get_db(id).await {
+                Ok(Some(p)) => Error::BelowHeld {
+                    id: id.to_owned(),
+                    held: p.held,
+                },
+                Ok(None) => Error::NotFound(id.to_owned()),
+                Err(e) => e,
+            },
+            _ => e.into(),
+        }
+    }
+
+    /// Atomically adds `delta` to the stock, refusing to go below the units
+    /// held (so below zero too) or above the maximum. Many clients may call
+    /// this at once: the database serialises the single UPDATE, so no
+    /// movement is lost.
     async fn adjust_quantity_db(&self, id: &str, delta: i64) -> Result<Product> {
         let sql = format!(
             "UPDATE products SET quantity = quantity + $1, version = version + 1, updated_at = $2 \
-             WHERE id = $3 AND quantity + $1 >= 0 AND quantity + $1 <= $4 RETURNING {COLS}"
+             WHERE id = $3 AND quantity + $1 >= held AND quantity + $1 <= $4 RETURNING {COLS}"
         );
         let row = sqlx::query(&sql)
             .bind(delta)
@@ -244,23 +277,26 @@ impl Store {
                 None => Err(Error::NotFound(id.to_owned())),
                 Some(p) => Err(Error::Stock {
                     id: id.to_owned(),
-                    available: p.quantity,
+                    quantity: p.quantity,
+                    held: p.held,
                     delta,
                 }),
             },
         }
     }
 
+    /// Refuses while open holds promise units of the product (`held > 0`):
+    /// their commit would sell stock that no longer exists.
     async fn delete_db(&self, id: &str, expect: Expect) -> Result<()> {
         let res = match expect {
             Expect::Any => {
-                sqlx::query("DELETE FROM products WHERE id = $1")
+                sqlx::query("DELETE FROM products WHERE id = $1 AND held = 0")
                     .bind(id)
                     .execute(&self.pool)
                     .await?
             }
             Expect::Version(v) => {
-                sqlx::query("DELETE FROM products WHERE id = $1 AND version = $2")
+                sqlx::query("DELETE FROM products WHERE id = $1 AND version = $2 AND held = 0")
                     .bind(id)
                     .bind(v)
                     .execute(&self.pool)
@@ -268,9 +304,21 @@ impl Store {
             }
         };
         if res.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(self.why_not_written(id).await)
+            return Ok(());
+        }
+        match self.get_db(id).await? {
+            None => Err(Error::NotFound(id.to_owned())),
+            Some(p) => match expect {
+                Expect::Version(v) if v != p.version => {
+                    Err(Error::PreconditionFailed { current: p.version })
+                }
+                _ if p.held > 0 => Err(Error::HasHolds {
+                    id: id.to_owned(),
+                    held: p.held,
+                }),
+                // The holds ended between the DELETE and this read.
+                _ => Err(Error::Contention(format!("delete of {id:?} raced a hold"))),
+            },
         }
     }
 
@@ -352,14 +400,16 @@ impl Store {
         }
     }
 
-    /// Products by stock state and total units on hand, for the metrics.
-    /// Casts keep PostgreSQL's SUM (NUMERIC) as BIGINT for both backends.
+    /// Products by stock state, total units on hand and held, for the
+    /// metrics. Casts keep PostgreSQL's SUM (NUMERIC) as BIGINT for both
+    /// backends.
     pub async fn stock_summary(&self, low: i64) -> Result<StockSummary> {
         let row = sqlx::query(
             "SELECT COUNT(*), \
                CAST(COALESCE(SUM(CASE WHEN quantity = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
                CAST(COALESCE(SUM(CASE WHEN quantity > 0 AND quantity <= $1 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(quantity), 0) AS BIGINT) \
+               CAST(COALESCE(SUM(quantity), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(held), 0) AS BIGINT) \
              FROM products",
         )
         .bind(low)
@@ -373,6 +423,7 @@ impl Store {
             low,
             out,
             units: row.try_get(3)?,
+            held: row.try_get(4)?,
         })
     }
 }
@@ -383,16 +434,21 @@ pub struct StockSummary {
     pub low: i64,
     pub out: i64,
     pub units: i64,
+    pub held: i64,
 }
 
 fn product(r: &AnyRow) -> Result<Product, sqlx::Error> {
+    let quantity: i64 = r.try_get("quantity")?;
+    let held: i64 = r.try_get("held")?;
     Ok(Product {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
         description: r.try_get("description")?,
         unit_price_minor: r.try_get("unit_price_minor")?,
         currency: r.try_get("currency")?,
-        quantity: r.try_get("quantity")?,
+        quantity,
+        held,
+        available: quantity - held,
         version: r.try_get("version")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,

@@ -6,6 +6,7 @@ pub mod db;
 pub mod error;
 pub mod model;
 pub mod openapi;
+pub mod reservation;
 pub mod stock_metrics;
 
 use kit::config::{ConfigError, Reader, Source};
@@ -30,6 +31,8 @@ pub struct Config {
     /// At or below this many units a product counts as low on stock.
     pub low_stock: i64,
     pub stock_metrics_interval: Duration,
+    /// How often expired holds are given back to the stock.
+    pub reservation_sweep_interval: Duration,
 }
 
 impl Config {
@@ -84,6 +87,11 @@ impl Config {
                 5_000,
                 100..=3_600_000,
             )?),
+            reservation_sweep_interval: Duration::from_millis(r.int_in(
+                "RESERVATION_SWEEP_INTERVAL_MS",
+                1_000,
+                10..=3_600_000,
+            )?),
         })
     }
 }
@@ -99,6 +107,7 @@ pub struct Application {
     stock: stock_metrics::StockMetrics,
     low_stock: i64,
     stock_interval: Duration,
+    sweep_interval: Duration,
 }
 
 impl Application {
@@ -135,7 +144,7 @@ impl Application {
         });
         let stock = stock_metrics::StockMetrics::default();
         let mut app = kit::server::App::new(api::routes(store.clone()));
-        stock.register(app.metrics_mut());
+        stock.register(app.metrics_mut(), store.hold_outcomes());
         let router = app
             .tracer(config.otlp.map(kit::otlp::Tracer::start))
             .readiness(readiness)
@@ -150,6 +159,7 @@ impl Application {
             stock,
             low_stock: config.low_stock,
             stock_interval: config.stock_metrics_interval,
+            sweep_interval: config.reservation_sweep_interval,
         })
     }
 
@@ -173,6 +183,7 @@ impl Application {
         let refresher = self
             .stock
             .spawn(self.store.clone(), self.low_stock, self.stock_interval);
+        let sweeper = db::spawn_sweeper(self.store.clone(), self.sweep_interval);
         let res = kit::server::serve_with(
             self.listener,
             self.router,
@@ -182,6 +193,10 @@ impl Application {
         )
         .await;
         refresher.abort();
+        sweeper.abort();
+        // Wait for the abort, so no sweep holds a connection while the
+        // pool closes.
+        let _ = sweeper.await;
         self.store.close().await;
         res
     }

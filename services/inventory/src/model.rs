@@ -22,7 +22,12 @@ pub struct Product {
     /// Unit price in the currency's minor unit (cents for EUR).
     pub unit_price_minor: i64,
     pub currency: String,
+    /// Units on hand, including those held.
     pub quantity: i64,
+    /// Units promised to open reservations (never above `quantity`).
+    pub held: i64,
+    /// `quantity - held`: what a new hold can still take.
+    pub available: i64,
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
@@ -59,7 +64,7 @@ pub struct ProductChanges {
     pub quantity: Option<i64>,
 }
 
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
@@ -92,12 +97,21 @@ pub fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
+/// What a valid id looks like, for error messages.
+pub(crate) const ID_RULE: &str =
+    "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit";
+
 pub fn check_path_id(id: &str) -> Result<(), Error> {
+    check_id("product", id)
+}
+
+/// A path id of `kind` (product, reservation): 400 unless [`valid_id`].
+pub fn check_id(kind: &str, id: &str) -> Result<(), Error> {
     if valid_id(id) {
         Ok(())
     } else {
         Err(Error::BadRequest(format!(
-            "invalid product id {:?}: use 1-{ID_MAX} letters, digits, '.', '_' or '-', starting with a letter or digit",
+            "invalid {kind} id {:?}: use {ID_RULE}",
             truncate(id, 80)
         )))
     }
@@ -108,16 +122,16 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 #[derive(Default)]
-struct Errors(Vec<FieldError>);
+pub(crate) struct Errors(Vec<FieldError>);
 
 impl Errors {
-    fn add(&mut self, field: &str, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, field: &str, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.into(),
             message: message.into(),
         });
     }
-    fn finish(self) -> Result<(), Error> {
+    pub(crate) fn finish(self) -> Result<(), Error> {
         if self.0.is_empty() {
             Ok(())
         } else {
@@ -187,10 +201,7 @@ impl NewProduct {
     pub fn validate(&self) -> Result<(), Error> {
         let mut e = Errors::default();
         if !valid_id(&self.id) {
-            e.add(
-                "id",
-                format!("must be 1-{ID_MAX} letters, digits, '.', '_' or '-', starting with a letter or digit"),
-            );
+            e.add("id", format!("must be {ID_RULE}"));
         }
         check_name(&mut e, &self.name);
         check_description(&mut e, &self.description);
@@ -256,6 +267,8 @@ mod tests {
         for good in ["SKU-1", "a", "abc.def_1-2", &"x".repeat(64)] {
             assert!(valid_id(good), "{good:?}");
         }
+        // The message states the same bound the check applies.
+        assert!(ID_RULE.starts_with(&format!("1-{ID_MAX} ")), "{ID_RULE}");
     }
 
     #[test]

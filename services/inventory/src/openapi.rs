@@ -5,6 +5,7 @@
 //! (every route, status and body) against the running service in tests.
 
 use crate::model::*;
+use crate::reservation::{ITEMS_MAX, TTL_DEFAULT_SECS, TTL_MAX_SECS};
 use serde_json::{json, Value};
 
 /// Control characters (Unicode Cc) are refused in names; descriptions also
@@ -44,14 +45,18 @@ fn body(schema: &str) -> Value {
 
 pub fn document() -> String {
     let currencies: Vec<&str> = kit::money::currency_codes().collect();
+    let held = json!({"type": "integer", "format": "int64", "minimum": 0,
+                      "description": "Units open reservations hold (never above quantity)"});
+    let available = json!({"type": "integer", "format": "int64", "minimum": 0,
+                           "description": "quantity - held: what a new hold can take"});
     let id_param = json!({"$ref": "#/components/parameters/ProductId"});
     let if_match = json!({"$ref": "#/components/parameters/IfMatch"});
-    let doc = json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "eshop inventory",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Products, stock and prices. Money is in integer minor units with an ISO 4217 currency. Writes honour If-Match (ETag = version)."
+            "description": "Products, stock and prices. Money is in integer minor units with an ISO 4217 currency. Writes honour If-Match (ETag = version). Reservations hold stock for a checkout: all of a hold's items or none, until it is committed (sold), released, or expires."
         },
         "paths": {
             "/products": {
@@ -113,6 +118,7 @@ pub fn document() -> String {
                         "200": ok("The updated product", "Product", true),
                         "400": problem("Malformed id, JSON or If-Match"),
                         "404": problem("No such product"),
+                        "409": problem("The quantity would be below the units held (type stock-held)"),
                         "412": problem("If-Match does not match the current version"),
                         "413": problem("Body too large"),
                         "415": problem("Body is not JSON"),
@@ -127,6 +133,7 @@ pub fn document() -> String {
                         "204": {"description": "Deleted"},
                         "400": problem("Malformed id or If-Match"),
                         "404": problem("No such product"),
+                        "409": problem("Open reservations hold units of this product (type stock-held)"),
                         "412": problem("If-Match does not match the current version"),
                         "503": problem("Database unavailable")
                     }
@@ -152,6 +159,7 @@ pub fn document() -> String {
                         "200": ok("Stock on hand", "Quantity", true),
                         "400": problem("Malformed id, JSON or If-Match"),
                         "404": problem("No such product"),
+                        "409": problem("The quantity would be below the units held (type stock-held)"),
                         "412": problem("If-Match does not match the current version"),
                         "413": problem("Body too large"),
                         "415": problem("Body is not JSON"),
@@ -170,7 +178,7 @@ pub fn document() -> String {
                         "200": ok("Stock on hand after the change", "Quantity", true),
                         "400": problem("Malformed id or JSON"),
                         "404": problem("No such product"),
-                        "409": problem("Stock would leave 0..max"),
+                        "409": problem("Stock would leave held..max"),
                         "413": problem("Body too large"),
                         "415": problem("Body is not JSON"),
                         "422": problem("Invalid delta"),
@@ -198,6 +206,11 @@ pub fn document() -> String {
                     "description": "The product's SKU",
                     "schema": {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN}
                 },
+                "ReservationId": {
+                    "name": "id", "in": "path", "required": true,
+                    "description": "The reservation's id (the client's own, or the one the service minted)",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN}
+                },
                 "IfMatch": {
                     "name": "If-Match", "in": "header", "required": false,
                     "description": "Only change the product if its ETag is one of these (or *); a stale tag gets 412",
@@ -211,14 +224,16 @@ pub fn document() -> String {
                 "Product": {
                     "type": "object",
                     "additionalProperties": false,
-                    "required": ["id", "name", "description", "unit_price_minor", "currency", "quantity", "version", "created_at", "updated_at"],
+                    "required": ["id", "name", "description", "unit_price_minor", "currency", "quantity", "held", "available", "version", "created_at", "updated_at"],
                     "properties": {
                         "id": {"type": "string"},
                         "name": {"type": "string"},
                         "description": {"type": "string"},
                         "unit_price_minor": {"type": "integer", "format": "int64", "minimum": 0},
                         "currency": {"type": "string"},
-                        "quantity": {"type": "integer", "format": "int64", "minimum": 0},
+                        "quantity": {"type": "integer", "format": "int64", "minimum": 0, "description": "Units on hand, held ones included"},
+                        "held": held.clone(),
+                        "available": available.clone(),
                         "version": {"type": "integer", "format": "int64", "minimum": 1},
                         "created_at": {"type": "string", "format": "date-time"},
                         "updated_at": {"type": "string", "format": "date-time"}
@@ -265,10 +280,12 @@ pub fn document() -> String {
                 "Quantity": {
                     "type": "object",
                     "additionalProperties": false,
-                    "required": ["id", "quantity", "version"],
+                    "required": ["id", "quantity", "held", "available", "version"],
                     "properties": {
                         "id": {"type": "string"},
                         "quantity": {"type": "integer", "format": "int64", "minimum": 0},
+                        "held": held,
+                        "available": available,
                         "version": {"type": "integer", "format": "int64"}
                     }
                 },
@@ -295,5 +312,166 @@ pub fn document() -> String {
             }
         }
     });
+    // The reservations' paths and schemas, built apart to keep this readable.
+    merge(&mut doc["paths"], reservation_paths());
+    merge(&mut doc["components"]["schemas"], reservation_schemas());
     serde_json::to_string_pretty(&doc).expect("a json! value serialises")
+}
+
+fn hold_operation() -> Value {
+    json!({
+        "operationId": "hold_stock",
+        "summary": "Hold stock for a checkout: every item or none",
+        "requestBody": body("NewReservation"),
+        "responses": {
+            "201": {
+                "description": "Held",
+                "headers": {"Location": {"schema": {"type": "string"}, "description": "URL of the reservation"}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reservation"}}},
+                "links": {
+                    "GetReservation": link("get_reservation"),
+                    "CommitReservation": link("commit_reservation"),
+                    "ReleaseReservation": link("release_reservation")
+                }
+            },
+            "200": ok("A retry: the reservation with this id and these items, as it is now", "Reservation", false),
+            "400": problem("Malformed JSON"),
+            "404": problem("Products that do not exist (all named); nothing was held"),
+            "409": {
+                "description": "Not enough available of some products (type insufficient-stock); nothing was held",
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/StockProblem"}}}
+            },
+            "413": problem("Body too large"),
+            "415": problem("Body is not JSON"),
+            "422": problem("Invalid items or TTL, a product listed twice, or an existing id with other items"),
+            "503": problem("Database unavailable or too contended; retry")
+        }
+    })
+}
+
+/// What a client does next with a new hold (schemathesis follows these).
+fn link(operation: &str) -> Value {
+    json!({"operationId": operation, "parameters": {"id": "$response.body#/id"}})
+}
+
+fn finish_operation(id: &str, summary: &str, conflict: &str) -> Value {
+    json!({
+        "operationId": id,
+        "summary": summary,
+        "responses": {
+            "200": ok("The reservation after the change", "Reservation", false),
+            "400": problem("Malformed id"),
+            "404": problem("No such reservation"),
+            "409": problem(&format!("{conflict} (type reservation-not-held)")),
+            "503": problem("Database unavailable or too contended; retry")
+        }
+    })
+}
+
+fn merge(into: &mut Value, more: Value) {
+    if let (Some(into), Value::Object(more)) = (into.as_object_mut(), more) {
+        into.extend(more);
+    }
+}
+
+fn reservation_paths() -> Value {
+    let reservation_param = json!({"$ref": "#/components/parameters/ReservationId"});
+    json!({
+        "/reservations": {"post": hold_operation()},
+        "/reservations/{id}": {
+            "parameters": [reservation_param.clone()],
+            "get": {
+                "operationId": "get_reservation",
+                "responses": {
+                    "200": ok("The reservation", "Reservation", false),
+                    "400": problem("Malformed id"),
+                    "404": problem("No such reservation"),
+                    "503": problem("Database unavailable")
+                }
+            }
+        },
+        "/reservations/{id}/commit": {
+            "parameters": [reservation_param.clone()],
+            "post": finish_operation(
+                "commit_reservation",
+                "Sell the held units: stock on hand and held both drop by each item. Idempotent on a committed reservation.",
+                "Released or expired (a hold past its TTL expires here, and its units go back)"
+            )
+        },
+        "/reservations/{id}/release": {
+            "parameters": [reservation_param],
+            "post": finish_operation(
+                "release_reservation",
+                "Give the held units back. Idempotent on a released or expired reservation.",
+                "Already committed"
+            )
+        }
+    })
+}
+
+fn reservation_schemas() -> Value {
+    json!({
+        "ReservationItem": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["product_id", "quantity"],
+            "properties": {
+                "product_id": {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN},
+                "quantity": {"type": "integer", "format": "int64", "minimum": 1, "maximum": QUANTITY_MAX}
+            }
+        },
+        "NewReservation": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["items"],
+            "properties": {
+                "id": {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN,
+                       "description": "Your own id, so a retry finds the first attempt; minted when absent"},
+                "items": {"type": "array", "minItems": 1, "maxItems": ITEMS_MAX,
+                          "description": "Each product at most once",
+                          "items": {"$ref": "#/components/schemas/ReservationItem"}},
+                "ttl_secs": {"type": "integer", "format": "int64", "minimum": 1, "maximum": TTL_MAX_SECS,
+                             "default": TTL_DEFAULT_SECS,
+                             "description": "Seconds until an unfinished hold expires and its units go back"}
+            }
+        },
+        "Reservation": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["id", "state", "items", "expires_at", "created_at", "updated_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "state": {"type": "string", "enum": ["held", "committed", "released", "expired"]},
+                "items": {"type": "array", "description": "In product id order",
+                          "items": {"$ref": "#/components/schemas/ReservationItem"}},
+                "expires_at": {"type": "string", "format": "date-time"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"}
+            }
+        },
+        "StockProblem": {
+            "allOf": [
+                {"$ref": "#/components/schemas/Problem"},
+                {
+                    "type": "object",
+                    "required": ["shortages"],
+                    "properties": {
+                        "shortages": {
+                            "type": "array",
+                            "description": "Every product the hold could not get, with what it has",
+                            "items": {
+                                "type": "object",
+                                "required": ["product_id", "requested", "available"],
+                                "properties": {
+                                    "product_id": {"type": "string"},
+                                    "requested": {"type": "integer", "format": "int64"},
+                                    "available": {"type": "integer", "format": "int64"}
+                                }
+                            }
+                        }
+                    }
+                }
+            ]
+        }
+    })
 }

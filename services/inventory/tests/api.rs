@@ -204,7 +204,10 @@ async fn quantity_and_price_have_their_own_endpoints(b: Backend) {
         .json()
         .await
         .unwrap();
-    assert_eq!(q, json!({"id": "SKU-1", "quantity": 3, "version": 1}));
+    assert_eq!(
+        q,
+        json!({"id": "SKU-1", "quantity": 3, "held": 0, "available": 3, "version": 1})
+    );
     let p: Value = app.get("/products/SKU-1/price").await.json().await.unwrap();
     assert_eq!(
         p,
