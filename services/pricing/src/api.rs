@@ -143,7 +143,7 @@ pub async fn calculate(
         name: &p.name,
         unit_price_minor: p.unit_price_minor,
         currency: &p.currency,
-        available: p.quantity,
+        available: p.available,
     };
     let rules = quote::Rules {
         tiers: &state.tiers,

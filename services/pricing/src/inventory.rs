@@ -11,7 +11,8 @@ pub struct Product {
     pub name: String,
     pub unit_price_minor: i64,
     pub currency: String,
-    pub quantity: i64,
+    /// What can still be sold: on hand minus what checkouts hold.
+    pub available: i64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -53,6 +53,26 @@ async fn a_price_is_calculated_from_the_real_inventory() {
         q["availability"]["message"],
         "Only 3 left: not enough for 5"
     );
+    // Stock a checkout holds is not for sale: 2 of the 3 held, 1 left.
+    let res = c
+        .post(format!("{}/reservations", inv.running.base))
+        .json(&json!({"items": [{"product_id": "SKU-2", "quantity": 2}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let q: Value = json_get(
+        &c,
+        format!(
+            "{}/calculate_price?product_id=SKU-2&quantity=2",
+            pricing.base
+        ),
+    )
+    .await;
+    assert_eq!(
+        q["availability"]["message"],
+        "Only 1 left: not enough for 2"
+    );
     let q: Value = json_get(
         &c,
         format!(
