@@ -272,11 +272,30 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
     let pr_addr = l.local_addr().unwrap();
     tokio::spawn(pricing::Application::build_with_listener(pr_cfg, l).run(std::future::pending()));
 
+    let users_cfg = users::Config::from_source(&Map::new([
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}/users.db?mode=rwc", dir.path().display()).as_str(),
+        ),
+        ("DATA_DIR", dir.path().to_str().unwrap()),
+        ("LOG_LEVEL", "warn"),
+        ("PASSWORD_HASH_MEMORY_KIB", "256"),
+        ("PASSWORD_HASH_ITERATIONS", "1"),
+    ]))
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let users_addr = l.local_addr().unwrap();
+    let users = users::Application::build_with_listener(users_cfg, l)
+        .await
+        .unwrap();
+    tokio::spawn(users.run(std::future::pending()));
+
     // Prometheus with the rendered config and the real rules.
     let yml = eshop::phases::monitoring::static_prometheus_yml(
         "1s",
         &templates().join("rules.yml").display().to_string(),
         &[
+            (&eshop::shop::USERS, users_addr.to_string()),
             (&eshop::shop::INVENTORY, inv_addr.to_string()),
             (&eshop::shop::PRICING, pr_addr.to_string()),
         ],
@@ -330,6 +349,42 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
         .send()
         .await
         .unwrap();
+    // An account, a login, a wrong password; a hold, committed.
+    let users_url = format!("http://{users_addr}");
+    let login =
+        serde_json::json!({"email": "ann@example.com", "password": "correct horse battery"});
+    for (path, body, status) in [
+        ("/users", login.clone(), 201),
+        ("/tokens", login.clone(), 200),
+        (
+            "/tokens",
+            serde_json::json!({"email": "ann@example.com", "password": "wrong horse battery"}),
+            401,
+        ),
+    ] {
+        let r = c
+            .post(format!("{users_url}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{path}");
+    }
+    let r = c
+        .post(format!("{inv_url}/reservations"))
+        .json(&serde_json::json!({"items": [{"product_id": "SKU-1", "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let hold: serde_json::Value = r.json().await.unwrap();
+    let id = hold["id"].as_str().unwrap();
+    let r = c
+        .post(format!("{inv_url}/reservations/{id}/commit"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
     let start = Instant::now();
     let mut sent = 0;
     while start.elapsed() < Duration::from_secs(8) && sent < 4000 {
@@ -352,7 +407,7 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
     loop {
         let r = query(&c, &prom, "count_over_time(up[1m])").await;
         let ok = r.as_array().is_some_and(|a| {
-            a.len() == 3
+            a.len() == eshop::shop::SHOP.len() + 1
                 && a.iter().all(|s| {
                     s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()) >= Some(3.0)
                 })
@@ -377,7 +432,7 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
                 .as_str()
                 .unwrap()
                 .replace("$__rate_interval", "30s")
-                .replace("$job", "inventory|pricing");
+                .replace("$job", ".+");
             let r = query(&c, &prom, &expr).await;
             assert!(
                 r.as_array().is_some_and(|a| !a.is_empty()),

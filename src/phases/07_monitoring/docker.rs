@@ -60,8 +60,8 @@ fn grafana_name(cfg: &Config) -> String {
 
 /// Prometheus's configuration for services at fixed addresses: the
 /// template's settings, then one scrape job per `(service, host:port)`,
-/// added as data (the job's name is the service's, as the rules and
-/// dashboards expect; the path is the catalogue's).
+/// added as data (the job's name is the service's, labelled tier="shop",
+/// as the rules and dashboards expect; the path is the catalogue's).
 pub fn static_prometheus_yml(
     scrape_interval: &str,
     rules_path: &str,
@@ -82,7 +82,8 @@ pub fn static_prometheus_yml(
             serde_yaml::to_value(json!({
                 "job_name": svc.name,
                 "metrics_path": svc.metrics_path,
-                "static_configs": [{"targets": [addr]}],
+                // The label the rules and dashboards select the shop by.
+                "static_configs": [{"targets": [addr], "labels": {"tier": "shop"}}],
             }))
         })
         .collect::<Result<_, _>>()?;
