@@ -89,7 +89,8 @@ pub const USERS: Service = Service {
 pub const INVENTORY: Service = Service {
     name: "inventory",
     port: 8081,
-    calls: &[],
+    // For the keys its admin and caller tokens are checked with.
+    calls: &["users"],
     database: true,
     public: false,
     signing_key: false,
@@ -226,19 +227,22 @@ mod tests {
 
     #[test]
     fn bad_catalogues_are_refused() {
-        let mut two = [INVENTORY, PRICING];
-        two[1].public = false;
-        assert!(check(&two).unwrap_err().contains("0 public"));
-        let mut two = [INVENTORY, PRICING];
-        two[1].port = two[0].port;
-        assert!(check(&two).unwrap_err().contains("repeats"));
+        let mut three = [USERS, INVENTORY, PRICING];
+        three[2].public = false;
+        assert!(check(&three).unwrap_err().contains("0 public"));
+        let mut three = [USERS, INVENTORY, PRICING];
+        three[2].port = three[1].port;
+        assert!(check(&three).unwrap_err().contains("repeats"));
         // Calls must point backwards: pricing before inventory is refused.
-        assert!(check(&[PRICING, INVENTORY])
+        assert!(check(&[USERS, PRICING, INVENTORY])
             .unwrap_err()
             .contains("not an earlier entry"));
-        let mut bad = [INVENTORY, PRICING];
-        bad[0].name = "Inventory";
+        let mut bad = [USERS, INVENTORY, PRICING];
+        bad[1].name = "Inventory";
         assert!(check(&bad).is_err());
+        let mut reserved = [USERS, INVENTORY, PRICING];
+        reserved[0].name = "postgres";
+        assert!(check(&reserved).unwrap_err().contains("reserved"));
     }
 
     #[test]

@@ -40,6 +40,7 @@ struct Shop {
     name: String,
     pricing: u16,
     inventory: u16,
+    users: u16,
     prometheus: u16,
     grafana: u16,
 }
@@ -81,16 +82,17 @@ impl Shop {
         let (prometheus, grafana) = (free_port(), free_port());
         // Every other catalogue entry on a port of its own too: tests run
         // side by side.
+        let users = free_port();
         let others: String = eshop::shop::SHOP
             .iter()
-            .filter(|s| s.name != "pricing" && s.name != "inventory")
+            .filter(|s| !["pricing", "inventory", "users"].contains(&s.name))
             .map(|s| format!("{}_port = {}\n", s.name, free_port()))
             .collect();
         let toml = format!(
             "project = \"{name}\"\n\
              [build]\nsource_dir = \"{src}\"\n\
              [images]\nregistry = \"{reg}\"\nbase_image = \"{base}\"\n\
-             [local]\npricing_port = {pricing}\ninventory_port = {inventory}\n{others}\
+             [local]\npricing_port = {pricing}\ninventory_port = {inventory}\nusers_port = {users}\n{others}\
              [monitoring]\nprometheus_image = \"{prom}\"\nprometheus_port = {prometheus}\n\
              grafana_image = \"{grafana_image}\"\ngrafana_port = {grafana}\n\
              scrape_interval_secs = 1\n{extra}",
@@ -104,9 +106,32 @@ impl Shop {
             name,
             pricing,
             inventory,
+            users,
             prometheus,
             grafana,
         }
+    }
+
+    /// The local shop admin's token: eshop signed the account up with the
+    /// password it keeps beside the state.
+    async fn admin_token(&self) -> String {
+        let pw = std::fs::read_to_string(
+            self.dir
+                .path()
+                .join(format!(".eshop/{}-admin-password", self.name)),
+        )
+        .unwrap();
+        let body = serde_json::json!({"email": format!("admin@{}.test", self.name), "password": pw.trim()});
+        let t: serde_json::Value = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/tokens", self.users))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        t["access_token"].as_str().expect("a token").to_owned()
     }
 
     fn label(&self) -> String {
@@ -214,10 +239,21 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
         "{out}"
     );
 
-    // The shop answers through the containers.
+    // The shop answers through the containers. Changing the catalogue
+    // needs an admin: anonymous is refused, eshop's local admin may.
     let inv = format!("http://127.0.0.1:{}", p.inventory);
+    let tea = serde_json::json!({"id": "SKU-1", "name": "Green tea", "unit_price_minor": 1999, "currency": "EUR", "quantity": 40});
     let res = reqwest::Client::new()
         .post(format!("{inv}/products"))
+        .json(&tea)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let admin = p.admin_token().await;
+    let res = reqwest::Client::new()
+        .post(format!("{inv}/products"))
+        .bearer_auth(&admin)
         .json(&serde_json::json!({"id": "SKU-1", "name": "Green tea", "unit_price_minor": 1999, "currency": "EUR", "quantity": 40}))
         .send()
         .await
@@ -400,7 +436,12 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     // A shop with data of its own is never refilled: a demo product the
     // user deleted stays deleted.
     let tee = format!("{inv}/products/SKU-TEE-002");
-    let res = reqwest::Client::new().delete(&tee).send().await.unwrap();
+    let res = reqwest::Client::new()
+        .delete(&tee)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     assert!(res.status().is_success(), "{}", res.status());
 
     // Second up: nothing to do, nothing recreated.

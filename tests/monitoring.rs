@@ -250,8 +250,28 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
     // Real services on port 0.
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/inv.db?mode=rwc", dir.path().display());
+    let users_cfg = users::Config::from_source(&Map::new([
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}/users.db?mode=rwc", dir.path().display()).as_str(),
+        ),
+        ("DATA_DIR", dir.path().to_str().unwrap()),
+        ("LOG_LEVEL", "warn"),
+        ("ADMIN_EMAILS", "ann@example.com"),
+        ("PASSWORD_HASH_MEMORY_KIB", "256"),
+        ("PASSWORD_HASH_ITERATIONS", "1"),
+    ]))
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let users_addr = l.local_addr().unwrap();
+    let users = users::Application::build_with_listener(users_cfg, l)
+        .await
+        .unwrap();
+    tokio::spawn(users.run(std::future::pending()));
+    let users_url = format!("http://{users_addr}");
     let inv_cfg = inventory::Config::from_source(&Map::new([
         ("DATABASE_URL", db.as_str()),
+        ("USERS_URL", users_url.as_str()),
         ("LOG_LEVEL", "warn"),
         ("STOCK_METRICS_INTERVAL_MS", "200"),
     ]))
@@ -271,24 +291,6 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let pr_addr = l.local_addr().unwrap();
     tokio::spawn(pricing::Application::build_with_listener(pr_cfg, l).run(std::future::pending()));
-
-    let users_cfg = users::Config::from_source(&Map::new([
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}/users.db?mode=rwc", dir.path().display()).as_str(),
-        ),
-        ("DATA_DIR", dir.path().to_str().unwrap()),
-        ("LOG_LEVEL", "warn"),
-        ("PASSWORD_HASH_MEMORY_KIB", "256"),
-        ("PASSWORD_HASH_ITERATIONS", "1"),
-    ]))
-    .unwrap();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let users_addr = l.local_addr().unwrap();
-    let users = users::Application::build_with_listener(users_cfg, l)
-        .await
-        .unwrap();
-    tokio::spawn(users.run(std::future::pending()));
 
     // Prometheus with the rendered config and the real rules.
     let yml = eshop::phases::monitoring::static_prometheus_yml(
@@ -344,18 +346,12 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
 
     // Bounded load: at most 8 s and 4000 requests, a mix of hits, misses,
     // bad input and stock moves.
-    c.post(format!("{inv_url}/products"))
-        .json(&serde_json::json!({"id": "SKU-1", "name": "Tea", "unit_price_minor": 199, "currency": "EUR", "quantity": 3}))
-        .send()
-        .await
-        .unwrap();
-    // An account, a login, a wrong password; a hold, committed.
-    let users_url = format!("http://{users_addr}");
+    // Ann is the admin (ADMIN_EMAILS): an account, a login, a wrong
+    // password; then the catalogue, a hold and its sale with her token.
     let login =
         serde_json::json!({"email": "ann@example.com", "password": "correct horse battery"});
     for (path, body, status) in [
         ("/users", login.clone(), 201),
-        ("/tokens", login.clone(), 200),
         (
             "/tokens",
             serde_json::json!({"email": "ann@example.com", "password": "wrong horse battery"}),
@@ -370,8 +366,25 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
             .unwrap();
         assert_eq!(r.status(), status, "{path}");
     }
+    let t: serde_json::Value = c
+        .post(format!("{users_url}/tokens"))
+        .json(&login)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = t["access_token"].as_str().unwrap().to_owned();
+    c.post(format!("{inv_url}/products"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"id": "SKU-1", "name": "Tea", "unit_price_minor": 199, "currency": "EUR", "quantity": 3}))
+        .send()
+        .await
+        .unwrap();
     let r = c
         .post(format!("{inv_url}/reservations"))
+        .bearer_auth(&token)
         .json(&serde_json::json!({"items": [{"product_id": "SKU-1", "quantity": 1}]}))
         .send()
         .await
@@ -381,6 +394,7 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
     let id = hold["id"].as_str().unwrap();
     let r = c
         .post(format!("{inv_url}/reservations/{id}/commit"))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();

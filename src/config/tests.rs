@@ -142,9 +142,10 @@ fn environment_errors_show_the_variable_and_its_value() {
 /// The bundled shop plus a made-up third service, as a new catalogue entry
 /// would add it.
 const THREE: &[Service] = &[
+    crate::shop::USERS,
     crate::shop::INVENTORY,
     crate::shop::PRICING,
-    crate::shop::made_up("gift-cards", 8082, &["inventory"]),
+    crate::shop::made_up("gift-cards", 8092, &["inventory"]),
 ];
 
 fn parse_three(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -156,21 +157,26 @@ fn every_catalogue_entry_gets_a_published_port_key_and_variable() {
     let c = parse_three("", &[]).unwrap();
     assert_eq!(
         c.local_ports,
-        BTreeMap::from([("gift-cards", 8082), ("inventory", 8081), ("pricing", 8080)])
+        BTreeMap::from([
+            ("gift-cards", 8092),
+            ("inventory", 8081),
+            ("pricing", 8080),
+            ("users", 8082)
+        ])
     );
     assert_eq!(
-        c.host_port(&THREE[2]),
-        8082,
+        c.host_port(&THREE[3]),
+        8092,
         "the catalogue's port by default"
     );
     let c = parse_three("[local]\ngift-cards_port = 9300\n", &[]).unwrap();
-    assert_eq!(c.host_port(&THREE[2]), 9300);
+    assert_eq!(c.host_port(&THREE[3]), 9300);
     let c = parse_three(
         "[local]\ngift-cards_port = 9300\n",
         &[("ESHOP_LOCAL_GIFT_CARDS_PORT", "9400")],
     )
     .unwrap();
-    assert_eq!(c.host_port(&THREE[2]), 9400, "the variable over the file");
+    assert_eq!(c.host_port(&THREE[3]), 9400, "the variable over the file");
     // The bundled shop has no such entry: its key is unknown there.
     let err = parse("[local]\ngift-cards_port = 9300\n")
         .unwrap_err()
@@ -235,7 +241,7 @@ fn published_ports_clash_naming_the_deliberate_key() {
             "eshop.toml:3:16: local.pricing_port: must differ from local.gift-cards_port",
         ),
         (
-            "[monitoring]\nprometheus_port = 8082\n",
+            "[monitoring]\nprometheus_port = 8092\n",
             &[],
             "eshop.toml:2:19: monitoring.prometheus_port: must differ from local.gift-cards_port",
         ),

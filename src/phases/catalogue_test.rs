@@ -11,9 +11,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// inventory, then `reviews` (owns a database, calls inventory), then
-/// pricing calling both.
-static THREE: [Service; 3] = [
+/// users and inventory, then `reviews` (owns a database, calls
+/// inventory), then pricing calling both.
+static THREE: [Service; 4] = [
+    crate::shop::USERS,
     crate::shop::INVENTORY,
     crate::shop::made_up("reviews", 8095, &["inventory"]),
     Service {
@@ -79,7 +80,7 @@ fn a_third_service_in_the_catalogue_gets_an_image_and_a_container() {
     let ctx = ctx(dir.path());
     let out = dir.path().join("render");
     let files = images::Images.render(&ctx, &out).unwrap();
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), THREE.len());
     let df = std::fs::read_to_string(out.join("reviews/Dockerfile")).unwrap();
     assert!(df.contains("EXPOSE 8095"), "{df}");
     assert!(
@@ -87,13 +88,13 @@ fn a_third_service_in_the_catalogue_gets_an_image_and_a_container() {
         "a database owner keeps its data: {df}"
     );
 
-    let spec = images::container_spec(&ctx, &THREE[1], "localhost:5000/eshop-reviews:t");
+    let spec = images::container_spec(&ctx, &THREE[2], "localhost:5000/eshop-reviews:t");
     assert!(spec
         .env
         .contains(&"INVENTORY_URL=http://eshop-eshop-inventory:8081".to_owned()));
     assert_eq!(spec.ports, [(8095, "127.0.0.1".to_owned(), 8095)]);
     assert_eq!(spec.volumes[0].0, "eshop-eshop-reviews-data");
-    let pricing = images::container_spec(&ctx, &THREE[2], "p:t");
+    let pricing = images::container_spec(&ctx, &THREE[3], "p:t");
     assert!(pricing
         .env
         .contains(&"REVIEWS_URL=http://eshop-eshop-reviews:8095".to_owned()));
@@ -154,7 +155,7 @@ fn a_third_service_in_the_catalogue_gets_its_kubernetes_objects_and_flows() {
     );
     assert_eq!(
         peers(&p("postgres")["spec"]["ingress"][0], "from"),
-        ["inventory", "reviews"]
+        ["users", "inventory", "reviews"]
     );
     let pricing_out = egress_peers(p("pricing"));
     assert_eq!(
@@ -188,20 +189,23 @@ fn a_third_service_in_the_catalogue_is_scraped() {
         })
         .collect();
     assert_eq!(
-        jobs[1],
+        jobs[2],
         ("reviews".to_owned(), "eshop-eshop-reviews:8095".to_owned())
     );
-    assert_eq!(jobs.len(), 3);
+    assert_eq!(jobs.len(), THREE.len());
     assert_eq!(
-        yml["scrape_configs"][1]["metrics_path"].as_str(),
+        yml["scrape_configs"][2]["metrics_path"].as_str(),
         Some("/metrics")
     );
 
     let kube = monitoring::kube_prometheus_yml(&ctx.config).unwrap();
-    assert!(kube.contains("(inventory|reviews|pricing);http"), "{kube}");
+    assert!(
+        kube.contains("(users|inventory|reviews|pricing);http"),
+        "{kube}"
+    );
     let objs = flat(monitoring::kube_manifests(&ctx.config, None).unwrap());
     let prom = named(&objs, "NetworkPolicy", "prometheus").unwrap();
     let to = egress_peers(prom);
-    assert_eq!(to[1], ["reviews"]);
-    assert_eq!(prom["spec"]["egress"][1]["ports"][0]["port"], 8095);
+    assert_eq!(to[2], ["reviews"]);
+    assert_eq!(prom["spec"]["egress"][2]["ports"][0]["port"], 8095);
 }

@@ -5,6 +5,11 @@
 //! get_price → GET /products/{id}/price. Stock holds for the checkout:
 //! POST /reservations, GET /reservations/{id}, POST
 //! /reservations/{id}/commit and /release.
+//!
+//! Reads are open. Changing the catalogue or the stock needs a token with
+//! the `admin` role; holding, committing and releasing stock needs a
+//! signed-in caller (a customer's token, or the checkout's on their
+//! behalf), so nobody anonymous can lock the shop's stock.
 
 use crate::db::{Expect, Store};
 use crate::error::{Error, Result};
@@ -17,6 +22,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use kit::auth::{Admin, Caller};
 use kit::extract::{Json, Path, Query};
 use serde::{Deserialize, Serialize};
 
@@ -128,7 +134,11 @@ async fn expect(store: &Store, id: &str, p: Precondition) -> Result<Expect> {
     }
 }
 
-async fn create(State(store): State<Store>, Json(p): Json<NewProduct>) -> Result<Response> {
+async fn create(
+    _: Admin,
+    State(store): State<Store>,
+    Json(p): Json<NewProduct>,
+) -> Result<Response> {
     p.validate()?;
     let created = store.create(&p).await?;
     let location = HeaderValue::from_str(&format!("/products/{}", created.id))
@@ -180,6 +190,7 @@ async fn get_one(State(store): State<Store>, Path(id): Path<String>) -> Result<R
 }
 
 async fn update(
+    _: Admin,
     State(store): State<Store>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -194,6 +205,7 @@ async fn update(
 }
 
 async fn delete(
+    _: Admin,
     State(store): State<Store>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -235,6 +247,7 @@ async fn get_quantity(State(store): State<Store>, Path(id): Path<String>) -> Res
 }
 
 async fn set_quantity(
+    _: Admin,
     State(store): State<Store>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -249,6 +262,7 @@ async fn set_quantity(
 }
 
 async fn adjust_quantity(
+    _: Admin,
     State(store): State<Store>,
     Path(id): Path<String>,
     Json(body): Json<AdjustQuantity>,
@@ -286,7 +300,11 @@ async fn get_price(
 
 /// 201 with a Location for a new hold; 200 for a replay of an existing id
 /// with the same items (the saga's retry), whatever state it is in now.
-async fn hold(State(store): State<Store>, Json(body): Json<NewReservation>) -> Result<Response> {
+async fn hold(
+    _: Caller,
+    State(store): State<Store>,
+    Json(body): Json<NewReservation>,
+) -> Result<Response> {
     body.validate()?;
     let id = body.id.clone().unwrap_or_else(reservation::new_id);
     let (r, created) = store.hold(&id, &body.lines(), body.ttl_secs()).await?;
@@ -313,6 +331,7 @@ async fn get_reservation(
 }
 
 async fn commit(
+    _: Caller,
     State(store): State<Store>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Reservation>> {
@@ -321,6 +340,7 @@ async fn commit(
 }
 
 async fn release(
+    _: Caller,
     State(store): State<Store>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Reservation>> {

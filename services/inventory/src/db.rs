@@ -15,10 +15,9 @@ use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::model::{NewProduct, Product, ProductChanges, QUANTITY_MAX};
 use crate::stock_metrics::HoldOutcomes;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use std::sync::Arc;
-use std::time::Duration;
 
 const COLS: &str = "id, name, description, unit_price_minor, currency, quantity, held, version, \
                     created_at, updated_at";
@@ -26,23 +25,7 @@ const COLS: &str = "id, name, description, unit_price_minor, currency, quantity,
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn from_url(url: &str) -> Option<Self> {
-        if url.starts_with("sqlite:") {
-            Some(Self::Sqlite)
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Some(Self::Postgres)
-        } else {
-            None
-        }
-    }
-}
+pub use kit::db::Backend;
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -64,45 +47,10 @@ impl Store {
     /// cannot be reached or the schema cannot be brought up to date.
     /// `cache_entries` > 0 turns on the read cache, on SQLite only (see
     /// `cache.rs` for why it is exact there and impossible elsewhere).
-    pub async fn connect(
-        url: &str,
-        max_connections: u32,
-        acquire_timeout: Duration,
-        cache_entries: usize,
-    ) -> anyhow::Result<Self> {
-        sqlx::any::install_default_drivers();
-        let backend = Backend::from_url(url)
-            .ok_or_else(|| anyhow::anyhow!("DATABASE_URL must start with sqlite: or postgres:"))?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .min_connections(0)
-            .acquire_timeout(acquire_timeout)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the single writer;
-                        // busy_timeout makes writers queue instead of failing.
-                        use sqlx::Executor;
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
+    pub async fn connect(c: &kit::db::DbConfig, cache_entries: usize) -> anyhow::Result<Self> {
+        let (pool, backend) = kit::db::connect(c, &SQLITE_MIGRATOR, &POSTGRES_MIGRATOR)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
-        let migrator = match backend {
-            Backend::Sqlite => &SQLITE_MIGRATOR,
-            Backend::Postgres => &POSTGRES_MIGRATOR,
-        };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
+            .map_err(anyhow::Error::msg)?;
         let cache = (backend == Backend::Sqlite && cache_entries > 0)
             .then(|| Arc::new(Cache::new(cache_entries)));
         Ok(Self {

@@ -315,7 +315,47 @@ pub fn document() -> String {
     // The reservations' paths and schemas, built apart to keep this readable.
     merge(&mut doc["paths"], reservation_paths());
     merge(&mut doc["components"]["schemas"], reservation_schemas());
+    secure(&mut doc);
     serde_json::to_string_pretty(&doc).expect("a json! value serialises")
+}
+
+/// Changing the catalogue or the stock needs an admin's token; holding
+/// stock a signed-in caller's (api.rs). Said once here for every such
+/// operation: the scheme, and the 401/403 answers.
+const ADMIN_ONLY: [&str; 5] = [
+    "add_product",
+    "update_product",
+    "delete_product",
+    "set_quantity",
+    "adjust_quantity",
+];
+const SIGNED_IN: [&str; 3] = ["hold_stock", "commit_reservation", "release_reservation"];
+
+fn secure(doc: &mut Value) {
+    doc["components"]["securitySchemes"] =
+        json!({"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}});
+    for path in doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for op in path
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+            let admin = ADMIN_ONLY.contains(&id.as_str());
+            if !admin && !SIGNED_IN.contains(&id.as_str()) {
+                continue;
+            }
+            op["security"] = json!([{"bearer": []}]);
+            op["responses"]["401"] = problem("No valid bearer token");
+            if admin {
+                op["responses"]["403"] = problem("The token has no admin role");
+            }
+        }
+    }
 }
 
 fn hold_operation() -> Value {

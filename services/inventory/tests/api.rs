@@ -6,7 +6,7 @@ mod common;
 use common::{spawn_app, spawn_app_with, Backend};
 use serde_json::{json, Value};
 
-on_both_backends!(
+kit::on_both_backends!(
     a_created_product_can_be_read_back_with_its_etag,
     a_duplicate_id_is_a_conflict,
     listing_pages_through_every_product_in_id_order,
@@ -19,7 +19,66 @@ on_both_backends!(
     every_bad_input_gets_a_problem_json_4xx,
     health_metrics_and_openapi_are_served,
     stock_levels_are_exported_as_gauges,
+    writes_need_an_admin_holds_a_signed_in_caller_and_reads_nobody,
 );
+
+async fn writes_need_an_admin_holds_a_signed_in_caller_and_reads_nobody(b: Backend) {
+    let app = spawn_app(b).await;
+    app.create("SKU-1", 500, 10).await;
+    let customer = common::client_as(&app.issuer.token("u-7", &[]));
+    let body = json!({"id": "SKU-2", "name": "Tea", "unit_price_minor": 100, "currency": "EUR", "quantity": 1});
+    let writes: Vec<(&str, &str, Value)> = vec![
+        ("POST", "/products", body.clone()),
+        ("PATCH", "/products/SKU-1", json!({"name": "x"})),
+        ("DELETE", "/products/SKU-1", Value::Null),
+        ("PUT", "/products/SKU-1/quantity", json!({"quantity": 1})),
+        (
+            "POST",
+            "/products/SKU-1/quantity/adjustments",
+            json!({"delta": -1}),
+        ),
+    ];
+    let send = |c: &reqwest::Client, method: &str, path: &str, body: &Value| {
+        let mut r = c.request(method.parse().unwrap(), app.url(path));
+        if !body.is_null() {
+            r = r.json(body);
+        }
+        r.send()
+    };
+    for (method, path, body) in &writes {
+        let r = send(&app.anonymous, method, path, body).await.unwrap();
+        assert_eq!(r.status(), 401, "{method} {path} without a token");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"eshop\"");
+        let r = send(&customer, method, path, body).await.unwrap();
+        assert_eq!(r.status(), 403, "{method} {path} as a customer");
+    }
+    // A token from another key is no admin's, whatever it claims.
+    let forged = kit::testing::Issuer::start().await.token("x", &["admin"]);
+    let r = send(&common::client_as(&forged), "POST", "/products", &body)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Nothing changed; reads need nothing.
+    let r = app
+        .anonymous
+        .get(app.url("/products/SKU-1/quantity"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["quantity"], 10);
+    // Holding stock needs a signed-in caller, not an admin.
+    let hold = json!({"items": [{"product_id": "SKU-1", "quantity": 2}]});
+    let r = send(&app.anonymous, "POST", "/reservations", &hold)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = send(&customer, "POST", "/reservations", &hold)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    app.stop().await;
+}
 
 async fn stock_levels_are_exported_as_gauges(b: Backend) {
     let app = spawn_app_with(

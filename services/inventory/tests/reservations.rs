@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-on_both_backends!(
+kit::on_both_backends!(
     a_hold_takes_every_item_or_none,
     committing_sells_the_held_units_once,
     releasing_makes_the_units_available_again,

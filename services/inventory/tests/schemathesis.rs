@@ -12,7 +12,9 @@ async fn conforms(b: Backend) {
         app.create(id, 500, 50).await;
     }
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemathesis.toml");
-    kit::testing::schemathesis(&app.base, &config, 40).await;
+    // As an admin, so the write operations are exercised beyond 401.
+    let admin = app.issuer.token("admin-1", &["admin"]);
+    kit::testing::schemathesis_as(&app.base, &config, 40, Some(&admin)).await;
     app.stop().await;
 }
 

@@ -386,6 +386,21 @@ impl Caller {
     }
 }
 
+/// A caller with the `admin` role (403 for anyone else): for handlers only
+/// administrators may call, e.g. changing the catalogue or the stock.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Claims);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let c = Caller::from_request_parts(parts, state).await?;
+        c.require("admin")?;
+        Ok(Admin(c.0))
+    }
+}
+
 /// The token of `Authorization: Bearer TOKEN`.
 fn bearer(parts: &Parts) -> Result<&str, AuthError> {
     let h = parts

@@ -292,3 +292,42 @@ impl Running {
 }
 
 pub type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A stand-in for the users service's token side in other services'
+/// tests: a real Ed25519 key, its JWKS served on a loopback port, and
+/// tokens for any subject and roles (`Issuer::token`).
+pub struct Issuer {
+    signer: crate::auth::Signer,
+    pub jwks_url: String,
+}
+
+impl Issuer {
+    pub async fn start() -> Issuer {
+        let signer =
+            crate::auth::Signer::from_pkcs8(&crate::auth::Signer::generate_pkcs8().unwrap())
+                .unwrap();
+        let jwks = serde_json::json!({"keys": [signer.jwk()]});
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let jwks_url = format!(
+            "http://{}/.well-known/jwks.json",
+            listener.local_addr().unwrap()
+        );
+        let app = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                let j = jwks.clone();
+                async move { axum::Json(j) }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Issuer { signer, jwks_url }
+    }
+
+    /// A token for `sub` with `roles`, audience "eshop", valid 10 minutes.
+    pub fn token(&self, sub: &str, roles: &[&str]) -> String {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        self.signer
+            .sign(sub, "eshop", &roles, std::time::Duration::from_secs(600))
+            .unwrap()
+    }
+}

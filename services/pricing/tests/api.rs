@@ -54,7 +54,8 @@ async fn a_price_is_calculated_from_the_real_inventory() {
         "Only 3 left: not enough for 5"
     );
     // Stock a checkout holds is not for sale: 2 of the 3 held, 1 left.
-    let res = c
+    let res = inv
+        .client_with(&[])
         .post(format!("{}/reservations", inv.running.base))
         .json(&json!({"items": [{"product_id": "SKU-2", "quantity": 2}]}))
         .send()

@@ -8,6 +8,56 @@ use crate::phases::local::display_host;
 use crate::phases::Ctx;
 use serde_json::json;
 
+/// An access token of the local shop's administrator (signed up on first
+/// use with the password eshop keeps), for the demo catalogue's writes;
+/// None when the catalogue has no token issuer.
+async fn admin_token(ctx: &Ctx, http: &reqwest::Client) -> anyhow::Result<Option<String>> {
+    let cfg = &ctx.config;
+    let Some(issuer) = cfg.shop.iter().find(|s| s.signing_key) else {
+        return Ok(None);
+    };
+    let email = crate::phases::local::admin_email(cfg);
+    let password = crate::phases::local::kept_password(
+        ctx,
+        NAME,
+        "admin-password",
+        &format!("the shop admin's password ({email})"),
+        true,
+    )?
+    .expect("created");
+    let base = format!("http://{}:{}", display_host(cfg), cfg.host_port(issuer));
+    let body = json!({"email": email, "password": password.expose()});
+    let fail = |what: &str, e: anyhow::Error| e.context(format!("the shop admin {email}: {what}"));
+    let r = http
+        .post(format!("{base}/users"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| fail("signing up", e.into()))?;
+    // 409: made by an earlier run.
+    if !matches!(r.status().as_u16(), 201 | 409) {
+        return Err(fail("signing up", anyhow::anyhow!("HTTP {}", r.status())));
+    }
+    let r = http
+        .post(format!("{base}/tokens"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| fail("logging in", e.into()))?;
+    if r.status() == 401 {
+        anyhow::bail!(
+            "the shop admin {email} exists with a password other than the one in .eshop/{}-admin-password: put the right one there, or start over with `eshop destroy --purge-data`",
+            cfg.project
+        );
+    }
+    let t: serde_json::Value = r
+        .error_for_status()
+        .map_err(|e| fail("logging in", e.into()))?
+        .json()
+        .await?;
+    Ok(t["access_token"].as_str().map(str::to_owned))
+}
+
 /// Loads each service's demo records (the catalogue's `demo`) into a
 /// service that holds no record yet, so a new shop has something to show;
 /// a service with any data of its own is left alone. Says which page to
@@ -18,6 +68,7 @@ pub(super) async fn load_demo(ctx: &Ctx) -> anyhow::Result<usize> {
         .timeout(std::time::Duration::from_secs(5))
         .build()?;
     let host = display_host(cfg);
+    let token = admin_token(ctx, &http).await?;
     let mut added = 0;
     for svc in cfg.shop {
         let Some(demo) = svc.demo else { continue };
@@ -39,9 +90,11 @@ pub(super) async fn load_demo(ctx: &Ctx) -> anyhow::Result<usize> {
         let empty = page["items"].as_array().is_some_and(|i| i.is_empty());
         if empty {
             for r in &records {
-                let resp = http
-                    .post(&base)
-                    .json(r)
+                let mut req = http.post(&base).json(r);
+                if let Some(t) = &token {
+                    req = req.bearer_auth(t);
+                }
+                let resp = req
                     .send()
                     .await
                     .map_err(|e| fail("adding a record to", e.into()))?;

@@ -248,9 +248,18 @@ pub(crate) fn container_spec(ctx: &Ctx, svc: &Service, image_ref: &str) -> Conta
             secrets.push(f);
         }
     }
-    if let Some(extra) = cfg.service_env.get(svc.name) {
-        env.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
+    // The token issuer makes the local shop's administrator an admin
+    // (eshop signs it up to load the demo catalogue).
+    let mut extra = cfg.service_env.get(svc.name).cloned().unwrap_or_default();
+    if svc.signing_key {
+        // Beside any admins the configuration names.
+        let mut admins = crate::phases::local::admin_email(cfg);
+        if let Some(more) = extra.remove("ADMIN_EMAILS") {
+            admins = format!("{admins},{more}");
+        }
+        env.push(format!("ADMIN_EMAILS={admins}"));
     }
+    env.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
     let mut labels = docker::labels(&cfg.project, cfg.target.as_str(), NAME);
     labels.insert(labels::SERVICE.into(), svc.name.into());
     ContainerSpec {

@@ -154,37 +154,19 @@ fn bundles(cfg: &Config) -> anyhow::Result<Vec<Bundle>> {
 }
 
 /// Grafana's admin password: ESHOP_GRAFANA_ADMIN_PASSWORD, else one eshop
-/// generated once and keeps in `.eshop/<project>-grafana-admin-password`
-/// (0600; never printed, never in the state file), so Grafana never runs
-/// as admin/admin. Plan only reads it; apply makes it.
+/// generated once and keeps in `.eshop/<project>-grafana-admin-password`,
+/// so Grafana never runs as admin/admin. Plan only reads it; apply makes it.
 fn grafana_password(ctx: &Ctx, create: bool) -> anyhow::Result<Option<Secret>> {
-    let cfg = &ctx.config;
-    if let Some(p) = &cfg.grafana_admin_password {
+    if let Some(p) = &ctx.config.grafana_admin_password {
         return Ok(Some(p.clone()));
     }
-    let path = cfg
-        .state_dir
-        .join(format!("{}-grafana-admin-password", cfg.project));
-    match std::fs::read_to_string(&path) {
-        Ok(p) if !p.trim().is_empty() => return Ok(Some(Secret::new(p.trim().to_owned()))),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => anyhow::bail!("{}: {e}", path.display()),
-    }
-    if !create {
-        return Ok(None);
-    }
-    std::fs::create_dir_all(&cfg.state_dir)?;
-    let p = crate::util::random_password();
-    crate::util::write_atomic(&path, p.as_bytes(), 0o600)?;
-    ctx.ui.info(
+    crate::phases::local::kept_password(
+        ctx,
         NAME,
-        &format!(
-            "Grafana's admin password (user admin) is in {}",
-            path.display()
-        ),
-    );
-    Ok(Some(Secret::new(p)))
+        "grafana-admin-password",
+        "Grafana's admin password (user admin)",
+        create,
+    )
 }
 
 fn spec(cfg: &Config, b: &Bundle, grafana_password: Option<&Secret>) -> ContainerSpec {

@@ -1,62 +1,25 @@
-//! `spawn_app`: a real inventory on port 0 with a fresh database, SQLite in
-//! a temp dir or a new PostgreSQL database that is dropped afterwards.
+//! `spawn_app`: a real inventory on port 0 with a fresh database (SQLite in
+//! a temp dir or a new PostgreSQL database, kit::testing::TestDb) and a
+//! token issuer standing in for the users service. `client` sends an
+//! admin's token with every request; `anonymous` sends none.
 
 #![allow(dead_code)]
 
 use inventory::{Application, Config};
 use kit::config::Map;
+pub use kit::testing::Backend;
+use kit::testing::{Issuer, Running, TestDb};
 use serde_json::{json, Value};
-
-#[derive(Debug, Clone, Copy)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// The server the test setup script starts; overridable for other setups.
-pub fn pg_admin_url() -> String {
-    std::env::var("ESHOP_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://eshop_test:eshop_test@127.0.0.1:5432/postgres".into())
-}
 
 pub struct TestApp {
     pub base: String,
+    /// Sends `Authorization: Bearer <an admin's token>`.
     pub client: reqwest::Client,
-    _db: DbGuard,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-enum DbGuard {
-    Sqlite(tempfile::TempDir),
-    Postgres { admin: String, name: String },
-}
-
-impl Drop for DbGuard {
-    fn drop(&mut self) {
-        if let DbGuard::Postgres { admin, name } = self {
-            // Drop runs outside async context (or during a panic): use a
-            // private runtime on a plain thread so cleanup always happens.
-            let (admin, name) = (admin.clone(), name.clone());
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    use sqlx::Connection;
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                        let _ = sqlx::query(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .execute(&mut c)
-                        .await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
+    /// Sends no token.
+    pub anonymous: reqwest::Client,
+    pub issuer: Issuer,
+    server: Running,
+    _db: TestDb,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -64,28 +27,13 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
-    let (url, guard) = match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}/inventory.db?mode=rwc", dir.path().display());
-            (url, DbGuard::Sqlite(dir))
-        }
-        Backend::Postgres => {
-            use sqlx::Connection;
-            let admin = pg_admin_url();
-            let name = format!("eshop_test_{:016x}", rand::random::<u64>());
-            let mut c = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-                panic!("PostgreSQL at ESHOP_TEST_PG_URL is not reachable ({e}); run scripts/test-setup.sh")
-            });
-            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                .execute(&mut c)
-                .await
-                .unwrap();
-            let (base, _) = admin.rsplit_once('/').unwrap();
-            (format!("{base}/{name}"), DbGuard::Postgres { admin, name })
-        }
-    };
-    let mut map = Map::new([("DATABASE_URL", url.as_str()), ("LOG_LEVEL", "warn")]);
+    let db = TestDb::new(backend, "inventory").await;
+    let issuer = Issuer::start().await;
+    let mut map = Map::new([
+        ("DATABASE_URL", db.url.as_str()),
+        ("USERS_JWKS_URL", issuer.jwks_url.as_str()),
+        ("LOG_LEVEL", "warn"),
+    ]);
     for (k, v) in extra {
         map.0.insert((*k).into(), (*v).into());
     }
@@ -94,18 +42,28 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
     let app = Application::build_with_listener(config, listener)
         .await
         .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run(async {
-        let _ = rx.await;
-    }));
+    let server = Running::start(app.port(), |stop| app.run(stop));
     TestApp {
-        base,
-        client: reqwest::Client::new(),
-        _db: guard,
-        stop: Some(tx),
-        handle: Some(handle),
+        base: server.base.clone(),
+        client: client_as(&issuer.token("admin-1", &["admin"])),
+        anonymous: reqwest::Client::new(),
+        issuer,
+        server,
+        _db: db,
     }
+}
+
+/// A client that sends `token` with every request.
+pub fn client_as(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap()
 }
 
 impl TestApp {
@@ -139,32 +97,7 @@ impl TestApp {
     }
 
     /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.unwrap().unwrap();
-        }
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
-}
-
-/// Runs each listed `async fn(Backend)` once on SQLite and once on
-/// PostgreSQL, so both backends pass the very same suite.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::common::Backend::Sqlite).await }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::common::Backend::Postgres).await }
-            )*
-        }
-    };
 }

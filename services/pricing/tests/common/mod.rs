@@ -44,7 +44,25 @@ impl Running {
 
 pub struct Inventory {
     pub running: Running,
+    /// Stands in for the users service: inventory checks tokens with it.
+    pub issuer: kit::testing::Issuer,
     _dir: tempfile::TempDir,
+}
+
+impl Inventory {
+    /// A client sending a token with `roles` on every request.
+    pub fn client_with(&self, roles: &[&str]) -> reqwest::Client {
+        let mut h = reqwest::header::HeaderMap::new();
+        let token = self.issuer.token("test-user", roles);
+        h.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(h)
+            .build()
+            .unwrap()
+    }
 }
 
 pub async fn spawn_inventory() -> Inventory {
@@ -54,7 +72,12 @@ pub async fn spawn_inventory() -> Inventory {
 pub async fn spawn_inventory_with(extra: &[(&str, &str)]) -> Inventory {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/inventory.db?mode=rwc", dir.path().display());
-    let mut map = Map::new([("DATABASE_URL", url.as_str()), ("LOG_LEVEL", "warn")]);
+    let issuer = kit::testing::Issuer::start().await;
+    let mut map = Map::new([
+        ("DATABASE_URL", url.as_str()),
+        ("USERS_JWKS_URL", issuer.jwks_url.as_str()),
+        ("LOG_LEVEL", "warn"),
+    ]);
     for (k, v) in extra {
         map.0.insert((*k).into(), (*v).into());
     }
@@ -79,9 +102,10 @@ pub async fn spawn_inventory_with(extra: &[(&str, &str)]) -> Inventory {
             stop: Some(tx),
             handle: Some(handle),
         },
+        issuer,
         _dir: dir,
     };
-    let c = reqwest::Client::new();
+    let c = inv.client_with(&["admin"]);
     for (id, name, price, cur, qty) in [
         ("SKU-1", "Green tea", 1999, "EUR", 100),
         ("SKU-2", "Teapot", 4500, "EUR", 3),
