@@ -331,3 +331,18 @@ impl Issuer {
             .unwrap()
     }
 }
+
+/// A client that sends `Authorization: Bearer TOKEN` with every request.
+pub fn client_as(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}")
+            .parse()
+            .expect("a token is header-safe"),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .expect("a client builds")
+}
