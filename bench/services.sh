@@ -6,6 +6,10 @@
 #   calc      GET /calculate_price on pricing (pricing → inventory hop)
 #   calc+otlp the same with both services exporting a span per request
 #             over OTLP to a do-nothing receiver (services/kit/examples/otlp_sink.rs)
+#   hold      POST /reservations on inventory (SQLite): one transaction
+#             holding a unit, with a bearer token checked per request
+#   login     POST /tokens on users: one argon2id verification (19 MiB,
+#             2 passes) and an Ed25519 signature; slow by design
 # and prints req/s, p50, p99, the ratio to the ceiling, idle RSS and
 # start-to-ready time per service. Load is loopback only and bounded:
 # DURATION seconds per target, CONNECTIONS connections.
@@ -20,7 +24,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk missing: run scripts/test-setup.sh (installs it)" >&2; exit 1; }
-cargo build --release --quiet -p inventory -p pricing
+cargo build --release --quiet -p users -p inventory -p pricing
 cargo build --release --quiet -p kit --example hello --example otlp_sink
 bin="${CARGO_TARGET_DIR:-target}/release"
 
@@ -42,6 +46,18 @@ start() {
 
 LISTEN_ADDR=127.0.0.1:18089 start hello http://127.0.0.1:18089/ "$bin/examples/hello"
 hello_pid=$started_pid
+# users for the tokens: the bench account is an admin; the per-address
+# login limit is lifted so the login figure measures the hashing.
+LISTEN_ADDR=127.0.0.1:18084 DATA_DIR="$work/users" LOG_LEVEL="${LOG_LEVEL:-info}" \
+  ADMIN_EMAILS=bench@example.com LOGIN_MAX_ATTEMPTS_PER_ADDRESS=100000 \
+  start users http://127.0.0.1:18084/readyz "$bin/users"
+users_pid=$started_pid
+creds='{"email":"bench@example.com","password":"bench password 1"}'
+curl -fs -o /dev/null -X POST http://127.0.0.1:18084/users -H 'content-type: application/json' -d "$creds"
+TOKEN=$(curl -fs -X POST http://127.0.0.1:18084/tokens -H 'content-type: application/json' -d "$creds" \
+  | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+export TOKEN
+export USERS_URL=http://127.0.0.1:18084
 LISTEN_ADDR=127.0.0.1:18081 DATA_DIR="$work/data" LOG_LEVEL="${LOG_LEVEL:-info}" \
   start inventory http://127.0.0.1:18081/readyz "$bin/inventory"
 inv_pid=$started_pid; inv_ready=$ready_ms
@@ -52,13 +68,30 @@ sleep 0.5
 inv_idle=$(rss_kb "$inv_pid"); pr_idle=$(rss_kb "$pr_pid")
 
 curl -fs -o /dev/null -X POST http://127.0.0.1:18081/products -H 'content-type: application/json' \
+  -H "authorization: Bearer $TOKEN" \
   -d '{"id":"SKU-1","name":"Green tea","unit_price_minor":1999,"currency":"EUR","quantity":1000}'
+curl -fs -o /dev/null -X POST http://127.0.0.1:18081/products -H 'content-type: application/json' \
+  -H "authorization: Bearer $TOKEN" \
+  -d '{"id":"SKU-H","name":"Held","unit_price_minor":100,"currency":"EUR","quantity":1000000000}'
+# POST bodies for wrk (the token from the environment, never in a file).
+cat >"$work/hold.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"items":[{"product_id":"SKU-H","quantity":1}],"ttl_secs":3600}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
+LUA
+cat >"$work/login.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"email":"bench@example.com","password":"bench password 1"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
 
-# run NAME URL → prints "req/s p50 p99"
+# run NAME URL [wrk args…] → prints "req/s p50 p99"
 run() {
-  local out; out=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$2" 2>&1)
-  echo "$out" > "$work/wrk-$1.txt"
-  if grep -q "Non-2xx" <<<"$out"; then echo "$1: non-2xx responses:" >&2; echo "$out" >&2; exit 1; fi
+  local name="$1" url="$2"; shift 2
+  local out; out=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" 2>&1)
+  echo "$out" > "$work/wrk-$name.txt"
+  if grep -q "Non-2xx" <<<"$out"; then echo "$name: non-2xx responses:" >&2; echo "$out" >&2; exit 1; fi
   local rps p50 p99
   rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
   p50=$(awk '$1=="50%"{print $2}' <<<"$out")
@@ -69,7 +102,9 @@ run() {
 read -r c_rps c_p50 c_p99 < <(run ceiling http://127.0.0.1:18089/)
 read -r p_rps p_p50 p_p99 < <(run price http://127.0.0.1:18081/products/SKU-1/price)
 read -r k_rps k_p50 k_p99 < <(run calc "http://127.0.0.1:18080/calculate_price?product_id=SKU-1&quantity=3")
-inv_loaded=$(rss_kb "$inv_pid"); pr_loaded=$(rss_kb "$pr_pid")
+read -r h_rps h_p50 h_p99 < <(run hold http://127.0.0.1:18081/reservations -s "$work/hold.lua")
+read -r l_rps l_p50 l_p99 < <(run login http://127.0.0.1:18084/tokens -s "$work/login.lua")
+inv_loaded=$(rss_kb "$inv_pid"); pr_loaded=$(rss_kb "$pr_pid"); users_loaded=$(rss_kb "$users_pid")
 kill "$pr_pid" "$inv_pid"
 
 # The same pair again, now exporting traces (its own ports and data).
@@ -82,6 +117,7 @@ LISTEN_ADDR=127.0.0.1:18082 INVENTORY_URL=http://127.0.0.1:18083 LOG_LEVEL="${LO
   start pricing-otlp http://127.0.0.1:18082/readyz "$bin/pricing"
 unset OTEL_EXPORTER_OTLP_ENDPOINT
 curl -fs -o /dev/null -X POST http://127.0.0.1:18083/products -H 'content-type: application/json' \
+  -H "authorization: Bearer $TOKEN" \
   -d '{"id":"SKU-1","name":"Green tea","unit_price_minor":1999,"currency":"EUR","quantity":1000}'
 read -r t_rps t_p50 t_p99 < <(run calc-otlp "http://127.0.0.1:18082/calculate_price?product_id=SKU-1&quantity=3")
 sleep 1.2 # one flush interval and then some: the last batches arrive
@@ -104,10 +140,15 @@ printf '%-34s %10.0f %9s %9s %9s\n' "ceiling: axum hello-world" "$c_rps" "$c_p50
 printf '%-34s %10.0f %9s %9s %9s\n' "inventory GET price (SQLite)" "$p_rps" "$p_p50" "$p_p99" "$(ratio "$p_rps" "$c_rps")"
 printf '%-34s %10.0f %9s %9s %9s\n' "pricing calculate_price (→ inv)" "$k_rps" "$k_p50" "$k_p99" "$(ratio "$k_rps" "$c_rps")"
 printf '%-34s %10.0f %9s %9s %9s\n' "  the same, exporting traces" "$t_rps" "$t_p50" "$t_p99" "$(ratio "$t_rps" "$c_rps")"
+printf '%-34s %10.0f %9s %9s %9s\n' "inventory POST hold (SQLite)" "$h_rps" "$h_p50" "$h_p99" "$(ratio "$h_rps" "$c_rps")"
+printf '%-34s %10.1f %9s %9s %9s\n' "users POST login (argon2id)" "$l_rps" "$l_p50" "$l_p99" "$(ratio "$l_rps" "$c_rps")"
 echo
 echo "traces: $served calculate_price answered → $sent spans accepted by the receiver in $sink_reqs exports ($(( sink_bytes / 1024 )) KiB), $dropped dropped, $failed refused; throughput with export $(ratio "$t_rps" "$k_rps") of without"
 echo
 printf '%-10s %14s %14s %16s\n' service "idle RSS" "RSS after load" "start→ready"
 printf '%-10s %11.1f MB %11.1f MB %13d ms\n' inventory "$(awk -v k="$inv_idle" 'BEGIN{print k/1024}')" "$(awk -v k="$inv_loaded" 'BEGIN{print k/1024}')" "$inv_ready"
 printf '%-10s %11.1f MB %11.1f MB %13d ms\n' pricing "$(awk -v k="$pr_idle" 'BEGIN{print k/1024}')" "$(awk -v k="$pr_loaded" 'BEGIN{print k/1024}')" "$pr_ready"
-echo "goals: price ≥ 60% of ceiling, calculate_price ≥ 35%, idle RSS ≤ 10 MB, start→ready ≤ 200 ms"
+printf '%-10s %14s %11.1f MB %16s\n' users "" "$(awk -v k="$users_loaded" 'BEGIN{print k/1024}')" ""
+echo
+echo "login: $(awk -v r="$l_rps" -v n="$(nproc)" 'BEGIN{printf "%.0f ms of CPU per login (%.1f logins/s on %d cores)", 1000*n/r, r, n}'); the limits refuse a 6th wrong password per account and a 31st attempt per address per 5 minutes before hashing"
+echo "goals: price ≥ 60% of ceiling, calculate_price ≥ 35%, hold ≥ 15%, p99 ≤ 20 ms at 32 connections, idle RSS ≤ 10 MB, start→ready ≤ 200 ms"

@@ -221,7 +221,9 @@ pub struct Verifier {
     /// service checking its own tokens).
     jwks_url: Option<String>,
     audience: String,
-    http: reqwest::Client,
+    /// Built at the first fetch: its TLS roots cost ~2 MB a service that
+    /// has verified nothing yet need not hold.
+    http: std::sync::OnceLock<reqwest::Client>,
     keys: tokio::sync::RwLock<Keys>,
     /// One fetch at a time; others wait for its result.
     fetching: tokio::sync::Mutex<()>,
@@ -232,10 +234,7 @@ impl Verifier {
         Arc::new(Self {
             jwks_url: Some(jwks_url.into()),
             audience: audience.into(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(3))
-                .build()
-                .expect("a client with a timeout builds"),
+            http: std::sync::OnceLock::new(),
             keys: Default::default(),
             fetching: Default::default(),
         })
@@ -247,7 +246,7 @@ impl Verifier {
         let v = Self {
             jwks_url: None,
             audience: audience.into(),
-            http: reqwest::Client::new(),
+            http: std::sync::OnceLock::new(),
             keys: tokio::sync::RwLock::new(Keys {
                 by_kid: parse_jwks(jwks),
                 fetched: None,
@@ -308,8 +307,13 @@ impl Verifier {
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, String> {
         let url = self.jwks_url.as_deref().unwrap_or_default();
-        let r = self
-            .http
+        let http = self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(3))
+                .build()
+                .expect("a client with a timeout builds")
+        });
+        let r = http
             .get(url)
             .send()
             .await
