@@ -57,7 +57,33 @@ const ATTEMPTS: u32 = 3;
 
 /// Runs `op` once per (caller, key) whatever the number of requests:
 /// the first one's response is every later one's.
+///
+/// The work runs in a task of its own, so a client hanging up (which drops
+/// the request's future) never cancels a transaction half-way. sqlx 0.8.6
+/// cannot always recover from that: its SQLite `begin_with` awaits once
+/// more after the BEGIN ran (to check a transaction opened), and cancelled
+/// there it returns the connection to the pool inside a transaction
+/// nobody will end, holding the write lock, so every later write waited
+/// out busy_timeout and answered 503 (tests/races.rs caught it). Begun is
+/// finished; the client's retry gets the stored answer.
 pub async fn execute(store: &Store, caller: &str, key: &str, hash: &str, op: &Op) -> Result<Answer> {
+    let (store, caller, key, hash, op) = (
+        store.clone(),
+        caller.to_owned(),
+        key.to_owned(),
+        hash.to_owned(),
+        op.clone(),
+    );
+    let task = tokio::spawn(async move { attempts(&store, &caller, &key, &hash, &op).await });
+    match task.await {
+        Ok(answer) => answer,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only when the runtime is shutting down.
+        Err(_) => Err(Error::Unavailable(sqlx::Error::PoolClosed)),
+    }
+}
+
+async fn attempts(store: &Store, caller: &str, key: &str, hash: &str, op: &Op) -> Result<Answer> {
     let mut attempt = 1;
     loop {
         match once(store, caller, key, hash, op).await {

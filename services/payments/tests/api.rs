@@ -17,6 +17,7 @@ kit::on_both_backends!(
     a_wallet_keeps_the_currency_of_its_first_top_up,
     the_history_pages_newest_first_without_gaps,
     metrics_count_movements_by_outcome,
+    the_ledger_check_notices_a_tampered_ledger,
 );
 
 async fn top_ups_charges_and_refunds_move_the_balance_and_the_history_shows_them(b: Backend) {
@@ -331,5 +332,28 @@ async fn metrics_count_movements_by_outcome(b: Backend) {
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
+    app.finish().await;
+}
+
+async fn the_ledger_check_notices_a_tampered_ledger(b: Backend) {
+    let app = spawn_app(b).await;
+    let t = app.top_up("kim", 500, "EUR").await;
+    assert_eq!(app.charge("kim", &new_key(), 200).await.status(), 201);
+    assert!(app.store.ledger_check().await.unwrap().is_balanced());
+    let exec = |sql: &'static str, arg: String| {
+        let pool = app.store.pool().clone();
+        async move { sqlx::query(sql).bind(arg).execute(&pool).await.unwrap() }
+    };
+    // A balance changed without an entry.
+    exec("UPDATE accounts SET balance = balance + 1 WHERE id = $1", "wallet:kim".into()).await;
+    let c = app.store.ledger_check().await.unwrap();
+    assert_eq!((c.wrong_balances, c.unbalanced_movements), (1, 0), "{c:?}");
+    exec("UPDATE accounts SET balance = balance - 1 WHERE id = $1", "wallet:kim".into()).await;
+    // An entry changed without its other half.
+    let id = t["id"].as_str().unwrap().to_owned();
+    exec("UPDATE entries SET amount = amount + 1 WHERE movement_id = $1 AND amount > 0", id.clone()).await;
+    let c = app.store.ledger_check().await.unwrap();
+    assert_eq!((c.wrong_balances, c.unbalanced_movements), (1, 1), "{c:?}");
+    exec("UPDATE entries SET amount = amount - 1 WHERE movement_id = $1 AND amount > 0", id).await;
     app.finish().await;
 }

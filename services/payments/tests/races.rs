@@ -7,11 +7,13 @@ use common::{new_key, spawn_app, Backend, TestApp};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 kit::on_both_backends!(
     fifty_charges_with_ten_keys_make_exactly_ten_charges,
     concurrent_top_ups_and_charges_add_up_and_never_overdraw,
     concurrent_refunds_of_one_charge_never_exceed_it,
+    clients_that_hang_up_mid_request_and_retry_pay_exactly_once,
 );
 
 async fn fifty_charges_with_ten_keys_make_exactly_ten_charges(b: Backend) {
@@ -139,4 +141,40 @@ async fn concurrent_refunds_of_one_charge_never_exceed_it(b: Backend) {
     assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 6, "{statuses:?}");
     assert_eq!(app.balance("cat").await, 14 * 70);
     Arc::into_inner(app).unwrap().finish().await;
+}
+
+async fn clients_that_hang_up_mid_request_and_retry_pay_exactly_once(b: Backend) {
+    let app = spawn_app(b).await;
+    app.top_up("dan", 10_000, "EUR").await;
+    let shop = app.token("shop", &["service"]);
+    let body = json!({"amount_minor": 10, "currency": "EUR", "reference": "order-1"});
+    let mut replays = 0;
+    for i in 0..30 {
+        let key = format!("hang-{i}");
+        // Gives up after a few milliseconds: the answer is lost somewhere
+        // between not sent and fully committed. (A cancelled transaction
+        // once left SQLite's write lock held: every later charge was a 503.)
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_micros(rand::random_range(300..6_000)))
+            .build()
+            .unwrap();
+        let _ = impatient
+            .post(app.url("/wallets/dan/charges"))
+            .bearer_auth(&shop)
+            .header("Idempotency-Key", &key)
+            .json(&body)
+            .send()
+            .await;
+        let t0 = std::time::Instant::now();
+        let res = app.charge("dan", &key, 10).await;
+        if res.status() != 201 {
+            let (status, took) = (res.status(), t0.elapsed());
+            panic!("{key}: {status} after {took:?}: {}", res.text().await.unwrap());
+        }
+        replays += usize::from(res.headers().contains_key("idempotent-replayed"));
+    }
+    assert_eq!(app.count("charge").await, 30);
+    assert_eq!(app.balance("dan").await, 10_000 - 30 * 10);
+    eprintln!("{b:?}: {replays} of 30 retries replayed a charge whose answer was lost");
+    app.finish().await;
 }
