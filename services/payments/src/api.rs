@@ -116,9 +116,12 @@ impl Metrics {
             _ => "failed",
         };
         family.get_or_create(&Outcome { outcome }).inc();
-        if let (Op::Charge {
-            amount, currency, ..
-        }, 201) = (op, status)
+        if let (
+            Op::Charge {
+                amount, currency, ..
+            },
+            201,
+        ) = (op, status)
         {
             self.charged_minor
                 .get_or_create(&Currency {
@@ -176,13 +179,14 @@ fn check_user_id(id: &str) -> Result<()> {
 fn authorize(caller: &Caller, user_id: &str, act: Act) -> Result<()> {
     check_user_id(user_id)?;
     let c = &caller.0;
-    let allowed = c.sub == user_id
-        || c.has_role("admin")
-        || (act != Act::TopUp && c.has_role("service"));
+    let allowed =
+        c.sub == user_id || c.has_role("admin") || (act != Act::TopUp && c.has_role("service"));
     if allowed {
         Ok(())
     } else if act == Act::TopUp {
-        Err(Error::Forbidden("only its owner tops up a wallet".into()))
+        Err(Error::Forbidden(
+            "only its owner (or an admin) tops up a wallet".into(),
+        ))
     } else {
         Err(Error::Forbidden(
             "this is another user's wallet; only its owner, the shop (role service) or an admin may use it"
@@ -194,7 +198,9 @@ fn authorize(caller: &Caller, user_id: &str, act: Act) -> Result<()> {
 fn is_charge_id(id: &str) -> bool {
     id.len() == 35
         && id.starts_with("ch_")
-        && id[3..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && id[3..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 fn no_wallet(user_id: &str) -> Error {
@@ -214,7 +220,13 @@ async fn wallet(State(s): St, caller: Caller, Path(user_id): Path<String>) -> Re
 }
 
 /// Runs a validated money-moving request under its key and answers.
-async fn move_money(s: &AppState, caller: &Caller, key: &str, hash: &str, op: Op) -> Result<Response> {
+async fn move_money(
+    s: &AppState,
+    caller: &Caller,
+    key: &str,
+    hash: &str,
+    op: Op,
+) -> Result<Response> {
     let answer = ledger::execute(&s.store, &caller.0.sub, key, hash, &op).await;
     s.metrics.count(&op, &answer);
     Ok(match answer? {
@@ -239,7 +251,10 @@ async fn top_up(
     let hash = fingerprint(
         "POST",
         &format!("/wallets/{user_id}/top-ups"),
-        &[("amount_minor", amount.into()), ("currency", currency.as_str().into())],
+        &[
+            ("amount_minor", amount.into()),
+            ("currency", currency.as_str().into()),
+        ],
     );
     let op = Op::TopUp {
         user_id,
@@ -351,7 +366,10 @@ async fn transactions(
             .ok()
             .filter(|l| (1..=PAGE_MAX).contains(l))
             .ok_or_else(|| {
-                Error::bad_request("limit", format!("must be a whole number from 1 to {PAGE_MAX}"))
+                Error::bad_request(
+                    "limit",
+                    format!("must be a whole number from 1 to {PAGE_MAX}"),
+                )
             })?,
     };
     let after = match q.after.as_deref() {

@@ -89,7 +89,9 @@ impl Fields {
         match self.required(field) {
             None => String::new(),
             Some(Value::String(s))
-                if !s.is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control) =>
+                if !s.is_empty()
+                    && s.chars().count() <= max
+                    && !s.chars().any(char::is_control) =>
             {
                 s
             }

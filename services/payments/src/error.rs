@@ -20,7 +20,10 @@ pub enum Error {
     NotFound(String),
     /// 409: the wallet holds less than the charge.
     #[error("insufficient funds")]
-    InsufficientFunds { balance_minor: i64, currency: String },
+    InsufficientFunds {
+        balance_minor: i64,
+        currency: String,
+    },
     /// 409: the refund would take the charge's refunds above its amount.
     #[error("refund exceeds the charge")]
     RefundExceedsCharge {

@@ -72,7 +72,11 @@ impl Stored {
     }
 
     /// A success: `value` as JSON with `status`.
-    pub fn json(status: StatusCode, value: &impl serde::Serialize, location: Option<String>) -> Self {
+    pub fn json(
+        status: StatusCode,
+        value: &impl serde::Serialize,
+        location: Option<String>,
+    ) -> Self {
         Self {
             status: status.as_u16(),
             content_type: "application/json".into(),

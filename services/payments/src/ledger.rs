@@ -66,7 +66,13 @@ const ATTEMPTS: u32 = 3;
 /// nobody will end, holding the write lock, so every later write waited
 /// out busy_timeout and answered 503 (tests/races.rs caught it). Begun is
 /// finished; the client's retry gets the stored answer.
-pub async fn execute(store: &Store, caller: &str, key: &str, hash: &str, op: &Op) -> Result<Answer> {
+pub async fn execute(
+    store: &Store,
+    caller: &str,
+    key: &str,
+    hash: &str,
+    op: &Op,
+) -> Result<Answer> {
     let (store, caller, key, hash, op) = (
         store.clone(),
         caller.to_owned(),
@@ -191,7 +197,12 @@ fn new_id(prefix: &str) -> String {
 
 /// The wallet's balance after adding `delta`, if it holds `currency` (and,
 /// for a debit, enough of it).
-async fn post_wallet(tx: &mut Tx, user_id: &str, currency: &str, delta: i64) -> Result<Option<i64>> {
+async fn post_wallet(
+    tx: &mut Tx,
+    user_id: &str,
+    currency: &str,
+    delta: i64,
+) -> Result<Option<i64>> {
     let row = sqlx::query(
         "UPDATE accounts SET balance = balance + $1 \
          WHERE id = $2 AND currency = $3 AND balance + $1 >= 0 RETURNING balance",
@@ -273,7 +284,13 @@ async fn wallet_problem(tx: &mut Tx, user_id: &str, currency: &str) -> Result<Er
     })
 }
 
-async fn top_up(tx: &mut Tx, user_id: &str, amount: i64, currency: &str, now: &str) -> Result<Stored> {
+async fn top_up(
+    tx: &mut Tx,
+    user_id: &str,
+    amount: i64,
+    currency: &str,
+    now: &str,
+) -> Result<Stored> {
     let wallet = wallet_account(user_id);
     let created = sqlx::query(
         "INSERT INTO accounts (id, kind, user_id, currency, balance, created_at) \
@@ -361,7 +378,8 @@ async fn refund(tx: &mut Tx, charge_id: &str, amount: i64, now: &str) -> Result<
         .fetch_optional(&mut **tx)
         .await?;
     let Some(row) = row else {
-        let sql = format!("SELECT {MOVEMENT_COLS} FROM movements WHERE id = $1 AND kind = 'charge'");
+        let sql =
+            format!("SELECT {MOVEMENT_COLS} FROM movements WHERE id = $1 AND kind = 'charge'");
         let found = sqlx::query(&sql)
             .bind(charge_id)
             .fetch_optional(&mut **tx)

@@ -83,7 +83,8 @@ fn reading(op: &str, summary: &str, path_param: Value, schema: &str) -> Value {
 
 pub fn document(max_top_up_minor: i64) -> String {
     let amount = |max: i64| json!({"type": "integer", "minimum": 1, "maximum": max});
-    let currency = json!({"type": "string", "enum": kit::money::currency_codes().collect::<Vec<_>>()});
+    let currency =
+        json!({"type": "string", "enum": kit::money::currency_codes().collect::<Vec<_>>()});
     let mut history = reading(
         "transactions",
         "A wallet's movements, newest first",

@@ -46,7 +46,12 @@ struct Tally {
 
 /// One intended charge: retried with the same key on 503 or a connection
 /// error, until it is made or the deadline passes.
-async fn charge_until_made(app: &TestApp, client: &reqwest::Client, key: &str, tally: &Mutex<Tally>) {
+async fn charge_until_made(
+    app: &TestApp,
+    client: &reqwest::Client,
+    key: &str,
+    tally: &Mutex<Tally>,
+) {
     let started = Instant::now();
     let token = app.token("shop", &["service"]);
     let body = serde_json::json!({"amount_minor": AMOUNT, "currency": "EUR", "reference": key});
@@ -135,11 +140,22 @@ async fn charges_survive(app: TestApp, outage: impl Future<Output = ()>) {
     );
     assert!(tl.other.is_empty(), "unexpected answers: {:?}", tl.other);
     assert_eq!(tl.hung, 0, "requests hung past {REQUEST_TIMEOUT:?}");
-    assert!(tl.unavailable > 0, "the outage was never seen: the test tested nothing");
-    assert!(tl.longest < Duration::from_secs(5), "an answer took {:?}", tl.longest);
+    assert!(
+        tl.unavailable > 0,
+        "the outage was never seen: the test tested nothing"
+    );
+    assert!(
+        tl.longest < Duration::from_secs(5),
+        "an answer took {:?}",
+        tl.longest
+    );
     let intended = TASKS * PER_TASK;
     assert_eq!(tl.created, intended);
-    assert_eq!(tl.charge_ids.len(), intended, "two keys answered with one charge");
+    assert_eq!(
+        tl.charge_ids.len(),
+        intended,
+        "two keys answered with one charge"
+    );
     assert_eq!(app.count("charge").await, intended as i64);
     assert_eq!(app.balance("ann").await, 100_000 - intended as i64 * AMOUNT);
     Arc::into_inner(app).unwrap().finish().await;
@@ -161,7 +177,9 @@ impl PrivatePg {
             Some(b) => PathBuf::from(b),
             None => {
                 let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-                    .expect("PostgreSQL's binaries in /usr/lib/postgresql (run scripts/test-setup.sh)")
+                    .expect(
+                        "PostgreSQL's binaries in /usr/lib/postgresql (run scripts/test-setup.sh)",
+                    )
                     .map(|e| e.unwrap().path())
                     .collect();
                 versions.sort_by_key(|p| {
@@ -192,10 +210,27 @@ impl PrivatePg {
             .local_addr()
             .unwrap()
             .port();
-        let pg = PrivatePg { dir, bin, port, user };
+        let pg = PrivatePg {
+            dir,
+            bin,
+            port,
+            user,
+        };
         let data = pg.data();
-        pg.run("initdb", &["-D", &data, "-U", "eshop", "--auth=trust", "--no-sync", "-E", "UTF8"])
-            .await;
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "eshop",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        )
+        .await;
         pg.up().await;
         pg
     }
@@ -242,21 +277,41 @@ impl PrivatePg {
             self.port
         );
         let log = self.dir.path().join("log").to_str().unwrap().to_owned();
-        self.run("pg_ctl", &["-D", &self.data(), "-l", &log, "-w", "-t", "60", "-o", &opts, "start"])
-            .await;
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &opts,
+                "start",
+            ],
+        )
+        .await;
     }
 
     /// A crash: every backend killed, no checkpoint; recovery at the next start.
     async fn crash(&self) {
-        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"])
-            .await;
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        )
+        .await;
     }
 }
 
 impl Drop for PrivatePg {
     fn drop(&mut self) {
         let _ = self
-            .command("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"])
+            .command(
+                "pg_ctl",
+                &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+            )
             .output();
     }
 }
@@ -284,7 +339,10 @@ async fn charges_survive_killed_connections_and_a_refusing_database_exactly_once
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
         let refuse = |on: bool| format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {on}");
-        sqlx::query(&refuse(false)).execute(&mut admin).await.unwrap();
+        sqlx::query(&refuse(false))
+            .execute(&mut admin)
+            .await
+            .unwrap();
         let until = Instant::now() + Duration::from_secs(2);
         while Instant::now() < until {
             sqlx::query(
@@ -297,7 +355,10 @@ async fn charges_survive_killed_connections_and_a_refusing_database_exactly_once
             .unwrap();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        sqlx::query(&refuse(true)).execute(&mut admin).await.unwrap();
+        sqlx::query(&refuse(true))
+            .execute(&mut admin)
+            .await
+            .unwrap();
     };
     charges_survive(app, outage).await;
 }

@@ -28,7 +28,12 @@ async fn fifty_charges_with_ten_keys_make_exactly_ten_charges(b: Backend) {
             let status = res.status().as_u16();
             let replayed = res.headers().contains_key("idempotent-replayed");
             let body: Value = res.json().await.unwrap();
-            (key, status, replayed, body["id"].as_str().unwrap_or_default().to_owned())
+            (
+                key,
+                status,
+                replayed,
+                body["id"].as_str().unwrap_or_default().to_owned(),
+            )
         }));
     }
     let mut ids_by_key = std::collections::HashMap::<String, HashSet<String>>::new();
@@ -41,7 +46,10 @@ async fn fifty_charges_with_ten_keys_make_exactly_ten_charges(b: Backend) {
     }
     // Every request with a key got the one charge made for it.
     assert_eq!(ids_by_key.len(), 10);
-    assert!(ids_by_key.values().all(|ids| ids.len() == 1), "{ids_by_key:?}");
+    assert!(
+        ids_by_key.values().all(|ids| ids.len() == 1),
+        "{ids_by_key:?}"
+    );
     assert_eq!(replays, 40);
     assert_eq!(app.count("charge").await, 10);
     assert_eq!(app.balance("ann").await, 10_000 - 10 * 150);
@@ -118,7 +126,12 @@ async fn check_history_never_negative(app: &TestApp, user: &str) {
 async fn concurrent_refunds_of_one_charge_never_exceed_it(b: Backend) {
     let app = Arc::new(spawn_app(b).await);
     app.top_up("cat", 1_000, "EUR").await;
-    let c: Value = app.charge("cat", &new_key(), 1_000).await.json().await.unwrap();
+    let c: Value = app
+        .charge("cat", &new_key(), 1_000)
+        .await
+        .json()
+        .await
+        .unwrap();
     let path = format!("/charges/{}/refunds", c["id"].as_str().unwrap());
     // 20 refunds of 70 against 1000: exactly 14 fit.
     let mut tasks = Vec::new();
@@ -137,8 +150,16 @@ async fn concurrent_refunds_of_one_charge_never_exceed_it(b: Backend) {
         statuses.push(t.await.unwrap());
     }
     statuses.sort();
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 14, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 6, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        14,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        6,
+        "{statuses:?}"
+    );
     assert_eq!(app.balance("cat").await, 14 * 70);
     Arc::into_inner(app).unwrap().finish().await;
 }
@@ -169,7 +190,10 @@ async fn clients_that_hang_up_mid_request_and_retry_pay_exactly_once(b: Backend)
         let res = app.charge("dan", &key, 10).await;
         if res.status() != 201 {
             let (status, took) = (res.status(), t0.elapsed());
-            panic!("{key}: {status} after {took:?}: {}", res.text().await.unwrap());
+            panic!(
+                "{key}: {status} after {took:?}: {}",
+                res.text().await.unwrap()
+            );
         }
         replays += usize::from(res.headers().contains_key("idempotent-replayed"));
     }

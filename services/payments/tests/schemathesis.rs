@@ -21,12 +21,14 @@ async fn schemathesis(base: String, config: PathBuf, token: String) {
     let _turn = ONE_AT_A_TIME.lock().await;
     for attempt in 1..=2 {
         let (b, c, t) = (base.clone(), config.clone(), token.clone());
-        let run = tokio::spawn(async move {
-            kit::testing::schemathesis_as(&b, &c, 40, Some(&t)).await
-        });
+        let run =
+            tokio::spawn(async move { kit::testing::schemathesis_as(&b, &c, 40, Some(&t)).await });
         let Err(e) = run.await else { return };
         let panic = e.into_panic();
-        let report = panic.downcast_ref::<String>().map(String::as_str).unwrap_or("");
+        let report = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or("");
         if attempt == 2 || !report.contains(CPYTHON_AST_RACE) {
             std::panic::resume_unwind(panic);
         }

@@ -125,7 +125,11 @@ impl TestApp {
         key: Option<&str>,
         body: &Value,
     ) -> reqwest::Response {
-        let mut r = self.client.post(self.url(path)).bearer_auth(token).json(body);
+        let mut r = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body);
         if let Some(k) = key {
             r = r.header("Idempotency-Key", k);
         }
@@ -158,7 +162,9 @@ impl TestApp {
     }
 
     pub async fn balance(&self, user: &str) -> i64 {
-        let res = self.get(&format!("/wallets/{user}"), &self.token(user, &[])).await;
+        let res = self
+            .get(&format!("/wallets/{user}"), &self.token(user, &[]))
+            .await;
         assert_eq!(res.status(), 200, "reading {user}'s wallet");
         let w: Value = res.json().await.unwrap();
         w["balance_minor"].as_i64().unwrap()
