@@ -104,6 +104,21 @@ pub const INVENTORY: Service = Service {
     }),
 };
 
+/// Seed 004's EasyPay: wallets on a double-entry ledger.
+pub const PAYMENTS: Service = Service {
+    name: "payments",
+    port: 8083,
+    // For the keys its callers' tokens are checked with.
+    calls: &["users"],
+    database: true,
+    public: false,
+    signing_key: false,
+    live_path: "/healthz",
+    ready_path: "/readyz",
+    metrics_path: "/metrics",
+    demo: None,
+};
+
 pub const PRICING: Service = Service {
     name: "pricing",
     port: 8080,
@@ -118,7 +133,7 @@ pub const PRICING: Service = Service {
 };
 
 /// The shop eshop ships, in start order (a service after those it calls).
-pub const SHOP: &[Service] = &[USERS, INVENTORY, PRICING];
+pub const SHOP: &[Service] = &[USERS, INVENTORY, PAYMENTS, PRICING];
 
 /// A made-up service for tests: owns a database, not public, the usual
 /// probe paths. Tests use it to prove a new entry needs no other change.

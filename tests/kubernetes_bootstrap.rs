@@ -155,6 +155,7 @@ impl Cluster {
              inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{a}\"\n\
              pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{b}\"\n\
              users = \"localhost:5000/shop-users:1a2b@sha256:{b}\"\n\
+             payments = \"localhost:5000/shop-payments:1a2b@sha256:{b}\"\n\
              [ssh]\nconfig_file = \"{cfg}\"\nconnect_timeout_secs = 5\n{extra_ssh}\n",
             api = self.mock.url(),
             a = digest('a'),

@@ -50,10 +50,12 @@ impl Shop {
              context = \"mock\"\n{timeout}{extra}\n[kubernetes.images]\n\
              inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{}\"\n\
              pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{}\"\n\
-             users = \"localhost:5000/shop-users:1a2b@sha256:{}\"\n",
+             users = \"localhost:5000/shop-users:1a2b@sha256:{}\"\n\
+             payments = \"localhost:5000/shop-payments:1a2b@sha256:{}\"\n",
             digest('a'),
             digest('b'),
-            digest('c')
+            digest('c'),
+            digest('d')
         ));
     }
 
@@ -99,31 +101,38 @@ fn owned(mock: &KubeMock, phase: &str) -> Vec<String> {
     v
 }
 
-const SHOP_OBJECTS: [&str; 28] = [
+const SHOP_OBJECTS: [&str; 35] = [
     "ConfigMap inventory",
+    "ConfigMap payments",
     "ConfigMap postgres-setup",
     "ConfigMap pricing",
     "ConfigMap users",
     "Deployment inventory",
+    "Deployment payments",
     "Deployment pricing",
     "Deployment users",
     "HorizontalPodAutoscaler inventory",
+    "HorizontalPodAutoscaler payments",
     "HorizontalPodAutoscaler pricing",
     "HorizontalPodAutoscaler users",
     "Namespace shop",
     "PodDisruptionBudget inventory",
+    "PodDisruptionBudget payments",
     "PodDisruptionBudget pricing",
     "PodDisruptionBudget users",
     "Secret db-admin",
     "Secret db-inventory",
+    "Secret db-payments",
     "Secret db-users",
     "Secret users-signing-key",
     "Service inventory",
+    "Service payments",
     "Service postgres",
     "Service pricing",
     "Service pricing-public",
     "Service users",
     "ServiceAccount inventory",
+    "ServiceAccount payments",
     "ServiceAccount postgres",
     "ServiceAccount pricing",
     "ServiceAccount users",
@@ -135,18 +144,18 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
     let shop = Shop::new("");
     let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "security"]);
     assert!(
-        plan.contains("plan: 38 to create, 0 to update, 0 to delete"),
+        plan.contains("plan: 46 to create, 0 to update, 0 to delete"),
         "{plan}"
     );
 
     let out = shop.ok(&["phase", "kubernetes", "apply"]);
-    assert!(out.contains("28 change(s)"), "{out}");
+    assert!(out.contains("35 change(s)"), "{out}");
     assert_eq!(owned(&shop.mock, "kubernetes"), SHOP_OBJECTS);
     let reqs = shop.mock.requests();
 
     // Server-side apply, as eshop, taking ownership; the namespace first.
     let p = patches(&reqs);
-    assert_eq!(p.len(), 24, "every object but the four Secrets is applied");
+    assert_eq!(p.len(), 30, "every object but the five Secrets is applied");
     for r in &p {
         assert_eq!(
             r.query.get("fieldManager").map(String::as_str),
@@ -253,7 +262,7 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
     assert!(again.contains("0 change(s)"), "{again}");
     let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "kubernetes"]);
     assert!(
-        plan.contains("0 to create, 0 to update, 0 to delete, 28 unchanged"),
+        plan.contains("0 to create, 0 to update, 0 to delete, 35 unchanged"),
         "{plan}"
     );
     assert_eq!(
@@ -270,7 +279,7 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
     shop.configure("max_replicas = 9");
     let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "kubernetes"]);
     assert!(
-        plan.contains("0 to create, 3 to update, 0 to delete"),
+        plan.contains("0 to create, 4 to update, 0 to delete"),
         "{plan}"
     );
     assert!(
@@ -307,13 +316,14 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
 
     // Phase 6 on top.
     let out = shop.ok(&["phase", "security", "apply"]);
-    assert!(out.contains("10 change(s)"), "{out}");
+    assert!(out.contains("11 change(s)"), "{out}");
     assert_eq!(
         owned(&shop.mock, "security"),
         [
             "NetworkPolicy default-deny",
             "NetworkPolicy dns-egress",
             "NetworkPolicy inventory",
+            "NetworkPolicy payments",
             "NetworkPolicy postgres",
             "NetworkPolicy pricing",
             "NetworkPolicy users",

@@ -52,10 +52,12 @@ fn render(p: &Project, extra: &str) -> PathBuf {
         "project = \"shop\"\n[kubernetes]\nmode = \"existing\"\n{extra}\n[kubernetes.images]\n\
          inventory = \"registry.example.com/shop-inventory:1a2b@sha256:{}\"\n\
          pricing = \"registry.example.com/shop-pricing:1a2b@sha256:{}\"\n\
-         users = \"registry.example.com/shop-users:1a2b@sha256:{}\"\n",
+         users = \"registry.example.com/shop-users:1a2b@sha256:{}\"\n\
+         payments = \"registry.example.com/shop-payments:1a2b@sha256:{}\"\n",
         digest('a'),
         digest('b'),
-        digest('c')
+        digest('c'),
+        digest('d')
     ));
     let out = p.dir.path().join("rendered");
     for phase in ["kubernetes", "security", "monitoring"] {

@@ -283,6 +283,22 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
         .unwrap();
     tokio::spawn(inv.run(std::future::pending()));
     let inv_url = format!("http://{inv_addr}");
+    let pay_cfg = payments::Config::from_source(&Map::new([
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}/payments.db?mode=rwc", dir.path().display()).as_str(),
+        ),
+        ("USERS_URL", users_url.as_str()),
+        ("LOG_LEVEL", "warn"),
+    ]))
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pay_addr = l.local_addr().unwrap();
+    let pay = payments::Application::build_with_listener(pay_cfg, l)
+        .await
+        .unwrap();
+    tokio::spawn(pay.run(std::future::pending()));
+    let pay_url = format!("http://{pay_addr}");
     let pr_cfg = pricing::Config::from_source(&Map::new([
         ("INVENTORY_URL", inv_url.as_str()),
         ("LOG_LEVEL", "warn"),
@@ -299,6 +315,7 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
         &[
             (&eshop::shop::USERS, users_addr.to_string()),
             (&eshop::shop::INVENTORY, inv_addr.to_string()),
+            (&eshop::shop::PAYMENTS, pay_addr.to_string()),
             (&eshop::shop::PRICING, pr_addr.to_string()),
         ],
     )
@@ -376,6 +393,54 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
         .await
         .unwrap();
     let token = t["access_token"].as_str().unwrap().to_owned();
+    // Her wallet: money in, a charge, the charge again (a replay), one
+    // refused for lack of money.
+    let me: serde_json::Value = c
+        .get(format!("{users_url}/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let wallet = format!("{pay_url}/wallets/{}", me["id"].as_str().unwrap());
+    for (path, key, body, status) in [
+        (
+            "top-ups",
+            "t1",
+            serde_json::json!({"amount_minor": 5000, "currency": "EUR"}),
+            201,
+        ),
+        (
+            "charges",
+            "c1",
+            serde_json::json!({"amount_minor": 1999, "currency": "EUR", "reference": "order-1"}),
+            201,
+        ),
+        (
+            "charges",
+            "c1",
+            serde_json::json!({"amount_minor": 1999, "currency": "EUR", "reference": "order-1"}),
+            201,
+        ),
+        (
+            "charges",
+            "c2",
+            serde_json::json!({"amount_minor": 9999, "currency": "EUR", "reference": "order-2"}),
+            409,
+        ),
+    ] {
+        let r = c
+            .post(format!("{wallet}/{path}"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{path} {key}");
+    }
     c.post(format!("{inv_url}/products"))
         .bearer_auth(&token)
         .json(&serde_json::json!({"id": "SKU-1", "name": "Tea", "unit_price_minor": 199, "currency": "EUR", "quantity": 3}))
@@ -462,7 +527,7 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
             &std::fs::read_to_string(templates().join(rules_file)).unwrap(),
         ));
     }
-    assert_eq!(exprs.len(), 8);
+    assert_eq!(exprs.len(), 9);
     for e in exprs {
         query(&c, &prom, &e).await;
         let m = measured(&e);

@@ -184,7 +184,7 @@ fn every_catalogue_entry_gets_a_published_port_key_and_variable() {
     assert_eq!(
         err,
         "eshop.toml:2:1: unknown field `gift-cards_port`, expected one of `bind`, \
-         `ready_timeout_secs`, `demo_data`, `users_port`, `inventory_port`, `pricing_port`"
+         `ready_timeout_secs`, `demo_data`, `users_port`, `inventory_port`, `payments_port`, `pricing_port`"
     );
 }
 

@@ -42,17 +42,7 @@ impl Config {
         let common = kit::config::Common::from_source(&r, DEFAULT_LISTEN)?;
         let otlp = kit::otlp::OtlpConfig::from_source(&r, "inventory")?;
         let db = kit::db::DbConfig::from_source(&r, "inventory")?;
-        let jwks_url = match (r.raw("USERS_JWKS_URL"), r.raw("USERS_URL")) {
-            (Some(u), _) => u,
-            (None, Some(u)) => format!("{}/.well-known/jwks.json", u.trim_end_matches('/')),
-            (None, None) => {
-                return Err(ConfigError::new(
-                    "USERS_URL",
-                    "",
-                    "is needed (or USERS_JWKS_URL): the write endpoints check tokens against the users service's keys",
-                ))
-            }
-        };
+        let jwks_url = kit::auth::jwks_url(&r)?;
         Ok(Self {
             common,
             otlp,

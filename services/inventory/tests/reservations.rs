@@ -20,7 +20,47 @@ kit::on_both_backends!(
     sixty_four_holds_race_for_ten_units,
     racing_holds_commits_and_releases_keep_held_exact,
     hold_outcomes_and_held_units_are_exported,
+    clients_that_hang_up_mid_hold_leave_the_store_writable_and_hold_once,
 );
+
+async fn clients_that_hang_up_mid_hold_leave_the_store_writable_and_hold_once(b: Backend) {
+    let app = spawn_app(b).await;
+    app.create("SKU-1", 100, 1000).await;
+    let token = app.issuer.token("u-1", &[]);
+    for i in 0..30 {
+        let id = format!("hang-{i}");
+        let body = json!({"id": id, "items": [{"product_id": "SKU-1", "quantity": 1}]});
+        // Gives up after a few milliseconds: the answer is lost somewhere
+        // between not sent and committed. A transaction cut off half-way
+        // could leave SQLite's write lock held (every later hold a 503).
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_micros(rand::random_range(300..6_000)))
+            .build()
+            .unwrap();
+        let _ = impatient
+            .post(app.url("/reservations"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await;
+        // The retry with the same id: created now, or the first one replayed.
+        let t0 = std::time::Instant::now();
+        let (status, r) = hold(&app, body).await;
+        assert!(
+            status == 201 || status == 200,
+            "{id}: {status} after {:?}: {r}",
+            t0.elapsed()
+        );
+    }
+    let q: Value = app
+        .get("/products/SKU-1/quantity")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["held"], 30, "{q}");
+    app.stop().await;
+}
 
 async fn hold(app: &TestApp, body: Value) -> (u16, Value) {
     let res = app.post("/reservations", &body).await;

@@ -357,6 +357,36 @@ impl Verifier {
     }
 }
 
+/// Where a service that checks tokens finds the users service's keys:
+/// `USERS_JWKS_URL`, else `$USERS_URL/.well-known/jwks.json` (eshop sets
+/// `USERS_URL` from the catalogue's calls). Required: a service that checks
+/// tokens with no keys would refuse every caller.
+pub fn jwks_url(r: &crate::config::Reader) -> Result<String, crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    let (key, url) = match (r.raw("USERS_JWKS_URL"), r.raw("USERS_URL")) {
+        (Some(u), _) => ("USERS_JWKS_URL", u),
+        (None, Some(u)) => (
+            "USERS_URL",
+            format!("{}/.well-known/jwks.json", u.trim_end_matches('/')),
+        ),
+        (None, None) => {
+            return Err(ConfigError::new(
+                "USERS_URL",
+                "",
+                "is required (or USERS_JWKS_URL): tokens are checked against the users service's keys, e.g. http://users:8082",
+            ))
+        }
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::new(
+            key,
+            &url,
+            "must be an http:// or https:// URL",
+        ));
+    }
+    Ok(url)
+}
+
 /// The Ed25519 keys of a JWK set by kid; anything else in it is ignored.
 fn parse_jwks(set: &serde_json::Value) -> HashMap<String, DecodingKey> {
     let mut out = HashMap::new();

@@ -145,12 +145,26 @@ pub async fn connect(
 }
 
 /// sqlx errors that mean "the database is not answering" (answered 503
-/// with Retry-After), as opposed to faults (500).
+/// with Retry-After), as opposed to faults (500): no pooled connection in
+/// time, a broken connection, SQLite's worker gone, and the PostgreSQL
+/// SQLSTATEs of a server going, gone or not letting us in yet.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    )
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| pg_unavailable(&c)),
+        _ => false,
+    }
+}
+
+/// The connection exceptions (class 08), shutdowns (57P01 admin, 57P02
+/// crash, 57P03 starting up or shutting down), too many connections, and a
+/// database closed to connections (55000 is what `ALLOW_CONNECTIONS false`
+/// answers at connect time).
+fn pg_unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000")
 }
 
 /// Now as RFC 3339 UTC text, the timestamp format of every table.

@@ -53,15 +53,6 @@ pub enum Error {
     Database(#[source] sqlx::Error),
 }
 
-/// PostgreSQL SQLSTATEs meaning the server is going, gone or not letting
-/// us in yet: the connection exceptions (class 08), shutdowns (57P01
-/// admin, 57P02 crash, 57P03 starting up or shutting down), too many
-/// connections, and a database closed to connections (55000 is what
-/// `ALLOW_CONNECTIONS false` answers at connect time).
-fn pg_unavailable(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000")
-}
-
 /// Worth running the whole transaction again: PostgreSQL serialization
 /// failures and deadlocks (neither is expected at READ COMMITTED with the
 /// fixed lock order of ledger.rs, but both are safe to retry).
@@ -86,10 +77,7 @@ fn is_busy(e: &sqlx::Error) -> bool {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        let unavailable = kit::db::is_unavailable(&e)
-            || matches!(e, sqlx::Error::WorkerCrashed)
-            || matches!(&e, sqlx::Error::Database(d) if d.code().is_some_and(|c| pg_unavailable(&c)));
-        if unavailable {
+        if kit::db::is_unavailable(&e) {
             Error::Unavailable(e)
         } else if is_busy(&e) || is_retryable(&e) {
             Error::Busy(e)

@@ -46,20 +46,7 @@ impl Config {
         let common = kit::config::Common::from_source(&r, DEFAULT_LISTEN)?;
         let otlp = kit::otlp::OtlpConfig::from_source(&r, "payments")?;
         let db = kit::db::DbConfig::from_source(&r, "payments")?;
-        let jwks_url = r.raw("USERS_JWKS_URL").ok_or_else(|| {
-            ConfigError::new(
-                "USERS_JWKS_URL",
-                "",
-                "is required: the users service's key set, e.g. http://users:8082/.well-known/jwks.json",
-            )
-        })?;
-        if !(jwks_url.starts_with("http://") || jwks_url.starts_with("https://")) {
-            return Err(ConfigError::new(
-                "USERS_JWKS_URL",
-                &jwks_url,
-                "must be an http:// or https:// URL",
-            ));
-        }
+        let jwks_url = kit::auth::jwks_url(&r)?;
         Ok(Self {
             common,
             otlp,

@@ -80,6 +80,16 @@ impl Store {
         ttl_secs: i64,
     ) -> Result<(Reservation, bool)> {
         let (id, lines) = (id.to_owned(), lines.to_vec());
+        let store = self.clone();
+        detached(async move { store.hold_detached(id, lines, ttl_secs).await }).await
+    }
+
+    async fn hold_detached(
+        &self,
+        id: String,
+        lines: Vec<Item>,
+        ttl_secs: i64,
+    ) -> Result<(Reservation, bool)> {
         let r = self
             .write_tx(move |c| {
                 let (id, lines) = (id.clone(), lines.clone());
@@ -136,10 +146,14 @@ impl Store {
     }
 
     async fn finish(&self, id: &str, how: Finish) -> Result<Option<Reservation>> {
-        let id = id.to_owned();
-        self.write_tx(move |c| {
-            let id = id.clone();
-            Box::pin(async move { finish_once(c, &id, how).await })
+        let (id, store) = (id.to_owned(), self.clone());
+        detached(async move {
+            store
+                .write_tx(move |c| {
+                    let id = id.clone();
+                    Box::pin(async move { finish_once(c, &id, how).await })
+                })
+                .await
         })
         .await
     }
@@ -196,6 +210,22 @@ impl Store {
             self.outcomes.count(outcome);
         }
         done.value
+    }
+}
+
+/// Runs a transaction in its own task: a client hanging up drops the
+/// request's future, and a transaction dropped half-way (found in the
+/// payments service: inside sqlx's `begin_with("BEGIN IMMEDIATE")`) can go
+/// back to the pool still holding SQLite's write lock, so every later
+/// write waits out the busy timeout. A task runs to its end.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    match tokio::spawn(work).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only while the runtime shuts down.
+        Err(_) => Err(Error::from(sqlx::Error::PoolClosed)),
     }
 }
 

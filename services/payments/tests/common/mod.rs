@@ -5,7 +5,6 @@
 
 #![allow(dead_code)]
 
-use kit::auth::Signer;
 use kit::config::Map;
 pub use kit::testing::Backend;
 use kit::testing::{Running, TestDb};
@@ -13,41 +12,10 @@ use payments::db::Store;
 use payments::{Application, Config};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
 
-/// The signing key tests mint tokens with, and where its JWKS is served.
-pub struct Issuer {
-    signer: Signer,
-    pub jwks_url: String,
-}
-
-impl Issuer {
-    pub async fn start() -> Arc<Issuer> {
-        let signer = Signer::from_pkcs8(&Signer::generate_pkcs8().unwrap()).unwrap();
-        let jwks = json!({"keys": [signer.jwk()]});
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let jwks_url = format!(
-            "http://{}/.well-known/jwks.json",
-            listener.local_addr().unwrap()
-        );
-        let app = axum::Router::new().route(
-            "/.well-known/jwks.json",
-            axum::routing::get(move || {
-                let j = jwks.clone();
-                async move { axum::Json(j) }
-            }),
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Arc::new(Issuer { signer, jwks_url })
-    }
-
-    pub fn token(&self, sub: &str, roles: &[&str]) -> String {
-        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-        self.signer
-            .sign(sub, "eshop", &roles, Duration::from_secs(3600))
-            .unwrap()
-    }
-}
+/// The signing key tests mint tokens with (tokens valid 10 minutes), and
+/// where its JWKS is served: kit's stand-in for the users service.
+pub use kit::testing::Issuer;
 
 pub struct TestApp {
     pub server: Running,
@@ -71,7 +39,7 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp
 
 /// On a given database (`db` is kept to drop it with the app).
 pub async fn spawn_on(url: &str, db: Option<TestDb>, extra: &[(&str, &str)]) -> TestApp {
-    let issuer = Issuer::start().await;
+    let issuer = Arc::new(Issuer::start().await);
     let mut map = Map::new([
         ("DATABASE_URL", url),
         ("USERS_JWKS_URL", issuer.jwks_url.as_str()),
