@@ -8,6 +8,9 @@
 #             over OTLP to a do-nothing receiver (services/kit/examples/otlp_sink.rs)
 #   hold      POST /reservations on inventory (SQLite): one transaction
 #             holding a unit, with a bearer token checked per request
+#   charge    POST /wallets/{id}/charges on payments (SQLite): one durable
+#             transaction with its ledger entries and idempotency record,
+#             a fresh Idempotency-Key per request
 #   login     POST /tokens on users: one argon2id verification (19 MiB,
 #             2 passes) and an Ed25519 signature; slow by design
 # and prints req/s, p50, p99, the ratio to the ceiling, idle RSS and
@@ -24,7 +27,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk missing: run scripts/test-setup.sh (installs it)" >&2; exit 1; }
-cargo build --release --quiet -p users -p inventory -p pricing
+cargo build --release --quiet -p users -p inventory -p payments -p pricing
 cargo build --release --quiet -p kit --example hello --example otlp_sink
 bin="${CARGO_TARGET_DIR:-target}/release"
 
@@ -80,6 +83,24 @@ wrk.body = '{"items":[{"product_id":"SKU-H","quantity":1}],"ttl_secs":3600}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
 LUA
+LISTEN_ADDR=127.0.0.1:18085 DATA_DIR="$work/payments" LOG_LEVEL="${LOG_LEVEL:-info}" \
+  start payments http://127.0.0.1:18085/readyz "$bin/payments"
+pay_pid=$started_pid
+WALLET=$(curl -fs http://127.0.0.1:18084/me -H "authorization: Bearer $TOKEN" | sed -E 's/.*"id":"([^"]+)".*/\1/')
+curl -fs -o /dev/null -X POST "http://127.0.0.1:18085/wallets/$WALLET/top-ups" -H 'content-type: application/json' \
+  -H "authorization: Bearer $TOKEN" -H 'idempotency-key: bench-top-up' -d '{"amount_minor":100000,"currency":"EUR"}'
+cat >"$work/charge.lua" <<'LUA'
+local n = 0
+local token = os.getenv("TOKEN")
+request = function()
+  n = n + 1
+  return wrk.format("POST", nil, {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. token,
+    ["Idempotency-Key"] = "bench-" .. n .. "-" .. math.random(1000000000),
+  }, '{"amount_minor":1,"currency":"EUR","reference":"bench"}')
+end
+LUA
 cat >"$work/login.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"email":"bench@example.com","password":"bench password 1"}'
@@ -103,8 +124,9 @@ read -r c_rps c_p50 c_p99 < <(run ceiling http://127.0.0.1:18089/)
 read -r p_rps p_p50 p_p99 < <(run price http://127.0.0.1:18081/products/SKU-1/price)
 read -r k_rps k_p50 k_p99 < <(run calc "http://127.0.0.1:18080/calculate_price?product_id=SKU-1&quantity=3")
 read -r h_rps h_p50 h_p99 < <(run hold http://127.0.0.1:18081/reservations -s "$work/hold.lua")
+read -r g_rps g_p50 g_p99 < <(run charge "http://127.0.0.1:18085/wallets/$WALLET/charges" -s "$work/charge.lua")
 read -r l_rps l_p50 l_p99 < <(run login http://127.0.0.1:18084/tokens -s "$work/login.lua")
-inv_loaded=$(rss_kb "$inv_pid"); pr_loaded=$(rss_kb "$pr_pid"); users_loaded=$(rss_kb "$users_pid")
+inv_loaded=$(rss_kb "$inv_pid"); pr_loaded=$(rss_kb "$pr_pid"); users_loaded=$(rss_kb "$users_pid"); pay_loaded=$(rss_kb "$pay_pid")
 kill "$pr_pid" "$inv_pid"
 
 # The same pair again, now exporting traces (its own ports and data).
@@ -141,6 +163,7 @@ printf '%-34s %10.0f %9s %9s %9s\n' "inventory GET price (SQLite)" "$p_rps" "$p_
 printf '%-34s %10.0f %9s %9s %9s\n' "pricing calculate_price (→ inv)" "$k_rps" "$k_p50" "$k_p99" "$(ratio "$k_rps" "$c_rps")"
 printf '%-34s %10.0f %9s %9s %9s\n' "  the same, exporting traces" "$t_rps" "$t_p50" "$t_p99" "$(ratio "$t_rps" "$c_rps")"
 printf '%-34s %10.0f %9s %9s %9s\n' "inventory POST hold (SQLite)" "$h_rps" "$h_p50" "$h_p99" "$(ratio "$h_rps" "$c_rps")"
+printf '%-34s %10.0f %9s %9s %9s\n' "payments POST charge (SQLite)" "$g_rps" "$g_p50" "$g_p99" "$(ratio "$g_rps" "$c_rps")"
 printf '%-34s %10.1f %9s %9s %9s\n' "users POST login (argon2id)" "$l_rps" "$l_p50" "$l_p99" "$(ratio "$l_rps" "$c_rps")"
 echo
 echo "traces: $served calculate_price answered → $sent spans accepted by the receiver in $sink_reqs exports ($(( sink_bytes / 1024 )) KiB), $dropped dropped, $failed refused; throughput with export $(ratio "$t_rps" "$k_rps") of without"
@@ -149,6 +172,7 @@ printf '%-10s %14s %14s %16s\n' service "idle RSS" "RSS after load" "start→rea
 printf '%-10s %11.1f MB %11.1f MB %13d ms\n' inventory "$(awk -v k="$inv_idle" 'BEGIN{print k/1024}')" "$(awk -v k="$inv_loaded" 'BEGIN{print k/1024}')" "$inv_ready"
 printf '%-10s %11.1f MB %11.1f MB %13d ms\n' pricing "$(awk -v k="$pr_idle" 'BEGIN{print k/1024}')" "$(awk -v k="$pr_loaded" 'BEGIN{print k/1024}')" "$pr_ready"
 printf '%-10s %14s %11.1f MB %16s\n' users "" "$(awk -v k="$users_loaded" 'BEGIN{print k/1024}')" ""
+printf '%-10s %14s %11.1f MB %16s\n' payments "" "$(awk -v k="$pay_loaded" 'BEGIN{print k/1024}')" ""
 echo
 echo "login: $(awk -v r="$l_rps" -v n="$(nproc)" 'BEGIN{printf "%.0f ms of CPU per login (%.1f logins/s on %d cores)", 1000*n/r, r, n}'); the limits refuse a 6th wrong password per account and a 31st attempt per address per 5 minutes before hashing"
-echo "goals: price ≥ 60% of ceiling, calculate_price ≥ 35%, hold ≥ 15%, p99 ≤ 20 ms at 32 connections, idle RSS ≤ 10 MB, start→ready ≤ 200 ms"
+echo "goals: price ≥ 60% of ceiling, calculate_price ≥ 35%, hold ≥ 15%, charge ≥ 10%, p99 ≤ 20 ms at 32 connections, idle RSS ≤ 10 MB, start→ready ≤ 200 ms"

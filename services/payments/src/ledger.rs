@@ -119,6 +119,7 @@ async fn once(
     hash: &str,
     op: &Op,
 ) -> Result<Option<Answer>> {
+    let _gate = store.write_gate().await;
     let mut tx = store.begin_write().await?;
     let now = kit::db::now_rfc3339();
     let claimed = sqlx::query(
