@@ -332,7 +332,13 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
         .iter()
         .map(|g| g["rules"].as_array().unwrap().len())
         .sum();
-    assert_eq!(n, 5, "{rules}");
+    let written = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/monitoring/rules.yml"),
+    )
+    .unwrap()
+    .matches("- alert:")
+    .count();
+    assert_eq!(n, written, "{rules}");
 
     // Grafana's side, with the STAND-IN image (see Project): eshop waited
     // for /api/health, and the derived image holds the provisioning where
@@ -762,7 +768,8 @@ fn a_wiped_registry_is_refilled_and_status_on_aws_reports_no_local_containers() 
 #[test]
 fn build_test_output_never_breaks_the_json_event_stream() {
     // A STAND-IN for cargo: `test` prints a test runner's report on
-    // stdout (as cargo does), `build` reports two binaries the way
+    // stdout (as cargo does), `build` reports one binary per catalogue
+    // entry the way
     // `--message-format=json` does. eshop must keep its stdout for its own
     // JSON events.
     let dir = tempfile::tempdir().unwrap();
@@ -773,9 +780,10 @@ fn build_test_output_never_breaks_the_json_event_stream() {
          case \"$*\" in\n\
          *--no-run*) exit 0 ;;\n\
          test*) echo 'running 3 tests'; echo 'test a ... ok'; echo 'test result: ok. 3 passed'; exit 0 ;;\n\
-         build*) for s in users inventory pricing; do\n\
+         build*) for s in {services}; do\n\
            printf '{\"reason\":\"compiler-artifact\",\"target\":{\"name\":\"%s\"},\"executable\":\"/bin/true\"}\\n' \"$s\"; done ;;\n\
-         esac\n",
+         esac\n"
+            .replace("{services}", &eshop::shop::names(eshop::shop::SHOP).join(" ")),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
