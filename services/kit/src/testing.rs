@@ -33,9 +33,37 @@ pub async fn schemathesis(base: &str, config: &Path, max_examples: u32) {
     schemathesis_as(base, config, max_examples, None).await
 }
 
+/// The Python behind schemathesis here (3.11.7) has a CPython bug: two
+/// threads parsing source at once may fail with this (hypothesis parses a
+/// module to describe a lambda, and both of schemathesis's workers may do
+/// it at once). Found by the payments tests: two runs at once made it
+/// happen every time, one alone never. So runs take turns (tests of one
+/// binary run in parallel), and a run failing with exactly this is the
+/// tool's fault and is run once more.
+const CPYTHON_AST_RACE: &str = "AST constructor recursion depth mismatch";
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// [`schemathesis`] sending `Authorization: Bearer TOKEN` (a test token),
 /// so the operations behind a login are exercised too.
 pub async fn schemathesis_as(base: &str, config: &Path, max_examples: u32, bearer: Option<&str>) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    for attempt in 1..=2 {
+        match schemathesis_once(base, config, max_examples, bearer).await {
+            Ok(()) => return,
+            Err(report) if attempt == 1 && report.contains(CPYTHON_AST_RACE) => {
+                eprintln!("schemathesis hit the CPython AST race; running it again");
+            }
+            Err(report) => panic!("{report}"),
+        }
+    }
+}
+
+async fn schemathesis_once(
+    base: &str,
+    config: &Path,
+    max_examples: u32,
+    bearer: Option<&str>,
+) -> Result<(), String> {
     let bin = std::env::var_os("ESHOP_TEST_SCHEMATHESIS")
         .map(PathBuf::from)
         .unwrap_or_else(|| venv_tool("schemathesis"));
@@ -69,16 +97,18 @@ pub async fn schemathesis_as(base: &str, config: &Path, max_examples: u32, beare
             )
         });
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "schemathesis found problems:\n{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        return Err(format!(
+            "schemathesis found problems:\n{report}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
     // Guard against a run that silently tested nothing.
     assert!(
         report.contains("Tested:") && !report.contains("Tested: 0"),
         "schemathesis ran no operation:\n{report}"
     );
+    Ok(())
 }
 
 /// A real TLS listener (OpenSSL, through `testing/tls_front.py`) in front
