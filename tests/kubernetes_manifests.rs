@@ -504,6 +504,7 @@ fn network_policies_allow_exactly_the_shops_flows() {
         )
     };
     let (pricing, inventory, db) = (pod("pricing"), pod("inventory"), pod("postgres"));
+    let (users, payments) = (pod("users"), pod("payments"));
     let (prometheus, grafana, ksm) = (pod("prometheus"), pod("grafana"), pod("kube-state-metrics"));
     let in_ns = |l: &[(&str, &str)]| {
         Peer::Pod(
@@ -544,6 +545,63 @@ fn network_policies_allow_exactly_the_shops_flows() {
             true,
         ),
         ("inventory → database", &inventory, &db, 5432, "TCP", true),
+        // Token keys and accounts: only the services that check tokens
+        // reach users; the wallets only through their own database login.
+        (
+            "inventory → users (keys)",
+            &inventory,
+            &users,
+            8082,
+            "TCP",
+            true,
+        ),
+        (
+            "payments → users (keys)",
+            &payments,
+            &users,
+            8082,
+            "TCP",
+            true,
+        ),
+        ("users → database", &users, &db, 5432, "TCP", true),
+        ("payments → database", &payments, &db, 5432, "TCP", true),
+        ("world → users", &world, &users, 8082, "TCP", false),
+        ("world → payments", &world, &payments, 8083, "TCP", false),
+        (
+            "pricing → payments",
+            &pricing,
+            &payments,
+            8083,
+            "TCP",
+            false,
+        ),
+        ("pricing → users", &pricing, &users, 8082, "TCP", false),
+        (
+            "inventory → payments",
+            &inventory,
+            &payments,
+            8083,
+            "TCP",
+            false,
+        ),
+        ("users → payments", &users, &payments, 8083, "TCP", false),
+        ("users → the internet", &users, &world, 443, "TCP", false),
+        (
+            "payments → the internet",
+            &payments,
+            &world,
+            443,
+            "TCP",
+            false,
+        ),
+        (
+            "another pod in the namespace → payments",
+            &stranger,
+            &payments,
+            8083,
+            "TCP",
+            false,
+        ),
         (
             "every pod → cluster DNS (udp)",
             &pricing,
