@@ -401,3 +401,48 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
+
+/// A service built and bound, not yet serving: what every service's
+/// `Application` holds beside its own state (tests bind port 0 and read
+/// the port back before serving).
+pub struct Bound {
+    listener: TcpListener,
+    router: Router,
+    drain: Duration,
+    limits: Limits,
+}
+
+impl Bound {
+    pub fn new(listener: TcpListener, router: Router, common: &crate::config::Common) -> Self {
+        Self {
+            listener,
+            router,
+            drain: common.shutdown_timeout,
+            limits: common.http,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Logs "`name` listening" with `detail`, then [`serve_with`].
+    pub async fn serve(
+        self,
+        name: &str,
+        detail: &str,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        if let Ok(addr) = self.listener.local_addr() {
+            tracing::info!(%addr, detail, "{name} listening");
+        }
+        serve_with(
+            self.listener,
+            self.router,
+            shutdown,
+            self.drain,
+            self.limits,
+        )
+        .await
+    }
+}

@@ -65,11 +65,8 @@ impl Config {
 
 /// A built, listening payments service.
 pub struct Application {
-    listener: TcpListener,
-    router: axum::Router,
+    bound: kit::server::Bound,
     store: db::Store,
-    drain: Duration,
-    limits: kit::server::Limits,
 }
 
 impl Application {
@@ -103,33 +100,21 @@ impl Application {
             .openapi(openapi::document(config.max_top_up_minor))
             .into_router();
         Ok(Self {
-            listener,
-            router,
+            bound: kit::server::Bound::new(listener, router, &config.common),
             store,
-            drain: config.common.shutdown_timeout,
-            limits: config.common.http,
         })
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.bound.port()
     }
 
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        if let Ok(addr) = self.listener.local_addr() {
-            tracing::info!(%addr, backend = ?self.store.backend(), "payments listening");
-        }
-        let res = kit::server::serve_with(
-            self.listener,
-            self.router,
-            shutdown,
-            self.drain,
-            self.limits,
-        )
-        .await;
+        let backend = format!("database: {:?}", self.store.backend());
+        let res = self.bound.serve("payments", &backend, shutdown).await;
         self.store.close().await;
         res
     }
