@@ -68,11 +68,8 @@ impl Config {
 /// A built, listening inventory: the database is open and migrated, the
 /// port is bound (so tests can bind port 0 and read it back).
 pub struct Application {
-    listener: TcpListener,
-    router: axum::Router,
+    bound: kit::server::Bound,
     store: db::Store,
-    drain: Duration,
-    limits: kit::server::Limits,
     stock: stock_metrics::StockMetrics,
     low_stock: i64,
     stock_interval: Duration,
@@ -106,11 +103,8 @@ impl Application {
             .openapi(openapi::document())
             .into_router();
         Ok(Self {
-            listener,
-            router,
+            bound: kit::server::Bound::new(listener, router, &config.common),
             store,
-            drain: config.common.shutdown_timeout,
-            limits: config.common.http,
             stock,
             low_stock: config.low_stock,
             stock_interval: config.stock_metrics_interval,
@@ -119,7 +113,7 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.bound.port()
     }
 
     pub fn store(&self) -> &db::Store {
@@ -132,21 +126,12 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        if let Ok(addr) = self.listener.local_addr() {
-            tracing::info!(%addr, backend = ?self.store.backend(), "inventory listening");
-        }
         let refresher = self
             .stock
             .spawn(self.store.clone(), self.low_stock, self.stock_interval);
         let sweeper = db::spawn_sweeper(self.store.clone(), self.sweep_interval);
-        let res = kit::server::serve_with(
-            self.listener,
-            self.router,
-            shutdown,
-            self.drain,
-            self.limits,
-        )
-        .await;
+        let backend = format!("database: {:?}", self.store.backend());
+        let res = self.bound.serve("inventory", &backend, shutdown).await;
         refresher.abort();
         sweeper.abort();
         // Wait for the abort, so no sweep holds a connection while the

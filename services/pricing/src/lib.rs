@@ -86,10 +86,7 @@ pub struct State {
 }
 
 pub struct Application {
-    listener: TcpListener,
-    router: axum::Router,
-    drain: Duration,
-    limits: kit::server::Limits,
+    bound: kit::server::Bound,
 }
 
 impl Application {
@@ -130,32 +127,21 @@ impl Application {
             .openapi(openapi::document(state.max_quantity))
             .into_router();
         Self {
-            listener,
-            router,
-            drain: config.common.shutdown_timeout,
-            limits: config.common.http,
+            bound: kit::server::Bound::new(listener, router, &config.common),
         }
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.bound.port()
     }
 
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        if let Ok(addr) = self.listener.local_addr() {
-            tracing::info!(%addr, url = %format!("http://{addr}/"), "pricing listening");
-        }
-        kit::server::serve_with(
-            self.listener,
-            self.router,
-            shutdown,
-            self.drain,
-            self.limits,
-        )
-        .await
+        self.bound
+            .serve("pricing", "the landing page is at /", shutdown)
+            .await
     }
 }
 
