@@ -3,6 +3,12 @@
 //! set of statements serves both (`$N` placeholders work on both; schemas
 //! differ only where they must, in per-backend migrations).
 
+mod tx;
+mod writer;
+
+pub use tx::{ready, Arg, Col, Row, Tx, Value};
+pub use writer::{LiteTx, Writer};
+
 use crate::config::{ConfigError, Reader};
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
@@ -84,13 +90,18 @@ impl DbConfig {
     }
 }
 
-/// The directory a `sqlite://DIR/file.db` URL lives in, to create it first.
-pub fn sqlite_dir(url: &str) -> Option<String> {
+/// The file a `sqlite://DIR/file.db?…` URL names; None for an in-memory
+/// database (which a second connection, such as the [`Writer`]'s, would
+/// not see).
+pub fn sqlite_file(url: &str) -> Option<&str> {
     let path = url.strip_prefix("sqlite://")?;
     let path = path.split('?').next()?;
-    if path.is_empty() || path == ":memory:" {
-        return None;
-    }
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// The directory a `sqlite://DIR/file.db` URL lives in, to create it first.
+pub fn sqlite_dir(url: &str) -> Option<String> {
+    let path = sqlite_file(url)?;
     let dir = std::path::Path::new(path).parent()?;
     let s = dir.to_string_lossy().into_owned();
     (!s.is_empty()).then_some(s)
@@ -120,8 +131,8 @@ pub async fn connect(
                 if backend == Backend::Sqlite {
                     // WAL lets readers run beside the single writer;
                     // busy_timeout makes writers queue instead of failing.
-                    use sqlx::Executor;
-                    conn.execute(
+                    sqlx::Executor::execute(
+                        &mut *conn,
                         "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
                          PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                     )
