@@ -2,9 +2,9 @@
 //!
 //! With SQLite the service process is the database's only writer (the file
 //! sits on the service's own volume), so an in-process cache can be exactly
-//! as fresh as the database: every write runs under one writer lock (SQLite
-//! serialises writers anyway, so this costs no concurrency) and publishes its
-//! result to the cache before releasing it, in commit order. A reader that
+//! as fresh as the database: every write runs on the one writer thread
+//! (kit::db::Writer; SQLite serialises writers anyway) and publishes its
+//! result to the cache right after its COMMIT, in commit order. A reader that
 //! missed only fills the cache if no write was published since it started
 //! reading (the epoch check), so a slow reader can never put back a row that
 //! a write has already replaced or deleted.
@@ -21,8 +21,6 @@ pub struct Cache {
     map: RwLock<HashMap<String, Product>>,
     epoch: AtomicU64,
     max_entries: usize,
-    /// Held from a write's SQL statement until its result is published.
-    pub writer: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -39,7 +37,6 @@ impl Cache {
             map: RwLock::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             max_entries,
-            writer: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -61,7 +58,7 @@ impl Cache {
         self.insert(&mut map, p);
     }
 
-    /// A committed write's result; call while holding `writer`.
+    /// A committed write's result; called by the writer, in commit order.
     pub fn publish(&self, id: &str, p: Option<&Product>) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         match p {

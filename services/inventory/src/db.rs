@@ -2,10 +2,12 @@
 //!
 //! sqlx's `Any` driver lets both backends share every statement: `$N`
 //! placeholders work on both, and the schemas differ only where they must
-//! (collation), in per-backend migrations. Every write to one product is a
-//! single statement whose `WHERE` carries its precondition (version, stock
-//! bounds), so concurrent writers never lose an update and never need a
-//! transaction; holds, which span several rows, are transactions (holds.rs).
+//! (collation), in per-backend migrations. Reads go through sqlx's pool;
+//! writes are transactions written once over `kit::db::Tx` (holds.rs runs
+//! them: on SQLite on one writer thread, on PostgreSQL on the pool). Every
+//! write to one product is a single statement whose `WHERE` carries its
+//! precondition (version, stock bounds), so concurrent writers never lose
+//! an update; holds span several rows in one transaction.
 
 mod holds;
 
@@ -15,8 +17,10 @@ use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::model::{NewProduct, Product, ProductChanges, QUANTITY_MAX};
 use crate::stock_metrics::HoldOutcomes;
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use holds::{write_op, Done};
+use kit::args;
+use kit::db::{Row, Tx, Writer};
+use sqlx::{AnyPool, Row as _};
 use std::sync::Arc;
 
 const COLS: &str = "id, name, description, unit_price_minor, currency, quantity, held, version, \
@@ -31,6 +35,8 @@ pub use kit::db::Backend;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: every write runs here (see kit::db::Writer).
+    writer: Option<Writer>,
     cache: Option<Arc<Cache>>,
     outcomes: HoldOutcomes,
 }
@@ -53,9 +59,19 @@ impl Store {
             .map_err(anyhow::Error::msg)?;
         let cache = (backend == Backend::Sqlite && cache_entries > 0)
             .then(|| Arc::new(Cache::new(cache_entries)));
+        let writer = match kit::db::sqlite_file(&c.url) {
+            Some(file) if backend == Backend::Sqlite => {
+                Some(Writer::open(file).map_err(anyhow::Error::msg)?)
+            }
+            _ if backend == Backend::Sqlite => {
+                anyhow::bail!("the SQLite database must be a file (an in-memory one has no writer)")
+            }
+            _ => None,
+        };
         Ok(Self {
             pool,
             backend,
+            writer,
             cache,
             outcomes: HoldOutcomes::default(),
         })
@@ -79,36 +95,13 @@ impl Store {
         Ok(())
     }
 
-    async fn create_db(&self, p: &NewProduct) -> Result<Product> {
-        let now = now();
-        let sql = format!(
-            "INSERT INTO products ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, 0, 1, $7, $7) RETURNING {COLS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(&p.id)
-            .bind(&p.name)
-            .bind(&p.description)
-            .bind(p.unit_price_minor)
-            .bind(&p.currency)
-            .bind(p.quantity)
-            .bind(&now)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => {
-                    Error::AlreadyExists(p.id.clone())
-                }
-                _ => e.into(),
-            })?;
-        Ok(product(&row)?)
-    }
-
     async fn get_db(&self, id: &str) -> Result<Option<Product>> {
         let sql = format!("SELECT {COLS} FROM products WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
-            .await?;
+            .await?
+            .map(Row::Any);
         Ok(row.as_ref().map(product).transpose()?)
     }
 
@@ -129,145 +122,9 @@ impl Store {
                 sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?
             }
         };
-        rows.iter()
-            .map(|r| product(r).map_err(Error::from))
+        rows.into_iter()
+            .map(|r| product(&Row::Any(r)).map_err(Error::from))
             .collect()
-    }
-
-    async fn update_db(&self, id: &str, c: &ProductChanges, expect: Expect) -> Result<Product> {
-        let mut sql = String::from(
-            "UPDATE products SET \
-               name = COALESCE($1, name), \
-               description = COALESCE($2, description), \
-               unit_price_minor = COALESCE($3, unit_price_minor), \
-               currency = COALESCE($4, currency), \
-               quantity = COALESCE($5, quantity), \
-               version = version + 1, updated_at = $6 \
-             WHERE id = $7",
-        );
-        if let Expect::Version(_) = expect {
-            sql.push_str(" AND version = $8");
-        }
-        sql.push_str(&format!(" RETURNING {COLS}"));
-        let mut q = sqlx::query(&sql)
-            .bind(c.name.clone())
-            .bind(c.description.clone())
-            .bind(c.unit_price_minor)
-            .bind(c.currency.clone())
-            .bind(c.quantity)
-            .bind(now())
-            .bind(id);
-        if let Expect::Version(v) = expect {
-            q = q.bind(v);
-        }
-        match q.fetch_optional(&self.pool).await {
-            Ok(Some(row)) => Ok(product(&row)?),
-            Ok(None) => Err(self.why_not_written(id).await),
-            Err(e) => Err(self.below_held(id, e).await),
-        }
-    }
-
-    async fn set_quantity_db(&self, id: &str, quantity: i64, expect: Expect) -> Result<Product> {
-        let mut sql = "UPDATE products SET quantity = $1, version = version + 1, updated_at = $2 \
-                       WHERE id = $3"
-            .to_owned();
-        if let Expect::Version(_) = expect {
-            sql.push_str(" AND version = $4");
-        }
-        sql.push_str(&format!(" RETURNING {COLS}"));
-        let mut q = sqlx::query(&sql).bind(quantity).bind(now()).bind(id);
-        if let Expect::Version(v) = expect {
-            q = q.bind(v);
-        }
-        match q.fetch_optional(&self.pool).await {
-            Ok(Some(row)) => Ok(product(&row)?),
-            Ok(None) => Err(self.why_not_written(id).await),
-            Err(e) => Err(self.below_held(id, e).await),
-        }
-    }
-
-    /// A stock write that broke a CHECK: the only one validated input can
-    /// break is `held <= quantity` (products_held_check), a stock set below
-    /// what open holds promised.
-    async fn below_held(&self, id: &str, e: sqlx::Error) -> Error {
-        match &e {
-            sqlx::Error::Database(d) if d.is_check_violation() => match self.get_db(id).await {
-                Ok(Some(p)) => Error::BelowHeld {
-                    id: id.to_owned(),
-                    held: p.held,
-                },
-                Ok(None) => Error::NotFound(id.to_owned()),
-                Err(e) => e,
-            },
-            _ => e.into(),
-        }
-    }
-
-    /// Atomically adds `delta` to the stock, refusing to go below the units
-    /// held (so below zero too) or above the maximum. Many clients may call
-    /// this at once: the database serialises the single UPDATE, so no
-    /// movement is lost.
-    async fn adjust_quantity_db(&self, id: &str, delta: i64) -> Result<Product> {
-        let sql = format!(
-            "UPDATE products SET quantity = quantity + $1, version = version + 1, updated_at = $2 \
-             WHERE id = $3 AND quantity + $1 >= held AND quantity + $1 <= $4 RETURNING {COLS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(delta)
-            .bind(now())
-            .bind(id)
-            .bind(QUANTITY_MAX)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            Some(row) => Ok(product(&row)?),
-            None => match self.get_db(id).await? {
-                None => Err(Error::NotFound(id.to_owned())),
-                Some(p) => Err(Error::Stock {
-                    id: id.to_owned(),
-                    quantity: p.quantity,
-                    held: p.held,
-                    delta,
-                }),
-            },
-        }
-    }
-
-    /// Refuses while open holds promise units of the product (`held > 0`):
-    /// their commit would sell stock that no longer exists.
-    async fn delete_db(&self, id: &str, expect: Expect) -> Result<()> {
-        let res = match expect {
-            Expect::Any => {
-                sqlx::query("DELETE FROM products WHERE id = $1 AND held = 0")
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?
-            }
-            Expect::Version(v) => {
-                sqlx::query("DELETE FROM products WHERE id = $1 AND version = $2 AND held = 0")
-                    .bind(id)
-                    .bind(v)
-                    .execute(&self.pool)
-                    .await?
-            }
-        };
-        if res.rows_affected() == 1 {
-            return Ok(());
-        }
-        match self.get_db(id).await? {
-            None => Err(Error::NotFound(id.to_owned())),
-            Some(p) => match expect {
-                Expect::Version(v) if v != p.version => {
-                    Err(Error::PreconditionFailed { current: p.version })
-                }
-                _ if p.held > 0 => Err(Error::HasHolds {
-                    id: id.to_owned(),
-                    held: p.held,
-                }),
-                // The holds ended between the DELETE and this read.
-                _ => Err(Error::Contention(format!("delete of {id:?} raced a hold"))),
-            },
-        }
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Product>> {
@@ -287,65 +144,45 @@ impl Store {
     }
 
     pub async fn create(&self, p: &NewProduct) -> Result<Product> {
-        let _w = self.writing().await;
-        let r = self.create_db(p).await;
-        self.publish(&p.id, &r);
-        r
+        self.write(Create(p.clone())).await
     }
 
     pub async fn update(&self, id: &str, c: &ProductChanges, expect: Expect) -> Result<Product> {
-        let _w = self.writing().await;
-        let r = self.update_db(id, c, expect).await;
-        self.publish(id, &r);
-        r
+        self.write(Update {
+            id: id.to_owned(),
+            changes: c.clone(),
+            expect,
+        })
+        .await
     }
 
     pub async fn set_quantity(&self, id: &str, quantity: i64, expect: Expect) -> Result<Product> {
-        let _w = self.writing().await;
-        let r = self.set_quantity_db(id, quantity, expect).await;
-        self.publish(id, &r);
-        r
+        self.write(SetQuantity {
+            id: id.to_owned(),
+            quantity,
+            expect,
+        })
+        .await
     }
 
+    /// Atomically adds `delta` to the stock, refusing to go below the units
+    /// held (so below zero too) or above the maximum.
     pub async fn adjust_quantity(&self, id: &str, delta: i64) -> Result<Product> {
-        let _w = self.writing().await;
-        let r = self.adjust_quantity_db(id, delta).await;
-        self.publish(id, &r);
-        r
+        self.write(Adjust {
+            id: id.to_owned(),
+            delta,
+        })
+        .await
     }
 
+    /// Refuses while open holds promise units of the product (`held > 0`):
+    /// their commit would sell stock that no longer exists.
     pub async fn delete(&self, id: &str, expect: Expect) -> Result<()> {
-        let _w = self.writing().await;
-        let r = self.delete_db(id, expect).await;
-        if let (Some(cache), Ok(())) = (&self.cache, &r) {
-            cache.publish(id, None);
-        }
-        r
-    }
-
-    async fn writing(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match &self.cache {
-            Some(c) => Some(c.writer.lock().await),
-            None => None,
-        }
-    }
-
-    /// After any write attempt: a success is the new truth; a failure may
-    /// mean the cached row is stale (e.g. a 412), so forget it.
-    fn publish(&self, id: &str, r: &Result<Product>) {
-        if let Some(cache) = &self.cache {
-            cache.publish(id, r.as_ref().ok());
-        }
-    }
-
-    /// A conditional write touched no row: either the product is gone (404)
-    /// or its version moved on (412).
-    async fn why_not_written(&self, id: &str) -> Error {
-        match self.get_db(id).await {
-            Ok(None) => Error::NotFound(id.to_owned()),
-            Ok(Some(p)) => Error::PreconditionFailed { current: p.version },
-            Err(e) => e,
-        }
+        self.write(Delete {
+            id: id.to_owned(),
+            expect,
+        })
+        .await
     }
 
     /// Products by stock state, total units on hand and held, for the
@@ -385,22 +222,236 @@ pub struct StockSummary {
     pub held: i64,
 }
 
-fn product(r: &AnyRow) -> Result<Product, sqlx::Error> {
-    let quantity: i64 = r.try_get("quantity")?;
-    let held: i64 = r.try_get("held")?;
+fn product(r: &Row) -> Result<Product, sqlx::Error> {
+    let quantity: i64 = r.get("quantity")?;
+    let held: i64 = r.get("held")?;
     Ok(Product {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        description: r.try_get("description")?,
-        unit_price_minor: r.try_get("unit_price_minor")?,
-        currency: r.try_get("currency")?,
+        id: r.get("id")?,
+        name: r.get("name")?,
+        description: r.get("description")?,
+        unit_price_minor: r.get("unit_price_minor")?,
+        currency: r.get("currency")?,
         quantity,
         held,
         available: quantity - held,
-        version: r.try_get("version")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
+        version: r.get("version")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
     })
+}
+
+struct Create(NewProduct);
+write_op!(Create => Product, |op, c| create(c, &op.0));
+
+struct Update {
+    id: String,
+    changes: ProductChanges,
+    expect: Expect,
+}
+write_op!(Update => Product, |op, c| update(c, &op.id, &op.changes, op.expect));
+
+struct SetQuantity {
+    id: String,
+    quantity: i64,
+    expect: Expect,
+}
+write_op!(SetQuantity => Product, |op, c| set_quantity(c, &op.id, op.quantity, op.expect));
+
+struct Adjust {
+    id: String,
+    delta: i64,
+}
+write_op!(Adjust => Product, |op, c| adjust_quantity(c, &op.id, op.delta));
+
+struct Delete {
+    id: String,
+    expect: Expect,
+}
+write_op!(Delete => (), |op, c| delete(c, &op.id, op.expect));
+
+async fn create<C: Tx>(c: &mut C, p: &NewProduct) -> Result<Done<Product>> {
+    let sql = format!(
+        "INSERT INTO products ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, 0, 1, $7, $7) \
+         ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
+    );
+    let now = now();
+    let args = args![
+        &p.id,
+        &p.name,
+        &p.description,
+        p.unit_price_minor,
+        &p.currency,
+        p.quantity,
+        &now
+    ];
+    match c.fetch_optional(&sql, &args).await? {
+        Some(row) => Ok(Done::product(product(&row)?)),
+        None => Err(Error::AlreadyExists(p.id.clone())),
+    }
+}
+
+/// The product as this transaction sees it.
+async fn current<C: Tx>(c: &mut C, id: &str) -> Result<Option<Product>> {
+    let sql = format!("SELECT {COLS} FROM products WHERE id = $1");
+    let row = c.fetch_optional(&sql, &args![id]).await?;
+    Ok(row.as_ref().map(product).transpose()?)
+}
+
+/// Why a conditional write of the stock (to `quantity`, if it set one)
+/// touched no row: the product is gone (404), its version moved on (412),
+/// or open holds promise more units than it would have (409). Each write's
+/// `WHERE` carries `held <= quantity` rather than letting the CHECK fail,
+/// because on PostgreSQL a failed statement ends the transaction, and this
+/// read must run in it.
+async fn why_not_written<C: Tx>(
+    c: &mut C,
+    id: &str,
+    expect: Expect,
+    quantity: Option<i64>,
+) -> Result<Error> {
+    let Some(p) = current(c, id).await? else {
+        return Ok(Error::NotFound(id.to_owned()));
+    };
+    Ok(match expect {
+        Expect::Version(v) if v != p.version => Error::PreconditionFailed { current: p.version },
+        _ if quantity.is_some_and(|q| q < p.held) => Error::BelowHeld {
+            id: id.to_owned(),
+            held: p.held,
+        },
+        // The product changed between the two statements (PostgreSQL).
+        _ => Error::Contention(format!("write of {id:?} raced another")),
+    })
+}
+
+async fn update<C: Tx>(
+    c: &mut C,
+    id: &str,
+    ch: &ProductChanges,
+    expect: Expect,
+) -> Result<Done<Product>> {
+    let (version, v) = match expect {
+        Expect::Version(v) => (" AND version = $8", Some(v)),
+        Expect::Any => ("", None),
+    };
+    let sql = format!(
+        "UPDATE products SET \
+           name = COALESCE($1, name), \
+           description = COALESCE($2, description), \
+           unit_price_minor = COALESCE($3, unit_price_minor), \
+           currency = COALESCE($4, currency), \
+           quantity = COALESCE($5, quantity), \
+           version = version + 1, updated_at = $6 \
+         WHERE id = $7 AND COALESCE($5, quantity) >= held{version} RETURNING {COLS}"
+    );
+    let now = now();
+    let mut args = args![
+        &ch.name,
+        &ch.description,
+        ch.unit_price_minor,
+        &ch.currency,
+        ch.quantity,
+        &now,
+        id,
+        v
+    ]
+    .to_vec();
+    if v.is_none() {
+        args.pop();
+    }
+    match c.fetch_optional(&sql, &args).await? {
+        Some(row) => Ok(Done::product(product(&row)?)),
+        None => Err(why_not_written(c, id, expect, ch.quantity).await?),
+    }
+}
+
+async fn set_quantity<C: Tx>(
+    c: &mut C,
+    id: &str,
+    quantity: i64,
+    expect: Expect,
+) -> Result<Done<Product>> {
+    let (version, v) = match expect {
+        Expect::Version(v) => (" AND version = $4", Some(v)),
+        Expect::Any => ("", None),
+    };
+    let sql = format!(
+        "UPDATE products SET quantity = $1, version = version + 1, updated_at = $2 \
+         WHERE id = $3 AND $1 >= held{version} RETURNING {COLS}"
+    );
+    let now = now();
+    let mut args = args![quantity, &now, id, v].to_vec();
+    if v.is_none() {
+        args.pop();
+    }
+    match c.fetch_optional(&sql, &args).await? {
+        Some(row) => Ok(Done::product(product(&row)?)),
+        None => Err(why_not_written(c, id, expect, Some(quantity)).await?),
+    }
+}
+
+/// Many clients may call this at once: the database serialises the
+/// single UPDATE, so no movement is lost.
+async fn adjust_quantity<C: Tx>(c: &mut C, id: &str, delta: i64) -> Result<Done<Product>> {
+    let sql = format!(
+        "UPDATE products SET quantity = quantity + $1, version = version + 1, updated_at = $2 \
+         WHERE id = $3 AND quantity + $1 >= held AND quantity + $1 <= $4 RETURNING {COLS}"
+    );
+    let now = now();
+    let row = c
+        .fetch_optional(&sql, &args![delta, &now, id, QUANTITY_MAX])
+        .await?;
+    match row {
+        Some(row) => Ok(Done::product(product(&row)?)),
+        None => match current(c, id).await? {
+            None => Err(Error::NotFound(id.to_owned())),
+            Some(p) => Err(Error::Stock {
+                id: id.to_owned(),
+                quantity: p.quantity,
+                held: p.held,
+                delta,
+            }),
+        },
+    }
+}
+
+async fn delete<C: Tx>(c: &mut C, id: &str, expect: Expect) -> Result<Done<()>> {
+    let deleted = match expect {
+        Expect::Any => {
+            c.execute(
+                "DELETE FROM products WHERE id = $1 AND held = 0",
+                &args![id],
+            )
+            .await?
+        }
+        Expect::Version(v) => {
+            c.execute(
+                "DELETE FROM products WHERE id = $1 AND version = $2 AND held = 0",
+                &args![id, v],
+            )
+            .await?
+        }
+    };
+    if deleted == 1 {
+        return Ok(Done {
+            value: Ok(()),
+            changed: vec![(id.to_owned(), None)],
+            outcome: None,
+        });
+    }
+    match current(c, id).await? {
+        None => Err(Error::NotFound(id.to_owned())),
+        Some(p) => match expect {
+            Expect::Version(v) if v != p.version => {
+                Err(Error::PreconditionFailed { current: p.version })
+            }
+            _ if p.held > 0 => Err(Error::HasHolds {
+                id: id.to_owned(),
+                held: p.held,
+            }),
+            // The holds ended between the DELETE and this read.
+            _ => Err(Error::Contention(format!("delete of {id:?} raced a hold"))),
+        },
+    }
 }
 
 fn now() -> String {

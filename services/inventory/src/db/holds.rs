@@ -22,8 +22,10 @@ use super::{now as now_stamp, product, Store, COLS};
 use crate::error::{Error, Result};
 use crate::model::Product;
 use crate::reservation::{now_ms, rfc3339, Item, Reservation, Shortage, State};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use kit::args;
+use kit::db::{LiteTx, Row, Tx};
+use sqlx::AnyConnection;
+use std::future::Future;
 use std::time::Duration;
 
 /// Attempts of one transaction before contention becomes a 503.
@@ -35,7 +37,7 @@ const RESERVATION_COLS: &str = "id, state, expires_at, created_at, updated_at";
 
 /// How a held reservation ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Finish {
+pub(super) enum Finish {
     /// Sold: the units leave the stock (unless the hold is past its TTL).
     Commit,
     /// Given back by the client.
@@ -44,23 +46,19 @@ enum Finish {
     Expire,
 }
 
-/// What one transaction attempt decided: its answer, the product rows it
-/// changed (published to the cache after the commit) and the outcome to
-/// count once it is committed.
-struct Done<T> {
-    value: Result<T>,
-    changed: Vec<Product>,
-    outcome: Option<&'static str>,
+/// What one write transaction decided: its answer, the product rows it
+/// changed (`None`: deleted), published to the cache once committed, and
+/// the outcome to count then. An `Err` from the transaction itself undoes
+/// its writes; `value` may be an error that still commits (a commit past
+/// the TTL expires the hold and answers 409).
+pub(super) struct Done<T> {
+    pub value: Result<T>,
+    pub changed: Vec<(String, Option<Product>)>,
+    pub outcome: Option<&'static str>,
 }
 
-/// One attempt at a transaction's statements, on its connection. Boxed
-/// (and given owned arguments) because an `async` closure borrowing its
-/// arguments cannot yet be proven `Send` for every connection lifetime.
-type Attempt<'c, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Done<T>>> + Send + 'c>>;
-
 impl<T> Done<T> {
-    fn unchanged(value: T) -> Self {
+    pub fn unchanged(value: T) -> Self {
         Self {
             value: Ok(value),
             changed: Vec::new(),
@@ -68,6 +66,69 @@ impl<T> Done<T> {
         }
     }
 }
+
+impl Done<Product> {
+    pub fn product(p: Product) -> Self {
+        Self {
+            changed: vec![(p.id.clone(), Some(p.clone()))],
+            value: Ok(p),
+            outcome: None,
+        }
+    }
+}
+
+/// A write transaction of this service, written once (an `async fn` over
+/// [`Tx`]) and run by either backend: on SQLite's writer thread, or on a
+/// pooled PostgreSQL connection in a task of its own.
+pub(super) trait Write: Send + Sync + 'static {
+    type Out: Send + 'static;
+    fn lite(&self, c: &mut LiteTx<'_>) -> Result<Done<Self::Out>>;
+    fn pg<'a>(
+        &'a self,
+        c: &'a mut AnyConnection,
+    ) -> impl Future<Output = Result<Done<Self::Out>>> + Send + 'a;
+}
+
+/// `write_op!(Type -> Out, |op, c| future)`: implements [`Write`] for
+/// both backends with the same body.
+macro_rules! write_op {
+    ($ty:ty => $out:ty, |$op:ident, $c:ident| $body:expr) => {
+        impl $crate::db::holds::Write for $ty {
+            type Out = $out;
+            fn lite(
+                &self,
+                $c: &mut kit::db::LiteTx<'_>,
+            ) -> $crate::error::Result<$crate::db::holds::Done<$out>> {
+                let $op = self;
+                kit::db::ready($body)
+            }
+            fn pg<'a>(
+                &'a self,
+                $c: &'a mut sqlx::AnyConnection,
+            ) -> impl std::future::Future<
+                Output = $crate::error::Result<$crate::db::holds::Done<$out>>,
+            > + Send
+                   + 'a {
+                let $op = self;
+                $body
+            }
+        }
+    };
+}
+pub(super) use write_op;
+
+struct Hold {
+    id: String,
+    lines: Vec<Item>,
+    ttl_ms: i64,
+}
+write_op!(Hold => (Reservation, bool), |op, c| hold_once(c, &op.id, &op.lines, op.ttl_ms));
+
+struct End {
+    id: String,
+    how: Finish,
+}
+write_op!(End => Option<Reservation>, |op, c| finish_once(c, &op.id, op.how));
 
 impl Store {
     /// Holds every line or none. `lines` must be in product id order (the
@@ -79,21 +140,11 @@ impl Store {
         lines: &[Item],
         ttl_secs: i64,
     ) -> Result<(Reservation, bool)> {
-        let (id, lines) = (id.to_owned(), lines.to_vec());
-        let store = self.clone();
-        detached(async move { store.hold_detached(id, lines, ttl_secs).await }).await
-    }
-
-    async fn hold_detached(
-        &self,
-        id: String,
-        lines: Vec<Item>,
-        ttl_secs: i64,
-    ) -> Result<(Reservation, bool)> {
         let r = self
-            .write_tx(move |c| {
-                let (id, lines) = (id.clone(), lines.clone());
-                Box::pin(async move { hold_once(c, &id, &lines, ttl_secs * 1000).await })
+            .write(Hold {
+                id: id.to_owned(),
+                lines: lines.to_vec(),
+                ttl_ms: ttl_secs * 1000,
             })
             .await;
         if let Err(Error::Insufficient(_)) = &r {
@@ -104,7 +155,7 @@ impl Store {
 
     pub async fn reservation(&self, id: &str) -> Result<Option<Reservation>> {
         let mut c = self.pool.acquire().await?;
-        load(&mut c, id).await
+        load(&mut *c, id).await
     }
 
     /// Sells a held reservation. Committing twice is fine; committing one
@@ -146,34 +197,48 @@ impl Store {
     }
 
     async fn finish(&self, id: &str, how: Finish) -> Result<Option<Reservation>> {
-        let (id, store) = (id.to_owned(), self.clone());
-        detached(async move {
-            store
-                .write_tx(move |c| {
-                    let id = id.clone();
-                    Box::pin(async move { finish_once(c, &id, how).await })
-                })
-                .await
+        self.write(End {
+            id: id.to_owned(),
+            how,
         })
         .await
     }
 
-    /// Runs `attempt` in a write transaction, again (a few times) when
-    /// concurrent writers collided, then publishes the product rows it
-    /// changed to the cache and counts its outcome.
-    async fn write_tx<T>(
-        &self,
-        mut attempt: impl for<'c> FnMut(&'c mut AnyConnection) -> Attempt<'c, T>,
-    ) -> Result<T> {
-        // The cache's writer lock spans the whole transaction, as it spans
-        // the single statement of every other write.
-        let _w = self.writing().await;
+    /// Runs a write transaction: on SQLite on the writer thread, which
+    /// publishes the rows it changed to the cache right after its COMMIT,
+    /// in commit order (so the cache stays exact); on PostgreSQL again, a
+    /// few times, when concurrent writers collided.
+    pub(super) async fn write<W: Write>(&self, w: W) -> Result<W::Out> {
+        let Some(writer) = &self.writer else {
+            let store = self.clone();
+            return detached(async move { store.write_pg(&w).await }).await;
+        };
+        let (cache, outcomes) = (self.cache.clone(), self.outcomes.clone());
+        let done = writer
+            .run(
+                move |c| w.lite(c),
+                move |done: &Done<W::Out>| {
+                    if let Some(cache) = &cache {
+                        for (id, p) in &done.changed {
+                            cache.publish(id, p.as_ref());
+                        }
+                    }
+                    if let Some(outcome) = done.outcome {
+                        outcomes.count(outcome);
+                    }
+                },
+            )
+            .await?;
+        done.value
+    }
+
+    async fn write_pg<W: Write>(&self, w: &W) -> Result<W::Out> {
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.write_once(&mut attempt).await {
+            match self.write_pg_once(w).await {
                 Err(Error::Contention(e)) if tries < MAX_ATTEMPTS => {
-                    tracing::debug!(error = %e, tries, "retrying a hold transaction");
+                    tracing::debug!(error = %e, tries, "retrying a write transaction");
                     tokio::time::sleep(Duration::from_millis(10 * tries)).await;
                 }
                 r => return r,
@@ -181,31 +246,16 @@ impl Store {
         }
     }
 
-    async fn write_once<T>(
-        &self,
-        attempt: &mut impl for<'c> FnMut(&'c mut AnyConnection) -> Attempt<'c, T>,
-    ) -> Result<T> {
-        let mut tx = match self.backend {
-            super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            super::Backend::Postgres => self.pool.begin().await?,
-        };
-        let done = match attempt(&mut tx).await {
+    async fn write_pg_once<W: Write>(&self, w: &W) -> Result<W::Out> {
+        let mut tx = self.pool.begin().await?;
+        let done = match w.pg(&mut tx).await {
             Ok(done) => done,
             Err(e) => {
-                // At once rather than when the pool gets round to it: on
-                // SQLite the transaction holds the one write lock.
                 let _ = tx.rollback().await;
                 return Err(e);
             }
         };
-        let committed = tx.commit().await;
-        if let Some(cache) = &self.cache {
-            for p in &done.changed {
-                // After a failed COMMIT the rows' state is unknown: forget them.
-                cache.publish(&p.id, committed.as_ref().ok().map(|_| p));
-            }
-        }
-        committed?;
+        tx.commit().await?;
         if let Some(outcome) = done.outcome {
             self.outcomes.count(outcome);
         }
@@ -213,11 +263,10 @@ impl Store {
     }
 }
 
-/// Runs a transaction in its own task: a client hanging up drops the
-/// request's future, and a transaction dropped half-way (found in the
-/// payments service: inside sqlx's `begin_with("BEGIN IMMEDIATE")`) can go
-/// back to the pool still holding SQLite's write lock, so every later
-/// write waits out the busy timeout. A task runs to its end.
+/// Runs a PostgreSQL transaction in its own task: a client hanging up
+/// drops the request's future, and a transaction is better finished (or
+/// rolled back) by us than left to the pool half-way. (SQLite's writer
+/// thread finishes its work whatever happens to the request.)
 async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
@@ -229,8 +278,8 @@ async fn detached<T: Send + 'static>(
     }
 }
 
-async fn hold_once(
-    c: &mut AnyConnection,
+async fn hold_once<C: Tx>(
+    c: &mut C,
     id: &str,
     lines: &[Item],
     ttl_ms: i64,
@@ -239,16 +288,13 @@ async fn hold_once(
     let stamp = now_stamp();
     // The reservation row first: a concurrent hold with the same id waits
     // here for this one to finish, then sees it as a replay.
-    let inserted = sqlx::query(
-        "INSERT INTO reservations (id, state, expires_at, created_at, updated_at) \
-         VALUES ($1, 'held', $2, $3, $3) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(id)
-    .bind(now + ttl_ms)
-    .bind(now)
-    .execute(&mut *c)
-    .await?
-    .rows_affected();
+    let inserted = c
+        .execute(
+            "INSERT INTO reservations (id, state, expires_at, created_at, updated_at) \
+             VALUES ($1, 'held', $2, $3, $3) ON CONFLICT (id) DO NOTHING",
+            &args![id, now + ttl_ms, now],
+        )
+        .await?;
     if inserted == 0 {
         let existing = load(c, id)
             .await?
@@ -265,7 +311,7 @@ async fn hold_once(
         let refused = !unknown.is_empty() || !short.is_empty();
         if !refused {
             if let Some(p) = take(c, line, &stamp).await? {
-                changed.push(p);
+                changed.push((p.id.clone(), Some(p)));
                 continue;
             }
         }
@@ -295,14 +341,11 @@ async fn hold_once(
         return Err(Error::Insufficient(short));
     }
     for line in lines {
-        sqlx::query(
+        c.execute(
             "INSERT INTO reservation_lines (reservation_id, product_id, quantity) \
              VALUES ($1, $2, $3)",
+            &args![id, &line.product_id, line.quantity],
         )
-        .bind(id)
-        .bind(&line.product_id)
-        .bind(line.quantity)
-        .execute(&mut *c)
         .await?;
     }
     let reservation = Reservation {
@@ -322,33 +365,28 @@ async fn hold_once(
 
 /// Holds one line's units if that many are available; None if not (or no
 /// such product).
-async fn take(c: &mut AnyConnection, line: &Item, stamp: &str) -> Result<Option<Product>> {
+async fn take<C: Tx>(c: &mut C, line: &Item, stamp: &str) -> Result<Option<Product>> {
     let sql = format!(
         "UPDATE products SET held = held + $1, version = version + 1, updated_at = $2 \
          WHERE id = $3 AND quantity - held >= $1 RETURNING {COLS}"
     );
-    let row = sqlx::query(&sql)
-        .bind(line.quantity)
-        .bind(stamp)
-        .bind(&line.product_id)
-        .fetch_optional(&mut *c)
+    let row = c
+        .fetch_optional(&sql, &args![line.quantity, stamp, &line.product_id])
         .await?;
     Ok(row.as_ref().map(product).transpose()?)
 }
 
-async fn available(c: &mut AnyConnection, product_id: &str) -> Result<Option<i64>> {
-    let row = sqlx::query("SELECT quantity - held FROM products WHERE id = $1")
-        .bind(product_id)
-        .fetch_optional(&mut *c)
+async fn available<C: Tx>(c: &mut C, product_id: &str) -> Result<Option<i64>> {
+    let row = c
+        .fetch_optional(
+            "SELECT quantity - held AS available FROM products WHERE id = $1",
+            &args![product_id],
+        )
         .await?;
-    Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
+    Ok(row.map(|r| r.get::<i64>("available")).transpose()?)
 }
 
-async fn finish_once(
-    c: &mut AnyConnection,
-    id: &str,
-    how: Finish,
-) -> Result<Done<Option<Reservation>>> {
+async fn finish_once<C: Tx>(c: &mut C, id: &str, how: Finish) -> Result<Done<Option<Reservation>>> {
     let (set, due) = match how {
         // A commit after the TTL is an expiry: the client may have been
         // told the hold was gone, and the sweeper may already be on its way.
@@ -363,11 +401,7 @@ async fn finish_once(
         "UPDATE reservations SET state = {set}, updated_at = $2 \
          WHERE id = $1 AND state = 'held'{due} RETURNING {RESERVATION_COLS}"
     );
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .bind(now_ms())
-        .fetch_optional(&mut *c)
-        .await?;
+    let row = c.fetch_optional(&sql, &args![id, now_ms()]).await?;
     let Some(row) = row else {
         return unchanged(c, id, how).await;
     };
@@ -376,7 +410,8 @@ async fn finish_once(
     let stamp = now_stamp();
     let mut changed = Vec::with_capacity(r.items.len());
     for line in &r.items {
-        changed.push(give_back(c, line, r.state == State::Committed, &stamp).await?);
+        let p = give_back(c, line, r.state == State::Committed, &stamp).await?;
+        changed.push((p.id.clone(), Some(p)));
     }
     let value = if how == Finish::Commit && r.state == State::Expired {
         Err(Error::NotHeld {
@@ -396,11 +431,7 @@ async fn finish_once(
 
 /// The reservation was not held (or, for an expiry, not yet due): answer
 /// from its current state without changing anything.
-async fn unchanged(
-    c: &mut AnyConnection,
-    id: &str,
-    how: Finish,
-) -> Result<Done<Option<Reservation>>> {
+async fn unchanged<C: Tx>(c: &mut C, id: &str, how: Finish) -> Result<Done<Option<Reservation>>> {
     let Some(r) = load(c, id).await? else {
         return Ok(Done::unchanged(None));
     };
@@ -426,17 +457,14 @@ async fn unchanged(
 }
 
 /// Ends one line's hold: the units leave `held`, and when sold, the stock.
-async fn give_back(c: &mut AnyConnection, line: &Item, sold: bool, stamp: &str) -> Result<Product> {
+async fn give_back<C: Tx>(c: &mut C, line: &Item, sold: bool, stamp: &str) -> Result<Product> {
     let quantity = if sold { "quantity - $1" } else { "quantity" };
     let sql = format!(
         "UPDATE products SET quantity = {quantity}, held = held - $1, version = version + 1, \
          updated_at = $2 WHERE id = $3 RETURNING {COLS}"
     );
-    let row = sqlx::query(&sql)
-        .bind(line.quantity)
-        .bind(stamp)
-        .bind(&line.product_id)
-        .fetch_optional(&mut *c)
+    let row = c
+        .fetch_optional(&sql, &args![line.quantity, stamp, &line.product_id])
         .await?;
     match row {
         Some(row) => Ok(product(&row)?),
@@ -448,43 +476,43 @@ async fn give_back(c: &mut AnyConnection, line: &Item, sold: bool, stamp: &str) 
     }
 }
 
-async fn load(c: &mut AnyConnection, id: &str) -> Result<Option<Reservation>> {
+async fn load<C: Tx>(c: &mut C, id: &str) -> Result<Option<Reservation>> {
     let sql = format!("SELECT {RESERVATION_COLS} FROM reservations WHERE id = $1");
-    let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *c).await? else {
+    let Some(row) = c.fetch_optional(&sql, &args![id]).await? else {
         return Ok(None);
     };
     let lines = load_lines(c, id).await?;
     Ok(Some(reservation(&row, lines)?))
 }
 
-async fn load_lines(c: &mut AnyConnection, id: &str) -> Result<Vec<Item>> {
-    let rows = sqlx::query(
-        "SELECT product_id, quantity FROM reservation_lines WHERE reservation_id = $1 \
-         ORDER BY product_id",
-    )
-    .bind(id)
-    .fetch_all(&mut *c)
-    .await?;
+async fn load_lines<C: Tx>(c: &mut C, id: &str) -> Result<Vec<Item>> {
+    let rows = c
+        .fetch_all(
+            "SELECT product_id, quantity FROM reservation_lines WHERE reservation_id = $1 \
+             ORDER BY product_id",
+            &args![id],
+        )
+        .await?;
     rows.iter()
         .map(|r| {
             Ok(Item {
-                product_id: r.try_get("product_id")?,
-                quantity: r.try_get("quantity")?,
+                product_id: r.get("product_id")?,
+                quantity: r.get("quantity")?,
             })
         })
         .collect()
 }
 
-fn reservation(r: &AnyRow, items: Vec<Item>) -> Result<Reservation, sqlx::Error> {
-    let state: String = r.try_get("state")?;
+fn reservation(r: &Row, items: Vec<Item>) -> Result<Reservation, sqlx::Error> {
+    let state: String = r.get("state")?;
     Ok(Reservation {
-        id: r.try_get("id")?,
+        id: r.get("id")?,
         state: State::parse(&state)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown state {state:?}").into()))?,
         items,
-        expires_at: rfc3339(r.try_get("expires_at")?),
-        created_at: rfc3339(r.try_get("created_at")?),
-        updated_at: rfc3339(r.try_get("updated_at")?),
+        expires_at: rfc3339(r.get("expires_at")?),
+        created_at: rfc3339(r.get("created_at")?),
+        updated_at: rfc3339(r.get("updated_at")?),
     })
 }
 

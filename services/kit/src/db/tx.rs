@@ -11,41 +11,48 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row as _};
 use std::future::Future;
 
-/// A value bound to a `$N` placeholder.
+/// A value bound to a `$N` placeholder: an integer or a text, either
+/// possibly NULL. A NULL keeps its type, which PostgreSQL needs to plan
+/// `COALESCE($1, column)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arg<'a> {
-    Int(i64),
-    Text(&'a str),
-    Null,
+    Int(Option<i64>),
+    Text(Option<&'a str>),
 }
 
 impl From<i64> for Arg<'_> {
     fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Arg<'_> {
+    fn from(v: Option<i64>) -> Self {
         Arg::Int(v)
     }
 }
 
 impl<'a> From<&'a str> for Arg<'a> {
     fn from(v: &'a str) -> Self {
-        Arg::Text(v)
+        Arg::Text(Some(v))
     }
 }
 
 impl<'a> From<&'a String> for Arg<'a> {
     fn from(v: &'a String) -> Self {
-        Arg::Text(v)
+        Arg::Text(Some(v))
     }
 }
 
 impl<'a> From<&'a Option<String>> for Arg<'a> {
     fn from(v: &'a Option<String>) -> Self {
-        v.as_deref().map_or(Arg::Null, Arg::Text)
+        Arg::Text(v.as_deref())
     }
 }
 
 impl<'a> From<Option<&'a str>> for Arg<'a> {
     fn from(v: Option<&'a str>) -> Self {
-        v.map_or(Arg::Null, Arg::Text)
+        Arg::Text(v)
     }
 }
 
@@ -179,7 +186,6 @@ fn query<'q>(
         q = match *a {
             Arg::Int(v) => q.bind(v),
             Arg::Text(v) => q.bind(v),
-            Arg::Null => q.bind(None::<String>),
         };
     }
     q

@@ -227,7 +227,6 @@ impl LiteTx<'_> {
             match *a {
                 Arg::Int(v) => stmt.raw_bind_parameter(index, v)?,
                 Arg::Text(v) => stmt.raw_bind_parameter(index, v)?,
-                Arg::Null => stmt.raw_bind_parameter(index, rusqlite::types::Null)?,
             }
         }
         Ok(stmt)
