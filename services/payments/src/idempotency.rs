@@ -9,8 +9,7 @@
 use crate::error::{Error, Result};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use kit::db::Row;
 
 pub const HEADER: &str = "Idempotency-Key";
 /// On a response that is a replay of the one stored under the key.
@@ -62,12 +61,12 @@ pub struct Stored {
 }
 
 impl Stored {
-    pub fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
+    pub fn from_row(r: &Row) -> Result<Self, sqlx::Error> {
         Ok(Self {
-            status: u16::try_from(r.try_get::<i64, _>("status")?).unwrap_or(500),
-            content_type: r.try_get("content_type")?,
-            body: r.try_get("body")?,
-            location: r.try_get("location")?,
+            status: u16::try_from(r.get::<i64>("status")?).unwrap_or(500),
+            content_type: r.get("content_type")?,
+            body: r.get("body")?,
+            location: r.get("location")?,
         })
     }
 

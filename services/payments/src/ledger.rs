@@ -6,9 +6,9 @@
 //! requests with one key, one inserts it; on PostgreSQL the others' inserts
 //! wait on the unique index until that transaction ends, then find the
 //! record (it committed) or insert it themselves (it rolled back); on
-//! SQLite, `BEGIN IMMEDIATE` runs writers one at a time. The losers answer
-//! the winner's stored response, so N requests with one key move money
-//! once and all get the same answer.
+//! SQLite, the writer thread runs them one after the other. The losers
+//! answer the winner's stored response, so N requests with one key move
+//! money once and all get the same answer.
 //!
 //! **Never below zero.** A charge is one conditional UPDATE (`balance >=
 //! amount`), a refund one conditional UPDATE of the charge's refunded
@@ -17,11 +17,12 @@
 //! **No deadlocks.** Every transaction takes its locks in one order: the
 //! key, the charge (refunds), the wallet, the system account.
 
-use crate::db::{movement, wallet_account, Movement, Store, Tx, MOVEMENT_COLS};
+use crate::db::{movement, wallet_account, Movement, Store, MOVEMENT_COLS};
 use crate::error::{is_retryable, Error, Result};
 use crate::idempotency::Stored;
 use axum::http::StatusCode;
-use sqlx::Row;
+use kit::args;
+use kit::db::Tx;
 
 /// A request to move money, validated.
 #[derive(Debug, Clone)]
@@ -55,17 +56,24 @@ pub enum Answer {
 /// Transactions run again after a serialization failure or a deadlock.
 const ATTEMPTS: u32 = 3;
 
+/// One money-moving request: who asks, under which key, with which body
+/// (its fingerprint), to do what.
+#[derive(Debug, Clone)]
+struct Request {
+    caller: String,
+    key: String,
+    hash: String,
+    op: Op,
+}
+
 /// Runs `op` once per (caller, key) whatever the number of requests:
 /// the first one's response is every later one's.
 ///
-/// The work runs in a task of its own, so a client hanging up (which drops
-/// the request's future) never cancels a transaction half-way. sqlx 0.8.6
-/// cannot always recover from that: its SQLite `begin_with` awaits once
-/// more after the BEGIN ran (to check a transaction opened), and cancelled
-/// there it returns the connection to the pool inside a transaction
-/// nobody will end, holding the write lock, so every later write waited
-/// out busy_timeout and answered 503 (tests/races.rs caught it). Begun is
-/// finished; the client's retry gets the stored answer.
+/// On SQLite it runs on the writer thread, which finishes it whatever
+/// happens to the request. On PostgreSQL it runs in a task of its own, so
+/// a client hanging up (which drops the request's future) never cancels a
+/// transaction half-way: begun is finished, and the client's retry gets
+/// the stored answer.
 pub async fn execute(
     store: &Store,
     caller: &str,
@@ -73,14 +81,24 @@ pub async fn execute(
     hash: &str,
     op: &Op,
 ) -> Result<Answer> {
-    let (store, caller, key, hash, op) = (
-        store.clone(),
-        caller.to_owned(),
-        key.to_owned(),
-        hash.to_owned(),
-        op.clone(),
-    );
-    let task = tokio::spawn(async move { attempts(&store, &caller, &key, &hash, &op).await });
+    let req = Request {
+        caller: caller.to_owned(),
+        key: key.to_owned(),
+        hash: hash.to_owned(),
+        op: op.clone(),
+    };
+    if let Some(writer) = store.writer() {
+        return match writer
+            .run(move |c| kit::db::ready(once(c, &req)), |_| {})
+            .await?
+        {
+            Some(answer) => Ok(answer),
+            // One writer: a key's record cannot vanish under it.
+            None => Err(Error::Busy(sqlx::Error::RowNotFound)),
+        };
+    }
+    let store = store.clone();
+    let task = tokio::spawn(async move { attempts(&store, &req).await });
     match task.await {
         Ok(answer) => answer,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -89,10 +107,11 @@ pub async fn execute(
     }
 }
 
-async fn attempts(store: &Store, caller: &str, key: &str, hash: &str, op: &Op) -> Result<Answer> {
+/// PostgreSQL: the transaction, again after a conflict.
+async fn attempts(store: &Store, req: &Request) -> Result<Answer> {
     let mut attempt = 1;
     loop {
-        match once(store, caller, key, hash, op).await {
+        match once_pg(store, req).await {
             Err(Error::Busy(e)) if is_retryable(&e) && attempt < ATTEMPTS => {
                 tracing::info!(error = %e, attempt, "transaction conflict; running it again");
             }
@@ -109,65 +128,77 @@ async fn attempts(store: &Store, caller: &str, key: &str, hash: &str, op: &Op) -
     }
 }
 
-/// One attempt; `None` when the key's record vanished between the
-/// conflict and the read (only if its transaction rolled back in
-/// between), which is worth another attempt.
-async fn once(
-    store: &Store,
-    caller: &str,
-    key: &str,
-    hash: &str,
-    op: &Op,
-) -> Result<Option<Answer>> {
-    let _gate = store.write_gate().await;
+async fn once_pg(store: &Store, req: &Request) -> Result<Option<Answer>> {
     let mut tx = store.begin_write().await?;
+    match once(&mut *tx, req).await {
+        Ok(answer) => {
+            tx.commit().await?;
+            Ok(answer)
+        }
+        Err(e) => {
+            // At once rather than when the pool gets round to it.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// One attempt; `None` when the key's record vanished between the
+/// conflict and the read (on PostgreSQL, only if its transaction rolled
+/// back in between), which is worth another attempt.
+async fn once<C: Tx>(c: &mut C, req: &Request) -> Result<Option<Answer>> {
     let now = kit::db::now_rfc3339();
-    let claimed = sqlx::query(
-        "INSERT INTO idempotency_keys \
-         (caller, idem_key, request_hash, status, content_type, body, location, created_at) \
-         VALUES ($1, $2, $3, 0, '', '', NULL, $4) ON CONFLICT (caller, idem_key) DO NOTHING",
-    )
-    .bind(caller)
-    .bind(key)
-    .bind(hash)
-    .bind(&now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
+    let claimed = c
+        .execute(
+            "INSERT INTO idempotency_keys \
+             (caller, idem_key, request_hash, status, content_type, body, location, created_at) \
+             VALUES ($1, $2, $3, 0, '', '', NULL, $4) ON CONFLICT (caller, idem_key) DO NOTHING",
+            &args![&req.caller, &req.key, &req.hash, &now],
+        )
+        .await?
         == 1;
     if !claimed {
-        // Nothing was written; a failed rollback only loses the connection.
-        let _ = tx.rollback().await;
-        return match store.stored(caller, key).await? {
-            Some((h, _)) if h != hash => Err(Error::KeyReuse),
-            Some((_, stored)) => Ok(Some(Answer::Replay(stored))),
-            None => Ok(None),
+        // Each statement of a READ COMMITTED transaction sees what
+        // committed before it: the winner's record, if it committed.
+        let row = c
+            .fetch_optional(
+                "SELECT request_hash, status, content_type, body, location \
+                 FROM idempotency_keys WHERE caller = $1 AND idem_key = $2",
+                &args![&req.caller, &req.key],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: String = row.get("request_hash")?;
+        return if hash != req.hash {
+            Err(Error::KeyReuse)
+        } else {
+            Ok(Some(Answer::Replay(Stored::from_row(&row)?)))
         };
     }
     // Outcomes about the money are decided before anything is written, so
     // storing them beside nothing else is right.
-    let stored = match run(&mut tx, op, &now).await {
+    let stored = match run(c, &req.op, &now).await {
         Ok(s) => s,
         Err(e) if e.is_outcome() => Stored::problem(&e),
         Err(e) => return Err(e),
     };
-    sqlx::query(
+    c.execute(
         "UPDATE idempotency_keys SET status = $3, content_type = $4, body = $5, location = $6 \
          WHERE caller = $1 AND idem_key = $2",
+        &args![
+            &req.caller,
+            &req.key,
+            i64::from(stored.status),
+            &stored.content_type,
+            &stored.body,
+            &stored.location
+        ],
     )
-    .bind(caller)
-    .bind(key)
-    .bind(i64::from(stored.status))
-    .bind(&stored.content_type)
-    .bind(&stored.body)
-    .bind(stored.location.clone())
-    .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(Some(Answer::Fresh(stored)))
 }
 
-async fn run(tx: &mut Tx, op: &Op, now: &str) -> Result<Stored> {
+async fn run<C: Tx>(tx: &mut C, op: &Op, now: &str) -> Result<Stored> {
     match op {
         Op::TopUp {
             user_id,
@@ -198,32 +229,30 @@ fn new_id(prefix: &str) -> String {
 
 /// The wallet's balance after adding `delta`, if it holds `currency` (and,
 /// for a debit, enough of it).
-async fn post_wallet(
-    tx: &mut Tx,
+async fn post_wallet<C: Tx>(
+    tx: &mut C,
     user_id: &str,
     currency: &str,
     delta: i64,
 ) -> Result<Option<i64>> {
-    let row = sqlx::query(
-        "UPDATE accounts SET balance = balance + $1 \
-         WHERE id = $2 AND currency = $3 AND balance + $1 >= 0 RETURNING balance",
-    )
-    .bind(delta)
-    .bind(wallet_account(user_id))
-    .bind(currency)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(|r| r.try_get("balance")).transpose()?)
+    let row = tx
+        .fetch_optional(
+            "UPDATE accounts SET balance = balance + $1 \
+             WHERE id = $2 AND currency = $3 AND balance + $1 >= 0 RETURNING balance",
+            &args![delta, &wallet_account(user_id), currency],
+        )
+        .await?;
+    Ok(row.map(|r| r.get("balance")).transpose()?)
 }
 
 /// System accounts may go negative (money entering is a debit there).
-async fn post_system(tx: &mut Tx, account: &str, delta: i64) -> Result<()> {
-    let n = sqlx::query("UPDATE accounts SET balance = balance + $1 WHERE id = $2")
-        .bind(delta)
-        .bind(account)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+async fn post_system<C: Tx>(tx: &mut C, account: &str, delta: i64) -> Result<()> {
+    let n = tx
+        .execute(
+            "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
+            &args![delta, account],
+        )
+        .await?;
     if n != 1 {
         // Created with the first wallet of the currency; never deleted.
         tracing::error!(account, "system account missing");
@@ -233,88 +262,79 @@ async fn post_system(tx: &mut Tx, account: &str, delta: i64) -> Result<()> {
 }
 
 /// The movement and its two entries (`+amount` to `to`, `-amount` from `from`).
-async fn record(tx: &mut Tx, m: &Movement, from: &str, to: &str) -> Result<()> {
-    sqlx::query(
+async fn record<C: Tx>(tx: &mut C, m: &Movement, from: &str, to: &str) -> Result<()> {
+    tx.execute(
         "INSERT INTO movements (id, kind, user_id, amount_minor, currency, reference, charge_id, \
          balance_after_minor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &args![
+            &m.id,
+            &m.kind,
+            &m.user_id,
+            m.amount_minor,
+            &m.currency,
+            &m.reference,
+            &m.charge_id,
+            m.balance_after_minor,
+            &m.created_at
+        ],
     )
-    .bind(&m.id)
-    .bind(&m.kind)
-    .bind(&m.user_id)
-    .bind(m.amount_minor)
-    .bind(&m.currency)
-    .bind(m.reference.clone())
-    .bind(m.charge_id.clone())
-    .bind(m.balance_after_minor)
-    .bind(&m.created_at)
-    .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    tx.execute(
         "INSERT INTO entries (movement_id, account_id, amount) VALUES ($1, $2, $3), ($1, $4, $5)",
+        &args![&m.id, to, m.amount_minor, from, -m.amount_minor],
     )
-    .bind(&m.id)
-    .bind(to)
-    .bind(m.amount_minor)
-    .bind(from)
-    .bind(-m.amount_minor)
-    .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
 /// Why a wallet update matched no row: no wallet, or another currency.
-async fn wallet_problem(tx: &mut Tx, user_id: &str, currency: &str) -> Result<Error> {
-    let row = sqlx::query("SELECT currency, balance FROM accounts WHERE id = $1")
-        .bind(wallet_account(user_id))
-        .fetch_optional(&mut **tx)
+async fn wallet_problem<C: Tx>(tx: &mut C, user_id: &str, currency: &str) -> Result<Error> {
+    let row = tx
+        .fetch_optional(
+            "SELECT currency, balance FROM accounts WHERE id = $1",
+            &args![&wallet_account(user_id)],
+        )
         .await?;
     let Some(r) = row else {
         return Ok(Error::NotFound(format!(
             "user {user_id:?} has no wallet yet; the first top-up creates it"
         )));
     };
-    let held: String = r.try_get("currency")?;
+    let held: String = r.get("currency")?;
     if held != currency {
         return Ok(Error::CurrencyMismatch {
             wallet_currency: held,
         });
     }
     Ok(Error::InsufficientFunds {
-        balance_minor: r.try_get("balance")?,
+        balance_minor: r.get("balance")?,
         currency: held,
     })
 }
 
-async fn top_up(
-    tx: &mut Tx,
+async fn top_up<C: Tx>(
+    tx: &mut C,
     user_id: &str,
     amount: i64,
     currency: &str,
     now: &str,
 ) -> Result<Stored> {
     let wallet = wallet_account(user_id);
-    let created = sqlx::query(
-        "INSERT INTO accounts (id, kind, user_id, currency, balance, created_at) \
-         VALUES ($1, 'wallet', $2, $3, 0, $4) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&wallet)
-    .bind(user_id)
-    .bind(currency)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
+    let created = tx
+        .execute(
+            "INSERT INTO accounts (id, kind, user_id, currency, balance, created_at) \
+             VALUES ($1, 'wallet', $2, $3, 0, $4) ON CONFLICT (id) DO NOTHING",
+            &args![&wallet, user_id, currency, now],
+        )
+        .await?
         == 1;
     if created {
         for system in [external(currency), revenue(currency)] {
-            sqlx::query(
+            tx.execute(
                 "INSERT INTO accounts (id, kind, user_id, currency, balance, created_at) \
                  VALUES ($1, 'system', NULL, $2, 0, $3) ON CONFLICT (id) DO NOTHING",
+                &args![&system, currency, now],
             )
-            .bind(system)
-            .bind(currency)
-            .bind(now)
-            .execute(&mut **tx)
             .await?;
         }
     }
@@ -338,8 +358,8 @@ async fn top_up(
     Ok(Stored::json(StatusCode::CREATED, &m, None))
 }
 
-async fn charge(
-    tx: &mut Tx,
+async fn charge<C: Tx>(
+    tx: &mut C,
     user_id: &str,
     amount: i64,
     currency: &str,
@@ -367,24 +387,17 @@ async fn charge(
     Ok(Stored::json(StatusCode::CREATED, &m, Some(location)))
 }
 
-async fn refund(tx: &mut Tx, charge_id: &str, amount: i64, now: &str) -> Result<Stored> {
+async fn refund<C: Tx>(tx: &mut C, charge_id: &str, amount: i64, now: &str) -> Result<Stored> {
     let sql = format!(
         "UPDATE movements SET refunded_minor = refunded_minor + $1 \
          WHERE id = $2 AND kind = 'charge' AND refunded_minor + $1 <= amount_minor \
          RETURNING {MOVEMENT_COLS}"
     );
-    let row = sqlx::query(&sql)
-        .bind(amount)
-        .bind(charge_id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row = tx.fetch_optional(&sql, &args![amount, charge_id]).await?;
     let Some(row) = row else {
         let sql =
             format!("SELECT {MOVEMENT_COLS} FROM movements WHERE id = $1 AND kind = 'charge'");
-        let found = sqlx::query(&sql)
-            .bind(charge_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+        let found = tx.fetch_optional(&sql, &args![charge_id]).await?;
         return Err(match found.as_ref().map(movement).transpose()? {
             None => Error::NotFound(format!("no charge {charge_id:?}")),
             Some(c) => Error::RefundExceedsCharge {
