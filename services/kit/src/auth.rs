@@ -227,6 +227,48 @@ pub struct Verifier {
     keys: tokio::sync::RwLock<Keys>,
     /// One fetch at a time; others wait for its result.
     fetching: tokio::sync::Mutex<()>,
+    verified: Verified,
+}
+
+/// Tokens this verifier has already verified, with their claims, until
+/// they expire. A client sends the same token with every request for its
+/// lifetime, and checking an Ed25519 signature costs more than the rest of
+/// a stock hold (measured: see README, "Performance"). A hit needs the
+/// exact token bytes that passed, so it accepts nothing a full check
+/// would not; the map is emptied whenever the signing keys are fetched
+/// again (a key taken out of the set stops its tokens at once) and when
+/// it is full.
+#[derive(Default)]
+struct Verified(std::sync::Mutex<HashMap<String, Claims>>);
+
+/// Entries before the map starts afresh: about 0.4 MB at most.
+const VERIFIED_MAX: usize = 1024;
+
+impl Verified {
+    fn get(&self, token: &str, now: u64) -> Option<Claims> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let c = m.get(token)?;
+        if c.exp + LEEWAY_SECS < now {
+            m.remove(token);
+            return None;
+        }
+        Some(c.clone())
+    }
+
+    fn put(&self, token: &str, claims: &Claims, now: u64) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= VERIFIED_MAX {
+            m.retain(|_, c| c.exp + LEEWAY_SECS >= now);
+            if m.len() >= VERIFIED_MAX {
+                m.clear();
+            }
+        }
+        m.insert(token.to_owned(), claims.clone());
+    }
+
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 impl Verifier {
@@ -237,6 +279,7 @@ impl Verifier {
             http: std::sync::OnceLock::new(),
             keys: Default::default(),
             fetching: Default::default(),
+            verified: Default::default(),
         })
     }
 
@@ -252,6 +295,7 @@ impl Verifier {
                 fetched: None,
             }),
             fetching: Default::default(),
+            verified: Default::default(),
         };
         Arc::new(v)
     }
@@ -293,6 +337,7 @@ impl Verifier {
             Ok(by_kid) => {
                 k.by_kid = by_kid;
                 k.fetched = Some(Instant::now());
+                self.verified.clear();
             }
             // Keys we already have keep working while users is away.
             Err(e) => {
@@ -330,6 +375,26 @@ impl Verifier {
 
     /// The token's claims if it is one of ours, for our audience, unexpired.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        if let Some(claims) = self.verified.get(token, now_secs()) {
+            // Only while the keys that verified it are current; once they
+            // are due for a refresh, the full check fetches them.
+            if self.jwks_url.is_none()
+                || self
+                    .keys
+                    .read()
+                    .await
+                    .fetched
+                    .is_some_and(|t| t.elapsed() < KEYS_MAX_AGE)
+            {
+                return Ok(claims);
+            }
+        }
+        let claims = self.verify_fully(token).await?;
+        self.verified.put(token, &claims, now_secs());
+        Ok(claims)
+    }
+
+    async fn verify_fully(&self, token: &str) -> Result<Claims, AuthError> {
         let bad = |why: &str| AuthError::Invalid(why.to_owned());
         let header = jsonwebtoken::decode_header(token).map_err(|_| bad("not a JWT"))?;
         if header.alg != Algorithm::EdDSA {

@@ -157,6 +157,58 @@ async fn a_rotated_key_is_fetched_and_old_tokens_stay_valid() {
 }
 
 #[tokio::test]
+async fn a_retired_key_stops_its_already_verified_tokens_at_the_next_fetch() {
+    let old = signer();
+    let jwks = Arc::new(Jwks {
+        keys: Mutex::new(vec![old.jwk()]),
+        hits: AtomicUsize::new(0),
+    });
+    let v = Verifier::new(serve(jwks.clone()).await, "eshop");
+    let old_token = old
+        .sign("u1", "eshop", &[], Duration::from_secs(60))
+        .unwrap();
+    v.verify(&old_token).await.unwrap();
+    // Remembered: the second check fetches nothing and passes.
+    v.verify(&old_token).await.unwrap();
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1);
+
+    // The old key is retired; a token of the new one makes the verifier
+    // fetch the set again, which forgets what the old key verified.
+    let new = signer();
+    *jwks.keys.lock().unwrap() = vec![new.jwk()];
+    tokio::time::sleep(REFETCH_AFTER).await;
+    let new_token = new
+        .sign("u1", "eshop", &[], Duration::from_secs(60))
+        .unwrap();
+    v.verify(&new_token).await.unwrap();
+    assert!(matches!(
+        v.verify(&old_token).await,
+        Err(AuthError::Invalid(_))
+    ));
+}
+
+#[test]
+fn remembered_tokens_expire_like_checked_ones_and_the_memory_is_bounded() {
+    let m = Verified::default();
+    let c = Claims {
+        sub: "u1".into(),
+        aud: "eshop".into(),
+        iat: 1_000,
+        exp: 2_000,
+        roles: vec![],
+    };
+    m.put("t", &c, 1_000);
+    assert_eq!(m.get("t", 2_000 + LEEWAY_SECS), Some(c.clone()));
+    assert_eq!(m.get("t", 2_001 + LEEWAY_SECS), None, "expired");
+    assert_eq!(m.get("t", 1_000), None, "and forgotten");
+    assert_eq!(m.get("other", 1_000), None);
+    for i in 0..VERIFIED_MAX + 10 {
+        m.put(&format!("t{i}"), &c, 1_000);
+    }
+    assert!(m.0.lock().unwrap().len() <= VERIFIED_MAX);
+}
+
+#[tokio::test]
 async fn the_extractor_answers_401_with_a_challenge_and_403_without_the_role() {
     let key = signer();
     let jwks = Arc::new(Jwks {
