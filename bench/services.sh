@@ -83,12 +83,13 @@ wrk.body = '{"items":[{"product_id":"SKU-H","quantity":1}],"ttl_secs":3600}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
 LUA
+# The wallet must outlast DURATION seconds of 1-cent charges at any speed.
 LISTEN_ADDR=127.0.0.1:18085 DATA_DIR="$work/payments" LOG_LEVEL="${LOG_LEVEL:-info}" \
-  start payments http://127.0.0.1:18085/readyz "$bin/payments"
+  MAX_TOP_UP_MINOR=1000000000000 start payments http://127.0.0.1:18085/readyz "$bin/payments"
 pay_pid=$started_pid
 WALLET=$(curl -fs http://127.0.0.1:18084/me -H "authorization: Bearer $TOKEN" | sed -E 's/.*"id":"([^"]+)".*/\1/')
 curl -fs -o /dev/null -X POST "http://127.0.0.1:18085/wallets/$WALLET/top-ups" -H 'content-type: application/json' \
-  -H "authorization: Bearer $TOKEN" -H 'idempotency-key: bench-top-up' -d '{"amount_minor":100000,"currency":"EUR"}'
+  -H "authorization: Bearer $TOKEN" -H 'idempotency-key: bench-top-up' -d '{"amount_minor":1000000000000,"currency":"EUR"}'
 cat >"$work/charge.lua" <<'LUA'
 local n = 0
 local token = os.getenv("TOKEN")
