@@ -11,6 +11,10 @@
 //! Only EdDSA is accepted: `alg: none`, HMAC with the public key as the
 //! secret and every other algorithm are refused before any key is used.
 
+mod service;
+
+pub use service::ServiceToken;
+
 use crate::problem::Problem;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -138,19 +138,7 @@ pub async fn calculate(
             FetchError::NotFound => PriceError::UnknownProduct(product_id.to_owned()),
             FetchError::Unavailable(_) => PriceError::InventoryUnavailable,
         })?;
-    let item = quote::Item {
-        id: &p.id,
-        name: &p.name,
-        unit_price_minor: p.unit_price_minor,
-        currency: &p.currency,
-        available: p.available,
-    };
-    let rules = quote::Rules {
-        tiers: &state.tiers,
-        tax_ppm: state.tax_ppm,
-        low_stock: state.low_stock,
-    };
-    quote::quote(&item, quantity, &rules).ok_or_else(|| {
+    quote::quote(&(&p).into(), quantity, &state.rules()).ok_or_else(|| {
         PriceError::BadQuantity(
             "That order is too large to price; please use a smaller quantity.".into(),
         )

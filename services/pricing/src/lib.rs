@@ -2,6 +2,7 @@
 //! asks the inventory service for the product and prices the order.
 
 pub mod api;
+pub mod basket;
 pub mod inventory;
 pub mod openapi;
 pub mod page;
@@ -85,6 +86,17 @@ pub struct State {
     pub max_quantity: i64,
 }
 
+impl State {
+    /// The money rules every price is computed with.
+    pub fn rules(&self) -> quote::Rules<'_> {
+        quote::Rules {
+            tiers: &self.tiers,
+            tax_ppm: self.tax_ppm,
+            low_stock: self.low_stock,
+        }
+    }
+}
+
 pub struct Application {
     bound: kit::server::Bound,
 }
@@ -120,6 +132,7 @@ impl Application {
                 "/calculate_price",
                 get(api::get_price).post(api::post_price),
             )
+            .route("/quote", axum::routing::post(basket::post_quote))
             .with_state(state.clone());
         let router = kit::server::App::new(routes)
             .tracer(config.otlp.map(kit::otlp::Tracer::start))

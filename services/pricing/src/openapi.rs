@@ -20,11 +20,15 @@ fn price_responses() -> Value {
         "413": problem("Body too large"),
         "415": problem("Body is not JSON"),
         "422": problem("Quantity missing, not a whole number, or out of range"),
-        "503": {
-            "description": "Inventory is down or slow; try again later",
-            "headers": {"Retry-After": {"schema": {"type": "string"}}},
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-        }
+        "503": unavailable()
+    })
+}
+
+fn unavailable() -> Value {
+    json!({
+        "description": "Inventory is down or slow; try again later",
+        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     })
 }
 
@@ -85,6 +89,43 @@ pub fn document(max_quantity: i64) -> String {
                     },
                     "responses": price_responses()
                 }
+            },
+            "/quote": {
+                "post": {
+                    "operationId": "quote",
+                    "summary": "Prices many products at once (a cart): each line as calculate_price prices it, and their sums",
+                    "requestBody": {
+                        "required": true,
+                        "content": {"application/json": {"schema": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "required": ["items"],
+                            "properties": {"items": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": crate::basket::LINES_MAX,
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": false,
+                                    "required": ["product_id", "quantity"],
+                                    "properties": {"product_id": id, "quantity": quantity}
+                                }
+                            }}
+                        }}}
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The basket's lines and totals, in one currency",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Basket"}}}
+                        },
+                        "400": problem("Malformed JSON"),
+                        "404": problem("Products with these ids do not exist (all named)"),
+                        "413": problem("Body too large"),
+                        "415": problem("Body is not JSON"),
+                        "422": problem("Bad lines (each named), a product listed twice, or products in different currencies"),
+                        "503": unavailable()
+                    }
+                }
             }
         },
         "components": {
@@ -117,6 +158,20 @@ pub fn document(max_quantity: i64) -> String {
                                 "message": {"type": "string"}
                             }
                         }
+                    }
+                },
+                "Basket": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["currency", "minor_unit_exponent", "lines", "subtotal_minor", "discount_minor", "tax_minor", "total_minor"],
+                    "properties": {
+                        "currency": {"type": "string", "description": "ISO 4217; every line's"},
+                        "minor_unit_exponent": {"type": "integer", "minimum": 0, "maximum": 4},
+                        "lines": {"type": "array", "items": {"$ref": "#/components/schemas/Quote"}},
+                        "subtotal_minor": {"type": "integer", "format": "int64", "minimum": 0},
+                        "discount_minor": {"type": "integer", "format": "int64", "minimum": 0},
+                        "tax_minor": {"type": "integer", "format": "int64", "minimum": 0},
+                        "total_minor": {"type": "integer", "format": "int64", "minimum": 0}
                     }
                 },
                 "Problem": kit::problem::schema()

@@ -123,6 +123,18 @@ pub struct Item<'a> {
     pub available: i64,
 }
 
+impl<'a> From<&'a crate::inventory::Product> for Item<'a> {
+    fn from(p: &'a crate::inventory::Product) -> Self {
+        Self {
+            id: &p.id,
+            name: &p.name,
+            unit_price_minor: p.unit_price_minor,
+            currency: &p.currency,
+            available: p.available,
+        }
+    }
+}
+
 /// Callers bound `quantity` and inventory bounds prices, so every product
 /// here fits in i64 with room to spare; the arithmetic is still checked so a
 /// future change of limits fails loudly instead of wrapping.

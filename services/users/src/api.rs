@@ -1,6 +1,7 @@
 //! HTTP routes: sign-up (POST /users), login (POST /tokens), the caller's
 //! account (GET /me), role grants (PUT/DELETE /users/{id}/roles/{role},
-//! admins only) and the public keys (GET /.well-known/jwks.json).
+//! admins only), the shop's own services' tokens (POST /service-tokens) and
+//! the public keys (GET /.well-known/jwks.json).
 
 use crate::db::{Store, User};
 use crate::error::{Error, Result};
@@ -70,6 +71,8 @@ pub struct AppState {
     /// Emails that are admins from the start (ADMIN_EMAILS): the first
     /// admin, who can then grant the role to others.
     pub admin_emails: Vec<String>,
+    pub service_clients: Arc<crate::clients::Clients>,
+    pub service_token_ttl: Duration,
     pub per_account: Limiter,
     pub per_address: Limiter,
     pub metrics: Metrics,
@@ -81,6 +84,7 @@ pub fn routes(state: Arc<AppState>, verifier: Arc<Verifier>) -> Router {
     Router::new()
         .route("/users", post(sign_up))
         .route("/tokens", post(login))
+        .route("/service-tokens", post(service_token))
         .route("/me", get(me))
         .route("/users/{id}/roles/{role}", put(grant).delete(revoke))
         .route("/.well-known/jwks.json", get(jwks))
@@ -186,6 +190,47 @@ async fn login(
         "expires_in": s.token_ttl.as_secs(),
     });
     // RFC 6749 §5.1: a response carrying a token is never cached.
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response())
+}
+
+/// A token with the role `service` for one of the shop's services, proven
+/// by its client secret (HTTP Basic). Failures count against the caller's
+/// address like failed logins.
+async fn service_token(
+    State(s): St,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response> {
+    let address = peer.map(|p| p.0 .0.ip().to_string()).unwrap_or_default();
+    if let Err(secs) = s.per_address.check(&address) {
+        return Err(Error::RateLimited(secs));
+    }
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(client) = s.service_clients.authenticate(authorization) else {
+        s.per_address.hit(&address);
+        return Err(Error::InvalidClient);
+    };
+    let roles = ["service".to_owned()];
+    let token = s
+        .signer
+        .sign(
+            &format!("service:{client}"),
+            &s.audience,
+            &roles,
+            s.service_token_ttl,
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "signing a token failed");
+            Error::Busy
+        })?;
+    tracing::info!(client, "issued a service token");
+    let body = serde_json::json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": s.service_token_ttl.as_secs(),
+    });
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response())
 }
 

@@ -18,6 +18,9 @@ pub enum Error {
     /// 401: unknown email or wrong password, one answer for both.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// 401: no such service client, or the wrong secret.
+    #[error("invalid client")]
+    InvalidClient,
     /// 429 with Retry-After (seconds).
     #[error("too many attempts")]
     RateLimited(u64),
@@ -72,6 +75,11 @@ impl Error {
                 "invalid email or password",
             )
             .typed("invalid-credentials"),
+            Error::InvalidClient => Problem::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unknown service client or wrong secret",
+            )
+            .typed("invalid-client"),
             Error::RateLimited(secs) => Problem::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 format!("too many login attempts; try again in {secs} s"),
@@ -104,6 +112,14 @@ impl axum::response::IntoResponse for Error {
             _ => None,
         };
         let mut res = self.to_problem().into_response();
+        if let Error::InvalidClient = self {
+            // RFC 6749 §5.2: a failed client authentication by HTTP Basic
+            // answers with its challenge.
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"eshop services\""),
+            );
+        }
         if let Some(s) = retry.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
             res.headers_mut().insert(header::RETRY_AFTER, s);
         }

@@ -2,6 +2,7 @@
 //! Ed25519 and the public keys that let every other service check them.
 
 pub mod api;
+pub mod clients;
 pub mod db;
 pub mod error;
 pub mod keys;
@@ -38,6 +39,9 @@ pub struct Config {
     pub max_failures_per_account: u32,
     pub max_attempts_per_address: u32,
     pub login_window: Duration,
+    /// The shop's services that may get a `service` token (clients.rs).
+    pub service_clients: Arc<clients::Clients>,
+    pub service_token_ttl: Duration,
 }
 
 impl Config {
@@ -78,6 +82,16 @@ impl Config {
             max_attempts_per_address: r.int_in("LOGIN_MAX_ATTEMPTS_PER_ADDRESS", 30, 1..=100_000)?
                 as u32,
             login_window: Duration::from_secs(r.int_in("LOGIN_WINDOW_SECS", 300, 1..=86_400)?),
+            service_clients: Arc::new(match r.raw("SERVICE_CLIENTS_DIR") {
+                Some(dir) => clients::Clients::load(std::path::Path::new(&dir))
+                    .map_err(|e| ConfigError::new("SERVICE_CLIENTS_DIR", &dir, e))?,
+                None => clients::Clients::default(),
+            }),
+            service_token_ttl: Duration::from_secs(r.int_in(
+                "SERVICE_TOKEN_TTL_SECS",
+                300,
+                60..=3_600,
+            )?),
         })
     }
 }
@@ -121,6 +135,8 @@ impl Application {
             audience: config.audience,
             token_ttl: config.token_ttl,
             admin_emails: config.admin_emails,
+            service_clients: config.service_clients,
+            service_token_ttl: config.service_token_ttl,
             per_account: limiter::Limiter::new(
                 config.max_failures_per_account,
                 config.login_window,

@@ -78,6 +78,17 @@ pub fn document() -> String {
                     "503": problem("Busy or the database is not answering; retry")
                 }
             }},
+            "/service-tokens": {"post": {
+                "operationId": "service_token",
+                "summary": "A token with the role service for one of the shop's services (client credentials, HTTP Basic)",
+                "security": [{"client": []}],
+                "responses": {
+                    "200": ok("An access token", "Token"),
+                    "401": problem("Unknown client or wrong secret"),
+                    "429": problem("Too many failed attempts from this address; see Retry-After"),
+                    "503": problem("Busy; retry")
+                }
+            }},
             "/me": {"get": {
                 "operationId": "me",
                 "summary": "The caller's account",
@@ -100,7 +111,10 @@ pub fn document() -> String {
             }}
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "client": {"type": "http", "scheme": "basic"}
+            },
             "schemas": {
                 "Credentials": {
                     "type": "object",
