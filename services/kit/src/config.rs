@@ -107,6 +107,21 @@ impl<'a> Reader<'a> {
         self.raw(key).unwrap_or_else(|| default.to_owned())
     }
 
+    /// Where another service of the shop answers: an `http://host[:port]`
+    /// base URL, without a trailing slash (TLS ends in front of the
+    /// services, so a service never calls another over https).
+    pub fn service_url(&self, key: &str, default: &str) -> Result<String, ConfigError> {
+        self.with_or(key, default.to_owned(), |v| {
+            let rest = v
+                .strip_prefix("http://")
+                .ok_or("must be an http:// URL (TLS is terminated in front of the services)")?;
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err("must name a host".into());
+            }
+            Ok(v.trim_end_matches('/').to_owned())
+        })
+    }
+
     /// An integer within `range`, so a typo like `DB_MAX_CONNECTIONS=0`
     /// fails at start instead of deadlocking later.
     pub fn int_in(
@@ -126,6 +141,35 @@ impl<'a> Reader<'a> {
             ))
         }
     }
+}
+
+/// Creates `path` (and its directory) holding `make()`'s bytes, readable
+/// by this user only (0600), unless it exists: a generated key is never
+/// replaced, since replacing it would end every session it signed.
+/// Whether it was created.
+pub fn create_secret_file(
+    path: &std::path::Path,
+    make: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> Result<bool, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let bytes = make()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(&bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(true)
 }
 
 /// Settings every service has.

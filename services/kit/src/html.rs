@@ -19,6 +19,32 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// A page as a response: HTML with its Content-Security-Policy, and
+/// `nosniff` so nothing it carries is ever run as another type.
+pub fn page_response(
+    status: axum::http::StatusCode,
+    html: String,
+    csp: &'static str,
+) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    use axum::response::IntoResponse;
+    let mut res = (status, html).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
 /// What goes into a `{{name}}` of a page template.
 pub enum Part<'a> {
     /// Input or data: escaped here.

@@ -201,6 +201,40 @@ pub fn format_minor(amount: i64, code: &str) -> String {
     )
 }
 
+/// A positive amount as a person types it ("12", "12.5", "12.50" EUR;
+/// "500" JPY) in minor units, exactly: no floating point, and no more
+/// decimals than the currency has.
+pub fn parse_major(s: &str, code: &str) -> Result<i64, String> {
+    let exp = exponent(code).ok_or_else(|| format!("{code:?} is not a currency"))? as usize;
+    let s = s.trim();
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (s.contains('.') && !digits(frac)) {
+        return Err(format!(
+            "write the amount as a number, like {}",
+            format_minor(1250, code)
+        ));
+    }
+    if frac.len() > exp {
+        return Err(match exp {
+            0 => format!("{code} has no decimals"),
+            n => format!("{code} has {n} decimals at most"),
+        });
+    }
+    let scale = 10i64.pow(exp as u32);
+    let frac_minor = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<i64>().map_err(|e| e.to_string())? * 10i64.pow((exp - frac.len()) as u32)
+    };
+    whole
+        .parse::<i64>()
+        .ok()
+        .and_then(|w| w.checked_mul(scale))
+        .and_then(|w| w.checked_add(frac_minor))
+        .ok_or_else(|| "that amount is too large".to_owned())
+}
+
 /// `n / d` rounded half-to-even. `d` must be positive.
 pub fn div_round_half_even(n: i128, d: i128) -> i128 {
     assert!(d > 0, "divisor must be positive");
@@ -264,6 +298,29 @@ pub fn format_ppm_percent(ppm: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_amounts_become_exact_minor_units() {
+        assert_eq!(parse_major("12", "EUR"), Ok(1200));
+        assert_eq!(parse_major(" 12.5 ", "EUR"), Ok(1250));
+        assert_eq!(parse_major("0.07", "EUR"), Ok(7));
+        assert_eq!(parse_major("500", "JPY"), Ok(500));
+        assert_eq!(parse_major("1.234", "KWD"), Ok(1234));
+        for bad in [
+            "",
+            "12.",
+            ".5",
+            "-1",
+            "1e3",
+            "12,50",
+            "1.005",
+            "99999999999999999999",
+        ] {
+            assert!(parse_major(bad, "EUR").is_err(), "{bad}");
+        }
+        assert_eq!(parse_major("5.0", "JPY"), Err("JPY has no decimals".into()));
+        assert!(parse_major("1", "XXX").is_err());
+    }
 
     #[test]
     fn the_currency_table_is_sorted_so_lookup_works() {

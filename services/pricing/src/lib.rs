@@ -38,15 +38,7 @@ impl Config {
         let r = Reader::new(src);
         let common = kit::config::Common::from_source(&r, DEFAULT_LISTEN)?;
         let otlp = kit::otlp::OtlpConfig::from_source(&r, "pricing")?;
-        let inventory_url = r.with_or("INVENTORY_URL", DEFAULT_INVENTORY_URL.to_owned(), |v| {
-            let rest = v
-                .strip_prefix("http://")
-                .ok_or("must be an http:// URL (TLS is terminated in front of the services)")?;
-            if rest.is_empty() || rest.starts_with('/') {
-                return Err("must name a host".into());
-            }
-            Ok(v.trim_end_matches('/').to_owned())
-        })?;
+        let inventory_url = r.service_url("INVENTORY_URL", DEFAULT_INVENTORY_URL)?;
         let timeout = r.int_in("INVENTORY_TIMEOUT_MS", 800, 10..=60_000)?;
         let deadline = r.int_in("INVENTORY_DEADLINE_MS", 2_000, 10..=120_000)?;
         if deadline < timeout {

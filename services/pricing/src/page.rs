@@ -5,8 +5,8 @@ use crate::api::{self, check_product_id, check_quantity, PriceError, PriceQuery}
 use crate::quote::Quote;
 use crate::State as AppState;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use kit::extract::Query;
 use kit::html::{self, escape, Part};
 use kit::money::format_minor;
@@ -49,21 +49,7 @@ pub async fn landing(
         ],
     )
     .expect("templates/index.html uses exactly these names (tested)");
-    let mut res = (status, html).into_response();
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    res
+    html::page_response(status, html, CSP)
 }
 
 async fn price(

@@ -38,25 +38,7 @@ fn read_pkcs8(path: &Path) -> Result<Vec<u8>, String> {
 /// Creates `path` with a new key unless it exists (0600, never replaced:
 /// replacing it would log everyone out).
 pub fn generate_if_missing(path: &Path) -> Result<bool, String> {
-    if path.exists() {
-        return Ok(false);
-    }
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let der = Signer::generate_pkcs8()?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(&der)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(true)
+    kit::config::create_secret_file(path, Signer::generate_pkcs8)
 }
 
 impl Keys {
