@@ -1,12 +1,13 @@
 //! The storefront: the shop as people use it, server-rendered HTML that
 //! works without JavaScript (sign up, log in, the catalogue, a product,
-//! the wallet), and the public API gateway (`/api/<service>/…`), so one
+//! the cart, checkout, orders, the wallet), and the public API gateway (`/api/<service>/…`), so one
 //! address serves shoppers, API clients and load tests.
 //!
 //! It holds no data of its own: every page is built from the services'
 //! APIs, called with the shopper's token, which lives in an HttpOnly
 //! cookie (sessions.rs).
 
+pub mod cart;
 pub mod gateway;
 pub mod pages;
 pub mod render;
@@ -137,6 +138,12 @@ impl Application {
             .route("/logout", post(pages::logout))
             .route("/wallet", get(pages::wallet))
             .route("/wallet/top-up", post(pages::top_up))
+            .route("/cart", get(cart::cart))
+            .route("/cart/add", post(cart::add))
+            .route("/cart/items/{id}", post(cart::update))
+            .route("/checkout", post(cart::checkout))
+            .route("/orders", get(cart::orders))
+            .route("/orders/{id}", get(cart::order))
             .route("/static/shop.css", get(render::stylesheet))
             .route("/api/{service}", any(gateway::forward_root))
             .route("/api/{service}/", any(gateway::forward_root))

@@ -35,6 +35,20 @@ fn filled(template: &str, parts: &[(&str, Part<'_>)]) -> String {
     html::fill(template, parts).expect("each template uses exactly its page's names (tested)")
 }
 
+/// "Add to cart" for a signed-in shopper and a product in stock; a login
+/// link for a visitor.
+fn buy_form(s: &State, v: &Visitor, id: &str, in_stock: bool) -> String {
+    match (&v.shopper, in_stock) {
+        (_, false) => String::new(),
+        (None, true) => r#"<p><a href="/login">Log in</a> to buy.</p>"#.to_owned(),
+        (Some(_), true) => format!(
+            r#"<form method="post" action="/cart/add" class="inline"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="product_id" value="{id}"><input type="number" name="quantity" value="1" min="1" max="1000" aria-label="Quantity"><button type="submit" id="add-{id}">Add to cart</button></form>"#,
+            csrf = escape(&v.csrf_token(&s.csrf)),
+            id = escape(id),
+        ),
+    }
+}
+
 /// What a product's stock means to a shopper, and its CSS class.
 fn stock_words(p: &Value) -> (&'static str, String) {
     let available = p["available"].as_i64().unwrap_or(0);
@@ -96,8 +110,9 @@ pub async fn catalogue(
             .map(|p| {
                 let id = p["id"].as_str().unwrap_or_default();
                 let (class, words) = stock_words(p);
+                let buy = buy_form(&s, &v, id, class != "out_of_stock");
                 format!(
-                    r#"<li class="product" id="product-{id}"><h2><a href="/products/{id}">{name}</a></h2><p class="price">{price}</p><p class="stock {class}">{words}</p></li>"#,
+                    r#"<li class="product" id="product-{id}"><h2><a href="/products/{id}">{name}</a></h2><p class="price">{price}</p><p class="stock {class}">{words}</p>{buy}</li>"#,
                     id = escape(id),
                     name = escape(p["name"].as_str().unwrap_or_default()),
                     price = escape(&price_of(p)),
@@ -164,9 +179,11 @@ pub async fn product(
         }
     };
     let (class, words) = stock_words(&p);
+    let buy = buy_form(&s, &v, &id, class != "out_of_stock");
     let main = filled(
         PRODUCT,
         &[
+            ("buy", Part::Markup(&buy)),
             (
                 "description",
                 Part::Text(p["description"].as_str().unwrap_or_default()),
@@ -495,6 +512,7 @@ mod tests {
         filled(
             PRODUCT,
             &[
+                ("buy", Part::Markup("")),
                 ("description", Part::Text("")),
                 ("price", Part::Text("")),
                 ("stock_class", Part::Text("")),

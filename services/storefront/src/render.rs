@@ -129,7 +129,7 @@ pub fn redirect(v: &Visitor, to: &str, cookies: &[HeaderValue]) -> Response {
 fn nav(state: &State, v: &Visitor) -> String {
     match &v.shopper {
         Some(_) => format!(
-            r#"<a href="/">Catalogue</a> <a href="/wallet">Wallet</a> <form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button id="logout" type="submit">Log out</button></form>"#,
+            r#"<a href="/">Catalogue</a> <a href="/cart">Cart</a> <a href="/orders">Orders</a> <a href="/wallet">Wallet</a> <form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button id="logout" type="submit">Log out</button></form>"#,
             escape(&v.csrf_token(&state.csrf))
         ),
         None => {
