@@ -42,10 +42,9 @@ pub struct Config {
     pub upstream_timeout: Duration,
     pub jwks_url: String,
     pub audience: String,
-    /// The key that signs CSRF tokens (32+ bytes).
-    pub session_key_file: PathBuf,
-    /// Generate `session_key_file` if missing (only the default location).
-    pub generate_key: bool,
+    /// The key that signs CSRF tokens (32+ bytes), shared by every
+    /// replica; None: a random key made at start, kept in memory.
+    pub session_key_file: Option<PathBuf>,
     pub secure_cookies: SecureCookies,
     /// What wallets are topped up in.
     pub currency: String,
@@ -64,13 +63,7 @@ impl Config {
             orders: r.service_url("ORDERS_URL", "http://127.0.0.1:8084")?,
         };
         let jwks_url = format!("{}/.well-known/jwks.json", upstreams.users);
-        let (session_key_file, generate_key) = match r.raw("SESSION_KEY_FILE") {
-            Some(p) => (PathBuf::from(p), false),
-            None => (
-                PathBuf::from(r.string_or("DATA_DIR", "./data")).join("session.key"),
-                true,
-            ),
-        };
+        let session_key_file = r.raw("SESSION_KEY_FILE").map(PathBuf::from);
         let secure_cookies = r.with_or("SECURE_COOKIES", SecureCookies::Auto, |v| match v {
             "auto" => Ok(SecureCookies::Auto),
             "always" => Ok(SecureCookies::Always),
@@ -94,7 +87,6 @@ impl Config {
             jwks_url,
             audience: r.string_or("TOKEN_AUDIENCE", "eshop"),
             session_key_file,
-            generate_key,
             secure_cookies,
             currency,
         })
@@ -121,8 +113,16 @@ impl Application {
     }
 
     pub fn build_with_listener(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
-        let csrf = session::CsrfKey::load(&config.session_key_file, config.generate_key)
-            .map_err(|e| anyhow::anyhow!("session key: {e}"))?;
+        let csrf = match &config.session_key_file {
+            Some(path) => session::CsrfKey::load(path)
+                .map_err(|e| anyhow::anyhow!("SESSION_KEY_FILE: {e}"))?,
+            None => {
+                // One replica: forms shown before a restart expire with it
+                // (the shopper fills them in again); sessions do not.
+                tracing::info!("no SESSION_KEY_FILE: forms are signed with a key made at start");
+                session::CsrfKey::random()
+            }
+        };
         let state = Arc::new(State {
             upstream: upstream::Upstream::new(config.upstreams, config.upstream_timeout),
             verifier: kit::auth::Verifier::new(config.jwks_url, config.audience),
@@ -190,6 +190,6 @@ mod tests {
         }
         let c = Config::from_source(&Map::new([("USERS_URL", "http://users:8082/")])).unwrap();
         assert_eq!(c.jwks_url, "http://users:8082/.well-known/jwks.json");
-        assert!(c.generate_key);
+        assert!(c.session_key_file.is_none());
     }
 }

@@ -35,13 +35,9 @@ impl std::fmt::Debug for CsrfKey {
 }
 
 impl CsrfKey {
-    /// Reads the key file (32 bytes or more), creating it (0600) first
-    /// when `generate` and it does not exist. On Kubernetes every replica
+    /// Reads the key file (32 bytes or more). On Kubernetes every replica
     /// mounts the same Secret, so a form from one replica posts to another.
-    pub fn load(path: &Path, generate: bool) -> Result<Self, String> {
-        if generate {
-            kit::config::create_secret_file(path, || Ok(rand::random::<[u8; 32]>().to_vec()))?;
-        }
+    pub fn load(path: &Path) -> Result<Self, String> {
         let bytes =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if bytes.len() < 32 {
@@ -51,6 +47,14 @@ impl CsrfKey {
             ));
         }
         Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, &bytes)))
+    }
+
+    /// A key of this process only.
+    pub fn random() -> Self {
+        Self(hmac::Key::new(
+            hmac::HMAC_SHA256,
+            &rand::random::<[u8; 32]>(),
+        ))
     }
 
     pub fn token(&self, seed: &str) -> String {
@@ -228,21 +232,23 @@ mod tests {
     #[test]
     fn a_csrf_token_is_bound_to_its_seed_and_key() {
         let dir = std::env::temp_dir().join(format!("storefront-key-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("session.key");
-        let a = CsrfKey::load(&path, true).unwrap();
-        let again = CsrfKey::load(&path, true).unwrap();
+        std::fs::write(&path, [7u8; 32]).unwrap();
+        let a = CsrfKey::load(&path).unwrap();
+        let again = CsrfKey::load(&path).unwrap();
         let t = a.token("seed-1");
-        assert!(again.verify("seed-1", &t), "the same key after a restart");
+        assert!(
+            again.verify("seed-1", &t),
+            "the same key in another replica"
+        );
         assert!(!a.verify("seed-2", &t), "another browser's seed");
         assert!(!a.verify("seed-1", &t[..t.len() - 2]));
         assert!(!a.verify("seed-1", "zz"));
-        std::fs::remove_file(&path).unwrap();
-        let b = CsrfKey::load(&path, true).unwrap();
-        assert!(!b.verify("seed-1", &t), "another key");
+        assert!(!CsrfKey::random().verify("seed-1", &t), "another key");
         std::fs::write(&path, b"short").unwrap();
-        assert!(CsrfKey::load(&path, false)
-            .unwrap_err()
-            .contains("32 bytes"));
+        assert!(CsrfKey::load(&path).unwrap_err().contains("32 bytes"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
