@@ -1,0 +1,4 @@
+//! The OpenAPI document (stub).
+pub fn document() -> String {
+    "{}".into()
+}
