@@ -93,7 +93,7 @@ impl Metrics {
                 action: Some(action),
             } => {
                 self.compensations
-                    .get_or_create(&Action { action: *action })
+                    .get_or_create(&Action { action })
                     .inc();
             }
             _ => {}

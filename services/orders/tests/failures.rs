@@ -180,6 +180,8 @@ async fn a_charge_whose_answer_is_lost_stays_pending_until_payments_is_heard() {
     // Payments did charge; orders just never heard.
     assert_eq!(shop.movements(&ann, "charge").await, 1);
     assert_eq!(shop.order(&ann, id).await["state"], "pending");
+    shop.metric("orders_pending 1", Duration::from_secs(10))
+        .await;
 
     payments.set_mode(Mode::Forward);
     let o = shop.settled(&ann, id, Duration::from_secs(15)).await;
@@ -192,5 +194,7 @@ async fn a_charge_whose_answer_is_lost_stays_pending_until_payments_is_heard() {
     assert_eq!(shop.balance(&ann).await, 10_000 - 3600);
     assert_eq!(shop.stock("POT-1").await, (1, 0, 1));
     assert_eq!(shop.cart(&ann).await["items"], serde_json::json!([]));
+    shop.metric("orders_pending 0", Duration::from_secs(5))
+        .await;
     shop.finish().await;
 }

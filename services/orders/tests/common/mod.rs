@@ -11,7 +11,7 @@ pub mod proxy;
 
 use kit::config::Map;
 pub use kit::testing::Backend;
-use kit::testing::{client_as, Running, TestDb};
+use kit::testing::{client_as, Running, ShutdownSignal, TestDb};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -37,6 +37,17 @@ struct Svc {
 }
 
 impl Svc {
+    fn start<F>(addr: SocketAddr, db: &str, run: impl FnOnce(ShutdownSignal) -> F) -> Svc
+    where
+        F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        Svc {
+            running: Some(Running::start(addr.port(), run)),
+            addr,
+            db_url: db.to_owned(),
+        }
+    }
+
     fn base(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -97,11 +108,7 @@ async fn start_users(dir: &std::path::Path, clients: &std::path::Path, db: &str)
     let app = users::Application::build_with_listener(config, l)
         .await
         .unwrap();
-    Svc {
-        running: Some(Running::start(addr.port(), |stop| app.run(stop))),
-        addr,
-        db_url: db.to_owned(),
-    }
+    Svc::start(addr, db, |stop| app.run(stop))
 }
 
 async fn start_inventory(db: &str, users: &str, addr: &str) -> Svc {
@@ -115,11 +122,7 @@ async fn start_inventory(db: &str, users: &str, addr: &str) -> Svc {
     let app = inventory::Application::build_with_listener(config, l)
         .await
         .unwrap();
-    Svc {
-        running: Some(Running::start(addr.port(), |stop| app.run(stop))),
-        addr,
-        db_url: db.to_owned(),
-    }
+    Svc::start(addr, db, |stop| app.run(stop))
 }
 
 async fn start_payments(db: &str, users: &str, addr: &str) -> Svc {
@@ -129,11 +132,7 @@ async fn start_payments(db: &str, users: &str, addr: &str) -> Svc {
     let app = payments::Application::build_with_listener(config, l)
         .await
         .unwrap();
-    Svc {
-        running: Some(Running::start(addr.port(), |stop| app.run(stop))),
-        addr,
-        db_url: db.to_owned(),
-    }
+    Svc::start(addr, db, |stop| app.run(stop))
 }
 
 async fn post_json(c: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
@@ -455,6 +454,19 @@ impl Shop {
             .fetch_one(self.payments_store.pool())
             .await
             .unwrap()
+    }
+
+    /// Polls /metrics until it has `line`, or panics.
+    pub async fn metric(&self, line: &str, within: Duration) {
+        let end = Instant::now() + within;
+        loop {
+            let m = self.metrics().await;
+            if m.lines().any(|l| l == line) {
+                return;
+            }
+            assert!(Instant::now() < end, "no {line:?} in\n{m}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn metrics(&self) -> String {
