@@ -99,7 +99,11 @@ impl Error {
             Error::KeyReuse => Problem::unprocessable(
                 "this Idempotency-Key was already used to check out another cart; use a new key for a new checkout",
             )
-            .typed("idempotency-key-reuse"),
+            .typed("idempotency-key-reuse")
+            .with_errors(vec![FieldError {
+                field: crate::model::KEY_HEADER.into(),
+                message: "already names a checkout of another cart".into(),
+            }]),
             Error::Auth(e) => e.to_problem(),
             Error::Unavailable(_) => {
                 Problem::unavailable("the orders database is not answering; try again shortly")

@@ -205,3 +205,43 @@ impl Application {
         res
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kit::config::Map;
+
+    #[test]
+    fn bad_settings_stop_the_service_naming_their_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s".repeat(40)).unwrap();
+        let secret = secret.to_str().unwrap();
+        let base = [
+            ("USERS_URL", "http://users:8082"),
+            ("SERVICE_SECRET_FILE", secret),
+        ];
+        let with = |k: &str, v: &str| {
+            let mut m = Map::new(base);
+            m.0.insert(k.into(), v.into());
+            m
+        };
+        let c = Config::from_source(&Map::new(base)).unwrap();
+        assert_eq!(c.common.listen_addr.port(), 8084);
+        assert_eq!(c.payments_url, "http://127.0.0.1:8083");
+        assert_eq!(c.jwks_url, "http://users:8082/.well-known/jwks.json");
+        for (k, v) in [
+            ("INVENTORY_URL", "ftp://x"),
+            ("PAYMENTS_URL", "http:///path"),
+            ("CHECKOUT_DEADLINE_MS", "50"),
+            ("UPSTREAM_RETRIES", "9"),
+            ("HOLD_TTL_SECS", "0"),
+            ("SERVICE_SECRET_FILE", "/nonexistent/secret"),
+        ] {
+            let err = Config::from_source(&with(k, v)).unwrap_err();
+            assert_eq!(err.key, k, "{err}");
+        }
+        let err = Config::from_source(&Map::new([("USERS_URL", "http://users")])).unwrap_err();
+        assert_eq!(err.key, "SERVICE_SECRET_FILE");
+    }
+}

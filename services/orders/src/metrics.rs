@@ -92,9 +92,7 @@ impl Metrics {
             Change::Compensated {
                 action: Some(action),
             } => {
-                self.compensations
-                    .get_or_create(&Action { action })
-                    .inc();
+                self.compensations.get_or_create(&Action { action }).inc();
             }
             _ => {}
         }

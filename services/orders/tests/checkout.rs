@@ -140,10 +140,12 @@ async fn one_key_is_one_order_and_one_charge_even_twenty_at_once(b: Backend) {
     shop.add(&ann, "TEA-1", 1).await;
     let res = shop.checkout(&ann, &key).await;
     assert_eq!(res.status(), 422);
+    let p = problem(res).await;
     assert_eq!(
-        problem(res).await["type"],
+        p["type"],
         "https://eshop.dev/problems/idempotency-key-reuse"
     );
+    assert_eq!(p["errors"][0]["field"], "Idempotency-Key");
     assert_eq!(shop.movements(&ann, "charge").await, 2);
     shop.finish().await;
 }
