@@ -26,6 +26,9 @@ pub enum Reply {
     Answer { status: u16, body: Value },
     /// No answer worth acting on before the deadline or the last retry.
     NoAnswer { sent: bool, reason: String },
+    /// Not even tried: the deadline had passed. Says nothing about the
+    /// service, so nothing may be concluded from it.
+    OutOfTime,
 }
 
 impl Reply {
@@ -102,6 +105,9 @@ impl Upstream {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left < MIN_ATTEMPT {
+                if attempt == 0 && !renewed {
+                    return Reply::OutOfTime;
+                }
                 return self.no_answer(sent, "no time left before the deadline".into());
             }
             let timeout = self.attempt_timeout.min(left);

@@ -10,6 +10,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Instant;
 
+const OUT_OF_TIME: &str = "the drive ran out of time before the call";
+
 /// No answer from a service before anything was charged.
 fn unavailable(service: &Upstream, then: Step) -> Next {
     fail(
@@ -95,6 +97,7 @@ impl Saga {
                 rejected(&self.inventory, status, &body, Step::Release)
             }
             Reply::NoAnswer { .. } => unavailable(&self.inventory, Step::Release),
+            Reply::OutOfTime => Next::Later(OUT_OF_TIME.into()),
         }
     }
 
@@ -125,6 +128,7 @@ impl Saga {
             }
             Reply::Answer { status, body } => rejected(&self.pricing, status, &body, Step::Release),
             Reply::NoAnswer { .. } => unavailable(&self.pricing, Step::Release),
+            Reply::OutOfTime => Next::Later(OUT_OF_TIME.into()),
         }
     }
 
@@ -200,6 +204,7 @@ impl Saga {
             Reply::NoAnswer { reason, .. } => {
                 Next::Later(format!("the charge's outcome is unknown: {reason}"))
             }
+            Reply::OutOfTime => Next::Later(OUT_OF_TIME.into()),
         }
     }
 
@@ -232,6 +237,7 @@ impl Saga {
                 Next::Later(format!("inventory answered {status}"))
             }
             Reply::NoAnswer { reason, .. } => Next::Later(reason),
+            Reply::OutOfTime => Next::Later(OUT_OF_TIME.into()),
         }
     }
 
@@ -253,6 +259,7 @@ impl Saga {
             }
             Reply::Answer { status, .. } => Next::Later(format!("inventory answered {status}")),
             Reply::NoAnswer { reason, .. } => Next::Later(reason),
+            Reply::OutOfTime => Next::Later(OUT_OF_TIME.into()),
         }
     }
 
@@ -284,6 +291,7 @@ impl Saga {
                 Next::Later(format!("payments answered {status}"))
             }
             Reply::NoAnswer { reason, .. } => Next::Later(reason),
+            Reply::OutOfTime => Next::Later(OUT_OF_TIME.into()),
         }
     }
 
