@@ -169,13 +169,51 @@ pub struct AddForm {
     quantity: String,
 }
 
+/// Why a cart form did nothing: the status and the words the cart page
+/// shows.
+type Refusal = (StatusCode, Message);
+
+fn expired() -> Refusal {
+    (
+        StatusCode::FORBIDDEN,
+        Message::Error("This form has expired; please try again.".into()),
+    )
+}
+
+/// A quantity typed into a form, `min` (0 removes, on the cart) to 1000.
+fn quantity(raw: &str, min: i64) -> Result<i64, Refusal> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|q| (min..=1000).contains(q))
+        .ok_or_else(|| {
+            let words = if min == 0 {
+                "The quantity must be a whole number from 0 (remove) to 1000."
+            } else {
+                "The quantity must be a whole number from 1 to 1000."
+            };
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Message::Error(words.into()),
+            )
+        })
+}
+
+/// A service's refusal (its own words) or its silence.
+fn refused(r: Result<Reply, crate::upstream::Down>) -> Refusal {
+    match r {
+        Ok(r) => (r.status, Message::Error(r.detail())),
+        Err(d) => (StatusCode::SERVICE_UNAVAILABLE, down_message(d)),
+    }
+}
+
 /// How many of `product_id` the cart holds now.
 async fn in_cart(
     s: &State,
     ctx: &RequestContext,
     token: &str,
     product_id: &str,
-) -> Result<i64, Reply> {
+) -> Result<i64, Refusal> {
     match s
         .upstream
         .call(ctx, Service::Orders, Call::get("/cart", Some(token)))
@@ -188,22 +226,19 @@ async fn in_cart(
             .find(|l| l["product_id"] == product_id)
             .and_then(|l| l["quantity"].as_i64())
             .unwrap_or(0)),
-        Ok(r) => Err(r),
-        Err(_) => Err(Reply {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            body: Value::Null,
-        }),
+        other => Err(refused(other)),
     }
 }
 
-/// Sets a line to `quantity` (0 removes it).
+/// Sets a line to `quantity` (0 removes it; removing what is not there
+/// is fine).
 async fn set_line(
     s: &State,
     ctx: &RequestContext,
     token: &str,
     id: &str,
     quantity: i64,
-) -> Result<Reply, Message> {
+) -> Result<(), Refusal> {
     let path = format!("/cart/items/{id}");
     let call = if quantity == 0 {
         Call {
@@ -216,10 +251,25 @@ async fn set_line(
             ..Call::post(&path, Some(token), json!({ "quantity": quantity }))
         }
     };
-    s.upstream
-        .call(ctx, Service::Orders, call)
-        .await
-        .map_err(down_message)
+    match s.upstream.call(ctx, Service::Orders, call).await {
+        Ok(r) if r.is_success() || (quantity == 0 && r.status == StatusCode::NOT_FOUND) => Ok(()),
+        other => Err(refused(other)),
+    }
+}
+
+/// Answers a cart form: to the cart with `note` when it did its work,
+/// else the cart page saying why.
+async fn after_form(
+    s: &State,
+    v: &Visitor,
+    ctx: &RequestContext,
+    done: Result<(), Refusal>,
+    note: &str,
+) -> Response {
+    match done {
+        Ok(()) => redirect(v, &format!("/cart?m={note}"), &[]),
+        Err((status, m)) => cart_page(s, v, ctx, status, m).await,
+    }
 }
 
 /// Adds units to the cart (from the catalogue or a product page).
@@ -232,60 +282,16 @@ pub async fn add(
     let Some(sh) = &v.shopper else {
         return login_first(&v);
     };
-    if !v.form_is_ours(&s.csrf, &f.csrf) || !product_id_ok(&f.product_id) {
-        return cart_page(
-            &s,
-            &v,
-            &ctx,
-            StatusCode::FORBIDDEN,
-            Message::Error("This form has expired; please try again.".into()),
-        )
-        .await;
-    }
-    let Some(q) = f
-        .quantity
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|q| (1..=1000).contains(q))
-    else {
-        return cart_page(
-            &s,
-            &v,
-            &ctx,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Message::Error("The quantity must be a whole number from 1 to 1000.".into()),
-        )
-        .await;
-    };
-    let have = match in_cart(&s, &ctx, &sh.token, &f.product_id).await {
-        Ok(n) => n,
-        Err(r) if r.status == StatusCode::SERVICE_UNAVAILABLE => {
-            return page(
-                &s,
-                &v,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Your cart",
-                down_message(crate::upstream::Down(Service::Orders)),
-                "",
-            )
+    let done = async {
+        if !v.form_is_ours(&s.csrf, &f.csrf) || !product_id_ok(&f.product_id) {
+            return Err(expired());
         }
-        Err(r) => {
-            return page(
-                &s,
-                &v,
-                r.status,
-                "Your cart",
-                Message::Error(r.detail()),
-                "",
-            )
-        }
-    };
-    match set_line(&s, &ctx, &sh.token, &f.product_id, (have + q).min(1000)).await {
-        Ok(r) if r.is_success() => redirect(&v, "/cart?m=added", &[]),
-        Ok(r) => cart_page(&s, &v, &ctx, r.status, Message::Error(r.detail())).await,
-        Err(m) => cart_page(&s, &v, &ctx, StatusCode::SERVICE_UNAVAILABLE, m).await,
+        let q = quantity(&f.quantity, 1)?;
+        let have = in_cart(&s, &ctx, &sh.token, &f.product_id).await?;
+        set_line(&s, &ctx, &sh.token, &f.product_id, (have + q).min(1000)).await
     }
+    .await;
+    after_form(&s, &v, &ctx, done, "added").await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -307,39 +313,14 @@ pub async fn update(
     let Some(sh) = &v.shopper else {
         return login_first(&v);
     };
-    if !v.form_is_ours(&s.csrf, &f.csrf) || !product_id_ok(&id) {
-        return cart_page(
-            &s,
-            &v,
-            &ctx,
-            StatusCode::FORBIDDEN,
-            Message::Error("This form has expired; please try again.".into()),
-        )
-        .await;
-    }
-    let Some(q) = f
-        .quantity
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|q| (0..=1000).contains(q))
-    else {
-        return cart_page(
-            &s,
-            &v,
-            &ctx,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Message::Error("The quantity must be a whole number from 0 (remove) to 1000.".into()),
-        )
-        .await;
-    };
-    match set_line(&s, &ctx, &sh.token, &id, q).await {
-        Ok(r) if r.is_success() || (q == 0 && r.status == StatusCode::NOT_FOUND) => {
-            redirect(&v, "/cart?m=updated", &[])
+    let done = async {
+        if !v.form_is_ours(&s.csrf, &f.csrf) || !product_id_ok(&id) {
+            return Err(expired());
         }
-        Ok(r) => cart_page(&s, &v, &ctx, r.status, Message::Error(r.detail())).await,
-        Err(m) => cart_page(&s, &v, &ctx, StatusCode::SERVICE_UNAVAILABLE, m).await,
+        set_line(&s, &ctx, &sh.token, &id, quantity(&f.quantity, 0)?).await
     }
+    .await;
+    after_form(&s, &v, &ctx, done, "updated").await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -362,46 +343,34 @@ pub async fn checkout(
         return login_first(&v);
     };
     if !v.form_is_ours(&s.csrf, &f.csrf) {
-        return cart_page(
-            &s,
-            &v,
-            &ctx,
-            StatusCode::FORBIDDEN,
-            Message::Error("This form has expired; please try again.".into()),
-        )
-        .await;
+        let (status, m) = expired();
+        return cart_page(&s, &v, &ctx, status, m).await;
     }
     let headers = [("idempotency-key", f.key.as_str())];
     let call = Call::post("/checkouts", Some(&sh.token), json!({})).with_headers(&headers);
-    let reply = match s.upstream.call(&ctx, Service::Orders, call).await {
-        Ok(r) => r,
-        Err(d) => {
-            return cart_page(
-                &s,
-                &v,
-                &ctx,
-                StatusCode::SERVICE_UNAVAILABLE,
-                down_message(d),
-            )
-            .await
-        }
+    let reply = s.upstream.call(&ctx, Service::Orders, call).await;
+    let order_id = match &reply {
+        Ok(r) => r.body["id"]
+            .as_str()
+            .or_else(|| r.body["order"]["id"].as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        Err(_) => String::new(),
     };
-    let order_id = reply.body["id"]
-        .as_str()
-        .or_else(|| reply.body["order"]["id"].as_str())
-        .unwrap_or_default()
-        .to_owned();
-    match reply.status {
-        StatusCode::CREATED if !order_id.is_empty() => {
+    match reply.as_ref().map(|r| r.status) {
+        Ok(StatusCode::CREATED) if !order_id.is_empty() => {
             redirect(&v, &format!("/orders/{order_id}?m=ordered"), &[])
         }
-        StatusCode::ACCEPTED if !order_id.is_empty() => {
+        Ok(StatusCode::ACCEPTED) if !order_id.is_empty() => {
             redirect(&v, &format!("/orders/{order_id}?m=pending"), &[])
         }
         // Refused: the saga's own words (out of stock, not enough money,
         // a service down: nothing charged), on the cart, which still holds
         // the products.
-        status => cart_page(&s, &v, &ctx, status, Message::Error(reply.detail())).await,
+        _ => {
+            let (status, m) = refused(reply);
+            cart_page(&s, &v, &ctx, status, m).await
+        }
     }
 }
 

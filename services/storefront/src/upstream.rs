@@ -169,8 +169,8 @@ impl Upstream {
             .timeout(self.timeout)
     }
 
-    /// Calls `s` and reads its JSON answer. 5xx answers are [`Down`]: the
-    /// service could not do it, and nothing it says is for the shopper.
+    /// Calls `s` and reads its JSON answer. No answer, and 5xx answers
+    /// other than an explained 503, are [`Down`].
     pub async fn call(&self, ctx: &RequestContext, s: Service, c: Call<'_>) -> Result<Reply, Down> {
         let mut req = self.request(ctx, s, c.method, c.path);
         if let Some(t) = c.token {
@@ -187,11 +187,16 @@ impl Upstream {
             Down(s)
         })?;
         let status = res.status();
-        if status.is_server_error() {
+        let body = res.json::<Value>().await.unwrap_or(Value::Null);
+        // A 503 with its own words is the service answering that something
+        // behind it is away ("Payments is not answering; nothing was
+        // charged"): those words are for the shopper. Any other 5xx says
+        // nothing they can use.
+        let explained = status == StatusCode::SERVICE_UNAVAILABLE && body["detail"].is_string();
+        if status.is_server_error() && !explained {
             tracing::warn!(service = s.name(), %status, "a service failed");
             return Err(Down(s));
         }
-        let body = res.json::<Value>().await.unwrap_or(Value::Null);
         Ok(Reply { status, body })
     }
 }

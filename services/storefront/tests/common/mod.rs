@@ -1,5 +1,5 @@
 //! The whole shop in the test process: real users, inventory, pricing,
-//! payments and the storefront, each on port 0 with its own SQLite files,
+//! payments, orders and the storefront, each on port 0 with its own SQLite files,
 //! tokens checked against the real users service's keys. And `Browser`, a
 //! client that keeps cookies and reads forms as a browser would, for the
 //! tests that do not need a real one.
@@ -13,12 +13,14 @@ use std::collections::HashMap;
 
 pub const ADMIN: &str = "admin@shop.test";
 pub const PASSWORD: &str = "correct horse battery";
+const ORDERS_SECRET: &str = "the orders service's client secret, long enough";
 
 pub struct Shop {
     pub users: Running,
     pub inventory: Running,
     pub pricing: Running,
     pub payments: Running,
+    pub orders: Running,
     pub storefront: Running,
     pub admin_token: String,
     _data: tempfile::TempDir,
@@ -54,8 +56,23 @@ pub async fn start_with(storefront_extra: &[(&str, &str)]) -> Shop {
     let data = tempfile::tempdir().unwrap();
     let d = data.path();
 
+    // Orders proves itself to users with a client secret.
+    let clients = d.join("clients");
+    std::fs::create_dir_all(&clients).unwrap();
+    std::fs::write(clients.join("orders"), ORDERS_SECRET).unwrap();
+    let orders_secret = d.join("orders-secret");
+    std::fs::write(&orders_secret, ORDERS_SECRET).unwrap();
+
     let (l, port) = listener().await;
-    let c = users::Config::from_source(&config(d, "users", &[("ADMIN_EMAILS", ADMIN)])).unwrap();
+    let c = users::Config::from_source(&config(
+        d,
+        "users",
+        &[
+            ("ADMIN_EMAILS", ADMIN),
+            ("SERVICE_CLIENTS_DIR", clients.to_str().unwrap()),
+        ],
+    ))
+    .unwrap();
     let app = users::Application::build_with_listener(c, l).await.unwrap();
     let users = Running::start(port, |stop| app.run(stop));
     let users_url = users.base.clone();
@@ -83,11 +100,30 @@ pub async fn start_with(storefront_extra: &[(&str, &str)]) -> Shop {
         .unwrap();
     let payments = Running::start(port, |stop| app.run(stop));
 
+    let (l, port) = listener().await;
+    let c = orders::Config::from_source(&config(
+        d,
+        "orders",
+        &[
+            ("USERS_URL", &users_url),
+            ("INVENTORY_URL", &inventory.base),
+            ("PRICING_URL", &pricing.base),
+            ("PAYMENTS_URL", &payments.base),
+            ("SERVICE_SECRET_FILE", orders_secret.to_str().unwrap()),
+        ],
+    ))
+    .unwrap();
+    let app = orders::Application::build_with_listener(c, l)
+        .await
+        .unwrap();
+    let orders = Running::start(port, |stop| app.run(stop));
+
     let mut extra = vec![
         ("USERS_URL", users_url.as_str()),
         ("INVENTORY_URL", inventory.base.as_str()),
         ("PRICING_URL", pricing.base.as_str()),
         ("PAYMENTS_URL", payments.base.as_str()),
+        ("ORDERS_URL", orders.base.as_str()),
     ];
     extra.extend_from_slice(storefront_extra);
     let (l, port) = listener().await;
@@ -134,6 +170,7 @@ pub async fn start_with(storefront_extra: &[(&str, &str)]) -> Shop {
         inventory,
         pricing,
         payments,
+        orders,
         storefront,
         admin_token,
         _data: data,
@@ -143,6 +180,7 @@ pub async fn start_with(storefront_extra: &[(&str, &str)]) -> Shop {
 impl Shop {
     pub async fn stop(self) {
         self.storefront.stop().await;
+        self.orders.stop().await;
         self.payments.stop().await;
         self.pricing.stop().await;
         self.inventory.stop().await;
