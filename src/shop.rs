@@ -29,6 +29,15 @@ pub struct Service {
     /// volume; on Kubernetes every replica must sign with the same key, so
     /// eshop generates one into a Secret (`SIGNING_KEY_FILE`).
     pub signing_key: bool,
+    /// Calls other services as itself (role `service`, e.g. orders
+    /// finishing a checkout after a restart): eshop generates its client
+    /// secret, gives it to the service (`SERVICE_SECRET_FILE`) and to the
+    /// token issuer (`SERVICE_CLIENTS_DIR/<name>`).
+    pub service_client: bool,
+    /// Signs its forms with a key every replica must share: on Kubernetes
+    /// eshop generates it into a Secret (`SESSION_KEY_FILE`); one local
+    /// container makes its own at start.
+    pub session_key: bool,
     /// The shop's public entry: the URL `eshop up` prints, the NodePort or
     /// Ingress on Kubernetes, the load balancer's target on AWS.
     pub public: bool,
@@ -80,6 +89,8 @@ pub const USERS: Service = Service {
     database: true,
     public: false,
     signing_key: true,
+    service_client: false,
+    session_key: false,
     live_path: "/healthz",
     ready_path: "/readyz",
     metrics_path: "/metrics",
@@ -94,13 +105,15 @@ pub const INVENTORY: Service = Service {
     database: true,
     public: false,
     signing_key: false,
+    service_client: false,
+    session_key: false,
     live_path: "/healthz",
     ready_path: "/readyz",
     metrics_path: "/metrics",
     demo: Some(Demo {
         collection: "/products",
         records: include_str!("../templates/demo/inventory.json"),
-        try_path: "/?product_id={id}&quantity=2",
+        try_path: "/products/{id}",
     }),
 };
 
@@ -113,6 +126,8 @@ pub const PAYMENTS: Service = Service {
     database: true,
     public: false,
     signing_key: false,
+    service_client: false,
+    session_key: false,
     live_path: "/healthz",
     ready_path: "/readyz",
     metrics_path: "/metrics",
@@ -124,8 +139,43 @@ pub const PRICING: Service = Service {
     port: 8080,
     calls: &["inventory"],
     database: false,
+    public: false,
+    signing_key: false,
+    service_client: false,
+    session_key: false,
+    live_path: "/healthz",
+    ready_path: "/readyz",
+    metrics_path: "/metrics",
+    demo: None,
+};
+
+/// Carts and the checkout saga: holds stock, prices, charges, commits.
+pub const ORDERS: Service = Service {
+    name: "orders",
+    port: 8084,
+    // users for its own token and its callers' keys.
+    calls: &["users", "inventory", "pricing", "payments"],
+    database: true,
+    public: false,
+    signing_key: false,
+    service_client: true,
+    session_key: false,
+    live_path: "/healthz",
+    ready_path: "/readyz",
+    metrics_path: "/metrics",
+    demo: None,
+};
+
+/// The web shop and the public API (`/api/<service>/…`).
+pub const STOREFRONT: Service = Service {
+    name: "storefront",
+    port: 8085,
+    calls: &["users", "inventory", "pricing", "payments", "orders"],
+    database: false,
     public: true,
     signing_key: false,
+    service_client: false,
+    session_key: true,
     live_path: "/healthz",
     ready_path: "/readyz",
     metrics_path: "/metrics",
@@ -133,7 +183,7 @@ pub const PRICING: Service = Service {
 };
 
 /// The shop eshop ships, in start order (a service after those it calls).
-pub const SHOP: &[Service] = &[USERS, INVENTORY, PAYMENTS, PRICING];
+pub const SHOP: &[Service] = &[USERS, INVENTORY, PAYMENTS, PRICING, ORDERS, STOREFRONT];
 
 /// A made-up service for tests: owns a database, not public, the usual
 /// probe paths. Tests use it to prove a new entry needs no other change.
@@ -150,6 +200,8 @@ pub(crate) const fn made_up(
         database: true,
         public: false,
         signing_key: false,
+        service_client: false,
+        session_key: false,
         live_path: "/healthz",
         ready_path: "/readyz",
         metrics_path: "/metrics",
@@ -226,7 +278,7 @@ mod tests {
     #[test]
     fn the_bundled_shop_is_a_valid_catalogue() {
         check(SHOP).unwrap();
-        assert_eq!(public(SHOP).name, "pricing");
+        assert_eq!(public(SHOP).name, "storefront");
         assert_eq!(find(SHOP, "inventory").unwrap().url_env(), "INVENTORY_URL");
         let pricing = find(SHOP, "pricing").unwrap();
         assert_eq!(
@@ -236,26 +288,33 @@ mod tests {
         let inventory = find(SHOP, "inventory").unwrap();
         assert_eq!(
             names(&inventory.callers(SHOP).copied().collect::<Vec<_>>()),
-            ["pricing"]
+            ["pricing", "orders", "storefront"]
         );
     }
 
     #[test]
     fn bad_catalogues_are_refused() {
-        let mut three = [USERS, INVENTORY, PRICING];
-        three[2].public = false;
-        assert!(check(&three).unwrap_err().contains("0 public"));
-        let mut three = [USERS, INVENTORY, PRICING];
-        three[2].port = three[1].port;
-        assert!(check(&three).unwrap_err().contains("repeats"));
+        // Three entries with pricing as the public one.
+        let three = || {
+            let mut t = [USERS, INVENTORY, PRICING];
+            t[2].public = true;
+            t
+        };
+        check(&three()).unwrap();
+        let mut none = three();
+        none[2].public = false;
+        assert!(check(&none).unwrap_err().contains("0 public"));
+        let mut t = three();
+        t[2].port = t[1].port;
+        assert!(check(&t).unwrap_err().contains("repeats"));
         // Calls must point backwards: pricing before inventory is refused.
-        assert!(check(&[USERS, PRICING, INVENTORY])
-            .unwrap_err()
-            .contains("not an earlier entry"));
-        let mut bad = [USERS, INVENTORY, PRICING];
+        let mut back = [USERS, PRICING, INVENTORY];
+        back[1].public = true;
+        assert!(check(&back).unwrap_err().contains("not an earlier entry"));
+        let mut bad = three();
         bad[1].name = "Inventory";
         assert!(check(&bad).is_err());
-        let mut reserved = [USERS, INVENTORY, PRICING];
+        let mut reserved = three();
         reserved[0].name = "postgres";
         assert!(check(&reserved).unwrap_err().contains("reserved"));
     }

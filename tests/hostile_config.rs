@@ -203,6 +203,8 @@ inventory = "registry.example.com/shop-inventory:1a2b@sha256:{a}"
 pricing = "registry.example.com/shop-pricing:1a2b@sha256:{b}"
 users = "registry.example.com/shop-users:1a2b@sha256:{b}"
 payments = "registry.example.com/shop-payments:1a2b@sha256:{b}"
+orders = "registry.example.com/shop-orders:1a2b@sha256:{b}"
+storefront = "registry.example.com/shop-storefront:1a2b@sha256:{b}"
 [images]
 registry = "registry.example.com"
 [apm]

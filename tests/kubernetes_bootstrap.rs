@@ -156,6 +156,8 @@ impl Cluster {
              pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{b}\"\n\
              users = \"localhost:5000/shop-users:1a2b@sha256:{b}\"\n\
              payments = \"localhost:5000/shop-payments:1a2b@sha256:{b}\"\n\
+             orders = \"localhost:5000/shop-orders:1a2b@sha256:{b}\"\n\
+             storefront = \"localhost:5000/shop-storefront:1a2b@sha256:{b}\"\n\
              [ssh]\nconfig_file = \"{cfg}\"\nconnect_timeout_secs = 5\n{extra_ssh}\n",
             api = self.mock.url(),
             a = digest('a'),

@@ -51,11 +51,15 @@ impl Shop {
              inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{}\"\n\
              pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{}\"\n\
              users = \"localhost:5000/shop-users:1a2b@sha256:{}\"\n\
-             payments = \"localhost:5000/shop-payments:1a2b@sha256:{}\"\n",
+             payments = \"localhost:5000/shop-payments:1a2b@sha256:{}\"\n\
+             orders = \"localhost:5000/shop-orders:1a2b@sha256:{}\"\n\
+             storefront = \"localhost:5000/shop-storefront:1a2b@sha256:{}\"\n",
             digest('a'),
             digest('b'),
             digest('c'),
-            digest('d')
+            digest('d'),
+            digest('e'),
+            digest('f')
         ));
     }
 
@@ -101,40 +105,55 @@ fn owned(mock: &KubeMock, phase: &str) -> Vec<String> {
     v
 }
 
-const SHOP_OBJECTS: [&str; 35] = [
+const SHOP_OBJECTS: [&str; 50] = [
     "ConfigMap inventory",
+    "ConfigMap orders",
     "ConfigMap payments",
     "ConfigMap postgres-setup",
     "ConfigMap pricing",
+    "ConfigMap storefront",
     "ConfigMap users",
     "Deployment inventory",
+    "Deployment orders",
     "Deployment payments",
     "Deployment pricing",
+    "Deployment storefront",
     "Deployment users",
     "HorizontalPodAutoscaler inventory",
+    "HorizontalPodAutoscaler orders",
     "HorizontalPodAutoscaler payments",
     "HorizontalPodAutoscaler pricing",
+    "HorizontalPodAutoscaler storefront",
     "HorizontalPodAutoscaler users",
     "Namespace shop",
     "PodDisruptionBudget inventory",
+    "PodDisruptionBudget orders",
     "PodDisruptionBudget payments",
     "PodDisruptionBudget pricing",
+    "PodDisruptionBudget storefront",
     "PodDisruptionBudget users",
     "Secret db-admin",
     "Secret db-inventory",
+    "Secret db-orders",
     "Secret db-payments",
     "Secret db-users",
+    "Secret orders-client",
+    "Secret storefront-session-key",
     "Secret users-signing-key",
     "Service inventory",
+    "Service orders",
     "Service payments",
     "Service postgres",
     "Service pricing",
-    "Service pricing-public",
+    "Service storefront",
+    "Service storefront-public",
     "Service users",
     "ServiceAccount inventory",
+    "ServiceAccount orders",
     "ServiceAccount payments",
     "ServiceAccount postgres",
     "ServiceAccount pricing",
+    "ServiceAccount storefront",
     "ServiceAccount users",
     "StatefulSet postgres",
 ];
@@ -144,18 +163,18 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
     let shop = Shop::new("");
     let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "security"]);
     assert!(
-        plan.contains("plan: 46 to create, 0 to update, 0 to delete"),
+        plan.contains("plan: 63 to create, 0 to update, 0 to delete"),
         "{plan}"
     );
 
     let out = shop.ok(&["phase", "kubernetes", "apply"]);
-    assert!(out.contains("35 change(s)"), "{out}");
+    assert!(out.contains("50 change(s)"), "{out}");
     assert_eq!(owned(&shop.mock, "kubernetes"), SHOP_OBJECTS);
     let reqs = shop.mock.requests();
 
     // Server-side apply, as eshop, taking ownership; the namespace first.
     let p = patches(&reqs);
-    assert_eq!(p.len(), 30, "every object but the five Secrets is applied");
+    assert_eq!(p.len(), 42, "every object but the eight Secrets is applied");
     for r in &p {
         assert_eq!(
             r.query.get("fieldManager").map(String::as_str),
@@ -240,13 +259,62 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
         c["env"][0],
         json!({"name": "DATABASE_URL_FILE", "value": "/run/secrets/db/database-url"})
     );
+    // Orders proves itself to users with a client secret both mount; the
+    // storefront's replicas share one form-signing key.
+    let pod_spec = |name: &str| {
+        shop.obj("apps/v1", "deployments", name).unwrap()["spec"]["template"]["spec"].clone()
+    };
+    let users = pod_spec("users");
+    let env = &users["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .contains(&json!({"name": "SERVICE_CLIENTS_DIR", "value": "/run/secrets/clients"})),
+        "{env}"
+    );
+    let clients = users["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "clients")
+        .unwrap();
+    assert_eq!(
+        clients["projected"]["sources"],
+        json!([{"secret": {"name": "orders-client", "items": [{"key": "secret", "path": "orders"}]}}])
+    );
+    let orders = pod_spec("orders");
+    assert!(orders["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"name": "SERVICE_SECRET_FILE", "value": "/run/secrets/client/secret"})));
+    assert!(orders["volumes"].as_array().unwrap().contains(
+        &json!({"name": "client", "secret": {"secretName": "orders-client", "defaultMode": 288}})
+    ));
+    let storefront = pod_spec("storefront");
+    assert!(storefront["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .contains(
+            &json!({"name": "SESSION_KEY_FILE", "value": "/run/secrets/session-key/session.key"})
+        ));
+    for (secret, key) in [
+        ("orders-client", "secret"),
+        ("storefront-session-key", "session.key"),
+    ] {
+        let value = shop.obj("v1", "secrets", secret).unwrap()["stringData"][key]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(value.len() >= 32, "{secret}: {value:?}");
+        assert!(!out.contains(&value), "{secret} was printed");
+    }
     let pricing_cfg = shop.obj("v1", "configmaps", "pricing").unwrap();
     assert_eq!(
         pricing_cfg["data"]["INVENTORY_URL"],
         "http://inventory.shop.svc:8081"
     );
     assert_eq!(
-        shop.obj("v1", "services", "pricing-public").unwrap()["spec"]["ports"][0]["nodePort"],
+        shop.obj("v1", "services", "storefront-public").unwrap()["spec"]["ports"][0]["nodePort"],
         30080
     );
 
@@ -262,7 +330,7 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
     assert!(again.contains("0 change(s)"), "{again}");
     let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "kubernetes"]);
     assert!(
-        plan.contains("0 to create, 0 to update, 0 to delete, 35 unchanged"),
+        plan.contains("0 to create, 0 to update, 0 to delete, 50 unchanged"),
         "{plan}"
     );
     assert_eq!(
@@ -279,7 +347,7 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
     shop.configure("max_replicas = 9");
     let plan = shop.ok(&["plan", "--from", "kubernetes", "--to", "kubernetes"]);
     assert!(
-        plan.contains("0 to create, 4 to update, 0 to delete"),
+        plan.contains("0 to create, 6 to update, 0 to delete"),
         "{plan}"
     );
     assert!(
@@ -316,16 +384,18 @@ fn apply_waits_prunes_and_destroys_by_label_against_a_mock_api_server() {
 
     // Phase 6 on top.
     let out = shop.ok(&["phase", "security", "apply"]);
-    assert!(out.contains("11 change(s)"), "{out}");
+    assert!(out.contains("13 change(s)"), "{out}");
     assert_eq!(
         owned(&shop.mock, "security"),
         [
             "NetworkPolicy default-deny",
             "NetworkPolicy dns-egress",
             "NetworkPolicy inventory",
+            "NetworkPolicy orders",
             "NetworkPolicy payments",
             "NetworkPolicy postgres",
             "NetworkPolicy pricing",
+            "NetworkPolicy storefront",
             "NetworkPolicy users",
             "Role pod-manager",
             "RoleBinding pod-managers",

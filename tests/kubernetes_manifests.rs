@@ -53,11 +53,15 @@ fn render(p: &Project, extra: &str) -> PathBuf {
          inventory = \"registry.example.com/shop-inventory:1a2b@sha256:{}\"\n\
          pricing = \"registry.example.com/shop-pricing:1a2b@sha256:{}\"\n\
          users = \"registry.example.com/shop-users:1a2b@sha256:{}\"\n\
-         payments = \"registry.example.com/shop-payments:1a2b@sha256:{}\"\n",
+         payments = \"registry.example.com/shop-payments:1a2b@sha256:{}\"\n\
+         orders = \"registry.example.com/shop-orders:1a2b@sha256:{}\"\n\
+         storefront = \"registry.example.com/shop-storefront:1a2b@sha256:{}\"\n",
         digest('a'),
         digest('b'),
         digest('c'),
-        digest('d')
+        digest('d'),
+        digest('e'),
+        digest('f')
     ));
     let out = p.dir.path().join("rendered");
     for phase in ["kubernetes", "security", "monitoring"] {
@@ -505,6 +509,7 @@ fn network_policies_allow_exactly_the_shops_flows() {
     };
     let (pricing, inventory, db) = (pod("pricing"), pod("inventory"), pod("postgres"));
     let (users, payments) = (pod("users"), pod("payments"));
+    let (orders, storefront) = (pod("orders"), pod("storefront"));
     let (prometheus, grafana, ksm) = (pod("prometheus"), pod("grafana"), pod("kube-state-metrics"));
     let in_ns = |l: &[(&str, &str)]| {
         Peer::Pod(
@@ -529,13 +534,78 @@ fn network_policies_allow_exactly_the_shops_flows() {
     let world = Peer::External;
     let matrix: Vec<(&str, &Peer, &Peer, u16, &str, bool)> = vec![
         (
-            "world → pricing (the landing page)",
+            "world → storefront (the shop)",
             &world,
+            &storefront,
+            8085,
+            "TCP",
+            true,
+        ),
+        ("world → pricing", &world, &pricing, 8080, "TCP", false),
+        ("world → orders", &world, &orders, 8084, "TCP", false),
+        ("storefront → users", &storefront, &users, 8082, "TCP", true),
+        (
+            "storefront → inventory",
+            &storefront,
+            &inventory,
+            8081,
+            "TCP",
+            true,
+        ),
+        (
+            "storefront → pricing",
+            &storefront,
             &pricing,
             8080,
             "TCP",
             true,
         ),
+        (
+            "storefront → payments",
+            &storefront,
+            &payments,
+            8083,
+            "TCP",
+            true,
+        ),
+        (
+            "storefront → orders",
+            &storefront,
+            &orders,
+            8084,
+            "TCP",
+            true,
+        ),
+        (
+            "storefront → database",
+            &storefront,
+            &db,
+            5432,
+            "TCP",
+            false,
+        ),
+        (
+            "orders → users (keys, its token)",
+            &orders,
+            &users,
+            8082,
+            "TCP",
+            true,
+        ),
+        ("orders → inventory", &orders, &inventory, 8081, "TCP", true),
+        ("orders → pricing", &orders, &pricing, 8080, "TCP", true),
+        ("orders → payments", &orders, &payments, 8083, "TCP", true),
+        ("orders → database", &orders, &db, 5432, "TCP", true),
+        (
+            "orders → storefront",
+            &orders,
+            &storefront,
+            8085,
+            "TCP",
+            false,
+        ),
+        ("pricing → orders", &pricing, &orders, 8084, "TCP", false),
+        ("payments → orders", &payments, &orders, 8084, "TCP", false),
         (
             "pricing → inventory",
             &pricing,

@@ -41,6 +41,8 @@ struct Shop {
     pricing: u16,
     inventory: u16,
     users: u16,
+    /// The shop's public entry.
+    storefront: u16,
     prometheus: u16,
     grafana: u16,
 }
@@ -83,10 +85,14 @@ impl Shop {
         // Every other catalogue entry on a port of its own too: tests run
         // side by side.
         let users = free_port();
-        let others: String = eshop::shop::SHOP
+        let ports: std::collections::BTreeMap<&str, u16> = eshop::shop::SHOP
             .iter()
             .filter(|s| !["pricing", "inventory", "users"].contains(&s.name))
-            .map(|s| format!("{}_port = {}\n", s.name, free_port()))
+            .map(|s| (s.name, free_port()))
+            .collect();
+        let others: String = ports
+            .iter()
+            .map(|(name, port)| format!("{name}_port = {port}\n"))
             .collect();
         let toml = format!(
             "project = \"{name}\"\n\
@@ -107,6 +113,7 @@ impl Shop {
             pricing,
             inventory,
             users,
+            storefront: ports["storefront"],
             prometheus,
             grafana,
         }
@@ -215,10 +222,7 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     let out = p.ok_stdout(&["up"]);
     // A new shop is not empty: the demo catalogue is loaded, and the last
     // lines say which product to try, on which page.
-    let try_url = format!(
-        "http://127.0.0.1:{}/?product_id=SKU-MUG-001&quantity=2",
-        p.pricing
-    );
+    let try_url = format!("http://127.0.0.1:{}/products/SKU-MUG-001", p.storefront);
     assert!(
         out.contains(&format!("try product SKU-MUG-001: {try_url}")),
         "{out}"
@@ -231,7 +235,7 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     );
     assert!(!page.contains("not found"), "{page}");
     assert!(
-        out.contains(&format!("http://127.0.0.1:{}/", p.pricing)),
+        out.contains(&format!("http://127.0.0.1:{}/", p.storefront)),
         "{out}"
     );
     assert!(
@@ -272,6 +276,89 @@ async fn up_serves_the_shop_reruns_as_a_no_op_and_destroy_removes_only_what_it_l
     ))
     .await;
     assert_eq!(status, 200, "{body}");
+
+    // The journey through the containers, by the storefront's public API:
+    // orders holds, prices and charges with its own token, which it gets
+    // from users with the client secret eshop gave them both.
+    let api = |path: &str| format!("http://127.0.0.1:{}/api{path}", p.storefront);
+    let http = reqwest::Client::new();
+    let creds =
+        serde_json::json!({"email": "eve@example.com", "password": "correct horse battery"});
+    let res = http
+        .post(api("/users/users"))
+        .json(&creds)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let t: serde_json::Value = http
+        .post(api("/users/tokens"))
+        .json(&creds)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = t["access_token"].as_str().unwrap().to_owned();
+    let me: serde_json::Value = http
+        .get(api("/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = me["id"].as_str().unwrap();
+    let res = http
+        .post(api(&format!("/payments/wallets/{user}/top-ups")))
+        .bearer_auth(&token)
+        .header("idempotency-key", "local-1")
+        .json(&serde_json::json!({"amount_minor": 10000, "currency": "EUR"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = http
+        .put(api("/orders/cart/items/SKU-1"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"quantity": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let res = http
+        .post(api("/orders/checkouts"))
+        .bearer_auth(&token)
+        .header("idempotency-key", "local-checkout-1")
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let order: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["state"], "confirmed", "{order}");
+    // The client secret: a file only its owner reads, in orders and in
+    // users' clients directory; in no environment.
+    let secret = std::fs::read_to_string(
+        p.dir
+            .path()
+            .join(format!(".eshop/{}-orders-client-secret", p.name)),
+    )
+    .unwrap();
+    for (svc, path) in [
+        ("orders", "/run/secrets/eshop/service-secret"),
+        ("users", "/run/secrets/eshop/clients/orders"),
+    ] {
+        let c = format!("eshop-{}-{svc}", p.name);
+        assert_eq!(
+            file_in_container(&c, path),
+            (secret.trim().to_owned(), 0o400, 65532)
+        );
+        let env = docker(&["inspect", "-f", "{{json .Config.Env}}", &c]);
+        assert!(!env.contains(secret.trim()), "{env}");
+    }
 
     // Hardened as promised: non-root, read-only root, no capabilities.
     let c = format!("eshop-{}-inventory", p.name);

@@ -307,6 +307,42 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let pr_addr = l.local_addr().unwrap();
     tokio::spawn(pricing::Application::build_with_listener(pr_cfg, l).run(std::future::pending()));
+    let pr_url = format!("http://{pr_addr}");
+    // Orders never needs its token here: a secret file is enough to start.
+    let secret = dir.path().join("orders-secret");
+    std::fs::write(&secret, "a secret nobody checks in this test, long enough").unwrap();
+    let ord_cfg = orders::Config::from_source(&Map::new([
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}/orders.db?mode=rwc", dir.path().display()).as_str(),
+        ),
+        ("USERS_URL", users_url.as_str()),
+        ("INVENTORY_URL", inv_url.as_str()),
+        ("PRICING_URL", pr_url.as_str()),
+        ("PAYMENTS_URL", pay_url.as_str()),
+        ("SERVICE_SECRET_FILE", secret.to_str().unwrap()),
+        ("LOG_LEVEL", "warn"),
+    ]))
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ord_addr = l.local_addr().unwrap();
+    let ord = orders::Application::build_with_listener(ord_cfg, l)
+        .await
+        .unwrap();
+    tokio::spawn(ord.run(std::future::pending()));
+    let sf_cfg = storefront::Config::from_source(&Map::new([
+        ("USERS_URL", users_url.as_str()),
+        ("INVENTORY_URL", inv_url.as_str()),
+        ("PRICING_URL", pr_url.as_str()),
+        ("PAYMENTS_URL", pay_url.as_str()),
+        ("ORDERS_URL", format!("http://{ord_addr}").as_str()),
+        ("LOG_LEVEL", "warn"),
+    ]))
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sf_addr = l.local_addr().unwrap();
+    let sf = storefront::Application::build_with_listener(sf_cfg, l).unwrap();
+    tokio::spawn(sf.run(std::future::pending()));
 
     // Prometheus with the rendered config and the real rules.
     let yml = eshop::phases::monitoring::static_prometheus_yml(
@@ -317,6 +353,8 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
             (&eshop::shop::INVENTORY, inv_addr.to_string()),
             (&eshop::shop::PAYMENTS, pay_addr.to_string()),
             (&eshop::shop::PRICING, pr_addr.to_string()),
+            (&eshop::shop::ORDERS, ord_addr.to_string()),
+            (&eshop::shop::STOREFRONT, sf_addr.to_string()),
         ],
     )
     .unwrap();

@@ -144,7 +144,10 @@ fn environment_errors_show_the_variable_and_its_value() {
 const THREE: &[Service] = &[
     crate::shop::USERS,
     crate::shop::INVENTORY,
-    crate::shop::PRICING,
+    Service {
+        public: true,
+        ..crate::shop::PRICING
+    },
     crate::shop::made_up("gift-cards", 8092, &["inventory"]),
 ];
 
@@ -184,7 +187,8 @@ fn every_catalogue_entry_gets_a_published_port_key_and_variable() {
     assert_eq!(
         err,
         "eshop.toml:2:1: unknown field `gift-cards_port`, expected one of `bind`, \
-         `ready_timeout_secs`, `demo_data`, `users_port`, `inventory_port`, `payments_port`, `pricing_port`"
+         `ready_timeout_secs`, `demo_data`, `users_port`, `inventory_port`, `payments_port`, `pricing_port`, \
+         `orders_port`, `storefront_port`"
     );
 }
 

@@ -69,7 +69,8 @@ pub const SECRETS_DIR: &str = "/run/secrets/eshop";
 /// One credential as a file: `SECRETS_DIR/name`, mode 0400, owned by the
 /// image's user.
 pub struct SecretFile {
-    pub name: &'static str,
+    /// A file name, or `dir/name` for a file in a directory of them.
+    pub name: String,
     pub content: Secret,
 }
 
@@ -451,8 +452,14 @@ impl Engine {
             None => (0, 0o444),
         };
         let mut tar = crate::util::Tar::new();
+        let mut dirs = std::collections::BTreeSet::new();
         for f in secrets {
-            tar.file_owned(f.name, mode, uid, f.content.expose().as_bytes())?;
+            if let Some((dir, _)) = f.name.rsplit_once('/') {
+                if dirs.insert(dir.to_owned()) {
+                    tar.dir(dir)?;
+                }
+            }
+            tar.file_owned(&f.name, mode, uid, f.content.expose().as_bytes())?;
         }
         self.docker
             .upload_to_container(

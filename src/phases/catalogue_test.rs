@@ -19,6 +19,7 @@ static THREE: [Service; 4] = [
     crate::shop::made_up("reviews", 8095, &["inventory"]),
     Service {
         calls: &["inventory", "reviews"],
+        public: true,
         ..crate::shop::PRICING
     },
 ];
@@ -88,13 +89,14 @@ fn a_third_service_in_the_catalogue_gets_an_image_and_a_container() {
         "a database owner keeps its data: {df}"
     );
 
-    let spec = images::container_spec(&ctx, &THREE[2], "localhost:5000/eshop-reviews:t");
+    let spec =
+        images::container_spec(&ctx, &THREE[2], "localhost:5000/eshop-reviews:t", false).unwrap();
     assert!(spec
         .env
         .contains(&"INVENTORY_URL=http://eshop-eshop-inventory:8081".to_owned()));
     assert_eq!(spec.ports, [(8095, "127.0.0.1".to_owned(), 8095)]);
     assert_eq!(spec.volumes[0].0, "eshop-eshop-reviews-data");
-    let pricing = images::container_spec(&ctx, &THREE[3], "p:t");
+    let pricing = images::container_spec(&ctx, &THREE[3], "p:t", false).unwrap();
     assert!(pricing
         .env
         .contains(&"REVIEWS_URL=http://eshop-eshop-reviews:8095".to_owned()));

@@ -220,7 +220,14 @@ pub fn current_images(ctx: &Ctx) -> Option<BTreeMap<String, String>> {
 
 /// The whole desired container for a service: it finds the services it
 /// calls by container name on the shop's network.
-pub(crate) fn container_spec(ctx: &Ctx, svc: &Service, image_ref: &str) -> ContainerSpec {
+/// `create` (apply) makes the service clients' secrets when missing; a
+/// plan only reads them.
+pub(crate) fn container_spec(
+    ctx: &Ctx,
+    svc: &Service,
+    image_ref: &str,
+    create: bool,
+) -> anyhow::Result<ContainerSpec> {
     let cfg = &ctx.config;
     let mut env: Vec<String> = svc
         .callees(cfg.shop)
@@ -241,7 +248,7 @@ pub(crate) fn container_spec(ctx: &Ctx, svc: &Service, image_ref: &str) -> Conta
         env.push(format!("OTEL_SERVICE_NAME={}", svc.name));
         if let Some(h) = headers {
             let f = docker::SecretFile {
-                name: "otlp-headers",
+                name: "otlp-headers".into(),
                 content: h,
             };
             env.push(format!("OTEL_EXPORTER_OTLP_HEADERS_FILE={}", f.path()));
@@ -260,9 +267,10 @@ pub(crate) fn container_spec(ctx: &Ctx, svc: &Service, image_ref: &str) -> Conta
         env.push(format!("ADMIN_EMAILS={admins}"));
     }
     env.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
+    client_secrets(ctx, svc, create, &mut env, &mut secrets)?;
     let mut labels = docker::labels(&cfg.project, cfg.target.as_str(), NAME);
     labels.insert(labels::SERVICE.into(), svc.name.into());
-    ContainerSpec {
+    Ok(ContainerSpec {
         image: image_ref.to_owned(),
         env,
         labels,
@@ -276,7 +284,56 @@ pub(crate) fn container_spec(ctx: &Ctx, svc: &Service, image_ref: &str) -> Conta
         // Idle RSS is under 10 MB; 256 MiB leaves room for load and caches.
         memory_mib: 256,
         secrets,
+    })
+}
+
+/// The shop's service clients (e.g. orders): each gets its own secret
+/// (`SERVICE_SECRET_FILE`), the token issuer all of them, one file per
+/// client named after it (`SERVICE_CLIENTS_DIR`). Generated once and kept
+/// in `.eshop/<project>-<client>-client-secret` (0600).
+fn client_secrets(
+    ctx: &Ctx,
+    svc: &Service,
+    create: bool,
+    env: &mut Vec<String>,
+    secrets: &mut Vec<docker::SecretFile>,
+) -> anyhow::Result<()> {
+    let cfg = &ctx.config;
+    let mut any = false;
+    for client in cfg.shop.iter().filter(|c| c.service_client) {
+        if !(svc.signing_key || client.name == svc.name) {
+            continue;
+        }
+        let kept = crate::phases::local::kept_password(
+            ctx,
+            NAME,
+            &format!("{}-client-secret", client.name),
+            &format!("{}'s client secret", client.name),
+            create,
+        )?;
+        let Some(secret) = kept else { continue };
+        if svc.signing_key {
+            secrets.push(docker::SecretFile {
+                name: format!("clients/{}", client.name),
+                content: secret,
+            });
+            any = true;
+        } else {
+            let f = docker::SecretFile {
+                name: "service-secret".into(),
+                content: secret,
+            };
+            env.push(format!("SERVICE_SECRET_FILE={}", f.path()));
+            secrets.push(f);
+        }
     }
+    if any {
+        env.push(format!(
+            "SERVICE_CLIENTS_DIR={}/clients",
+            docker::SECRETS_DIR
+        ));
+    }
+    Ok(())
 }
 
 impl Images {
@@ -362,7 +419,7 @@ impl Images {
         for p in images {
             let name = container_name(cfg, p.svc.name);
             let what = format!("container {name}");
-            let (_, spec) = container_spec(ctx, p.svc, &p.reference()).body();
+            let (_, spec) = container_spec(ctx, p.svc, &p.reference(), false)?.body();
             let built = p.context.is_some();
             plan.push(match have.get(&name) {
                 None => Change::new(what, Action::Create, "absent"),
@@ -519,7 +576,7 @@ impl Images {
             .await?;
         for p in images {
             let name = container_name(cfg, p.svc.name);
-            let spec = container_spec(ctx, p.svc, &p.reference());
+            let spec = container_spec(ctx, p.svc, &p.reference(), true)?;
             if engine.converge(&name, &spec, &have).await? {
                 ctx.ui.info(NAME, &format!("started {name}"));
                 changed += 1;

@@ -140,13 +140,31 @@ pub fn manifests(
         if s.signing_key {
             flags.push("signing_key");
         }
-        if db || s.signing_key {
+        let clients: Vec<&str> = if s.signing_key {
+            cfg.shop
+                .iter()
+                .filter(|c| c.service_client)
+                .map(|c| c.name)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !clients.is_empty() {
+            flags.push("clients");
+        }
+        if s.service_client {
+            flags.push("service_client");
+        }
+        if s.session_key {
+            flags.push("session_key");
+        }
+        if db || s.signing_key || s.service_client || s.session_key {
             flags.push("secret_env");
         }
         if otlp_headers.is_some() {
             flags.push("otlp");
         }
-        files.push(parse(
+        let mut objects = parse(
             &format!("30-{svc}.yaml"),
             render(
                 SERVICE,
@@ -165,10 +183,31 @@ pub fn manifests(
                 ],
                 &flags,
             )?,
-        )?);
+        )?;
+        fill_clients(&mut objects.1, &clients);
+        files.push(objects);
     }
     files.push(parse("40-entry.yaml", entry_text(cfg)?)?);
     Ok(files)
+}
+
+/// The token issuer's clients volume: each service client's Secret, as a
+/// file named after the client.
+fn fill_clients(objects: &mut [Value], clients: &[&str]) {
+    let sources: Vec<Value> = clients
+        .iter()
+        .map(|c| {
+            serde_json::json!({"secret": {"name": format!("{c}-client"),
+                                          "items": [{"key": "secret", "path": c}]}})
+        })
+        .collect();
+    for o in objects.iter_mut().filter(|o| o["kind"] == "Deployment") {
+        if let Some(vols) = o["spec"]["template"]["spec"]["volumes"].as_array_mut() {
+            for v in vols.iter_mut().filter(|v| v["name"] == "clients") {
+                v["projected"]["sources"] = Value::Array(sources.clone());
+            }
+        }
+    }
 }
 
 /// The database's superuser password, each owner's login, the token
@@ -196,6 +235,12 @@ fn secret_objects(
         }
         if svc.signing_key {
             flags.push("signing_key");
+        }
+        if svc.service_client {
+            flags.push("service_client");
+        }
+        if svc.session_key {
+            flags.push("session_key");
         }
         let text = render(
             SERVICE_SECRETS,
@@ -229,6 +274,10 @@ fn secret_objects(
             o["stringData"]["database-url"] =
                 format!("postgres://{svc}:{pw}@postgres.{ns}.svc:5432/{svc}").into();
             o["stringData"]["password"] = pw.into();
+        } else if name.ends_with("-client") {
+            o["stringData"]["secret"] = password().into();
+        } else if name.ends_with("-session-key") {
+            o["stringData"]["session.key"] = password().into();
         } else if name.ends_with("-signing-key") {
             o["stringData"]["signing-key.pem"] = if fresh {
                 rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?

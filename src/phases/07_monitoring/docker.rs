@@ -200,7 +200,7 @@ fn spec(cfg: &Config, b: &Bundle, grafana_password: Option<&Secret>) -> Containe
             // environment `docker inspect` shows.
             let secrets: Vec<docker::SecretFile> = grafana_password
                 .map(|pw| docker::SecretFile {
-                    name: "grafana-admin-password",
+                    name: "grafana-admin-password".into(),
                     content: pw.clone(),
                 })
                 .into_iter()
