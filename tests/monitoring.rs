@@ -565,7 +565,7 @@ async fn prometheus_scrapes_the_services_and_every_panel_and_alert_has_data() {
             &std::fs::read_to_string(templates().join(rules_file)).unwrap(),
         ));
     }
-    assert_eq!(exprs.len(), 9);
+    assert_eq!(exprs.len(), 11);
     for e in exprs {
         query(&c, &prom, &e).await;
         let m = measured(&e);

@@ -22,5 +22,7 @@ pub mod telemetry;
 pub mod testing;
 #[cfg(feature = "testing")]
 pub mod testing_browser;
+#[cfg(feature = "testing")]
+pub mod testing_otlp;
 
 pub use problem::Problem;

@@ -5,105 +5,17 @@
 mod common;
 
 use axum::routing::post;
-use std::sync::{Arc, Mutex};
+use kit::testing_otlp::{receiver, Received, Span};
 use std::time::Duration;
 
-// The OTLP messages the receiver needs, from opentelemetry-proto's
-// trace.proto / trace_service.proto / common.proto / resource.proto.
-#[derive(Clone, PartialEq, prost::Message)]
-struct ExportTraceServiceRequest {
-    #[prost(message, repeated, tag = "1")]
-    resource_spans: Vec<ResourceSpans>,
-}
-#[derive(Clone, PartialEq, prost::Message)]
-struct ResourceSpans {
-    #[prost(message, optional, tag = "1")]
-    resource: Option<Resource>,
-    #[prost(message, repeated, tag = "2")]
-    scope_spans: Vec<ScopeSpans>,
-}
-#[derive(Clone, PartialEq, prost::Message)]
-struct Resource {
-    #[prost(message, repeated, tag = "1")]
-    attributes: Vec<KeyValue>,
-}
-#[derive(Clone, PartialEq, prost::Message)]
-struct ScopeSpans {
-    #[prost(message, repeated, tag = "2")]
-    spans: Vec<Span>,
-}
-#[derive(Clone, PartialEq, prost::Message)]
-struct Span {
-    #[prost(bytes = "vec", tag = "1")]
-    trace_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    span_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "4")]
-    parent_span_id: Vec<u8>,
-    #[prost(string, tag = "5")]
-    name: String,
-    #[prost(int32, tag = "6")]
-    kind: i32,
-    #[prost(fixed64, tag = "7")]
-    start_time_unix_nano: u64,
-    #[prost(fixed64, tag = "8")]
-    end_time_unix_nano: u64,
-    #[prost(message, repeated, tag = "9")]
-    attributes: Vec<KeyValue>,
-}
-#[derive(Clone, PartialEq, prost::Message)]
-struct KeyValue {
-    #[prost(string, tag = "1")]
-    key: String,
-    #[prost(message, optional, tag = "2")]
-    value: Option<AnyValue>,
-}
-#[derive(Clone, PartialEq, prost::Message)]
-struct AnyValue {
-    #[prost(string, optional, tag = "1")]
-    string_value: Option<String>,
-    #[prost(int64, optional, tag = "3")]
-    int_value: Option<i64>,
-}
-
-/// (service.name, span) for every span received.
-type Received = Arc<Mutex<Vec<(String, Span)>>>;
-
-async fn receiver() -> (String, Received) {
-    let got: Received = Arc::default();
-    let sink = got.clone();
-    let app = axum::Router::new().route(
-        "/v1/traces",
-        post(
-            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let sink = sink.clone();
-                async move {
-                    assert_eq!(headers["content-type"], "application/x-protobuf");
-                    assert_eq!(headers["authorization"], "Api-Token test token");
-                    let req = <ExportTraceServiceRequest as prost::Message>::decode(body).unwrap();
-                    for rs in req.resource_spans {
-                        let service = rs
-                            .resource
-                            .iter()
-                            .flat_map(|r| r.attributes.iter())
-                            .find(|kv| kv.key == "service.name")
-                            .and_then(|kv| kv.value.clone()?.string_value)
-                            .unwrap_or_default();
-                        for ss in rs.scope_spans {
-                            for s in ss.spans {
-                                sink.lock().unwrap().push((service.clone(), s));
-                            }
-                        }
-                    }
-                    axum::http::StatusCode::OK
-                }
-            },
-        ),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (url, got)
+/// Every span so far, after checking each export carried the configured
+/// credentials as protobuf.
+fn spans(got: &Received) -> Vec<(String, Span)> {
+    for e in got.exports.lock().unwrap().iter() {
+        assert_eq!(e.content_type, "application/x-protobuf");
+        assert_eq!(e.authorization.as_deref(), Some("Api-Token test token"));
+    }
+    got.spans()
 }
 
 /// The services' settings for exporting to the receiver at `otlp`.
@@ -138,10 +50,6 @@ async fn shop_with(env: &[(&str, &str)], n: usize) -> (common::Inventory, common
     (inv, pricing)
 }
 
-fn attr(s: &Span, key: &str) -> Option<AnyValue> {
-    s.attributes.iter().find(|kv| kv.key == key)?.value.clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_calculate_price_is_one_trace_across_both_services() {
     let (otlp, got) = receiver().await;
@@ -150,7 +58,7 @@ async fn one_calculate_price_is_one_trace_across_both_services() {
     let mut found = None;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let spans = got.lock().unwrap().clone();
+        let spans = spans(&got);
         let p = spans
             .iter()
             .find(|(svc, s)| svc == "pricing" && s.name == "GET /calculate_price");
@@ -178,21 +86,16 @@ async fn one_calculate_price_is_one_trace_across_both_services() {
             && i.end_time_unix_nano <= p.end_time_unix_nano
     );
     assert_eq!(
-        attr(&p, "http.route")
-            .and_then(|v| v.string_value)
-            .as_deref(),
+        p.attr("http.route").and_then(|v| v.string_value).as_deref(),
         Some("/calculate_price")
     );
     assert_eq!(
-        attr(&i, "http.response.status_code").and_then(|v| v.int_value),
+        i.attr("http.response.status_code")
+            .and_then(|v| v.int_value),
         Some(200)
     );
     // Probes are not traced.
-    assert!(got
-        .lock()
-        .unwrap()
-        .iter()
-        .all(|(_, s)| !s.name.contains("/readyz")));
+    assert!(spans(&got).iter().all(|(_, s)| !s.name.contains("/readyz")));
     // The exporter accounts for what it sent.
     assert!(metric(&pricing.base, "otlp_spans_exported_total").await >= 1.0);
     assert_eq!(metric(&pricing.base, "otlp_spans_failed_total").await, 0.0);
@@ -249,9 +152,7 @@ async fn json_logs_carry_the_trace_id_that_the_exported_spans_have() {
     let mut exported = Vec::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        exported = got
-            .lock()
-            .unwrap()
+        exported = spans(&got)
             .iter()
             .filter(|(_, s)| s.trace_id == want)
             .map(|(svc, _)| svc.clone())
@@ -340,7 +241,7 @@ async fn spans_reach_an_https_receiver_whose_ca_is_configured() {
     let mut services = Vec::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        services = got.lock().unwrap().iter().map(|(s, _)| s.clone()).collect();
+        services = spans(&got).iter().map(|(s, _)| s.clone()).collect();
         if services.iter().any(|s| s == "pricing") && services.iter().any(|s| s == "inventory") {
             break;
         }
@@ -354,7 +255,7 @@ async fn spans_reach_an_https_receiver_whose_ca_is_configured() {
     inv.running.stop().await;
 
     // The same receiver, CA not configured: refused, counted, not lost.
-    let before = got.lock().unwrap().len();
+    let before = got.spans().len();
     let inv = common::spawn_inventory_with(&exporter_env(&front.url)).await;
     let r = reqwest::get(format!("{}/products/SKU-1", inv.running.base))
         .await
@@ -369,7 +270,7 @@ async fn spans_reach_an_https_receiver_whose_ca_is_configured() {
         }
     }
     assert!(failed >= 1.0, "an untrusted certificate fails the export");
-    assert_eq!(got.lock().unwrap().len(), before, "nothing crossed");
+    assert_eq!(got.spans().len(), before, "nothing crossed");
     inv.running.stop().await;
 }
 

@@ -26,7 +26,13 @@ pub struct Shop {
     _data: tempfile::TempDir,
 }
 
-fn config(data: &std::path::Path, name: &str, extra: &[(&str, &str)]) -> Map {
+/// A service's settings: its own data directory, `everyone`'s, its own.
+fn config(
+    data: &std::path::Path,
+    everyone: &[(&str, &str)],
+    name: &str,
+    extra: &[(&str, &str)],
+) -> Map {
     let dir = data.join(name);
     let mut m = Map::new([
         ("DATA_DIR", dir.to_str().unwrap()),
@@ -35,7 +41,7 @@ fn config(data: &std::path::Path, name: &str, extra: &[(&str, &str)]) -> Map {
         ("PASSWORD_HASH_MEMORY_KIB", "256"),
         ("PASSWORD_HASH_ITERATIONS", "1"),
     ]);
-    for (k, v) in extra {
+    for (k, v) in everyone.iter().chain(extra) {
         m.0.insert((*k).into(), (*v).into());
     }
     m
@@ -51,10 +57,11 @@ pub async fn start() -> Shop {
     start_with(&[]).await
 }
 
-/// With extra settings for the storefront.
-pub async fn start_with(storefront_extra: &[(&str, &str)]) -> Shop {
+/// With `everyone` set for every service (e.g. trace export).
+pub async fn start_with(everyone: &[(&str, &str)]) -> Shop {
     let data = tempfile::tempdir().unwrap();
     let d = data.path();
+    let config = |name: &str, extra: &[(&str, &str)]| config(d, everyone, name, extra);
 
     // Orders proves itself to users with a client secret.
     let clients = d.join("clients");
@@ -65,7 +72,6 @@ pub async fn start_with(storefront_extra: &[(&str, &str)]) -> Shop {
 
     let (l, port) = listener().await;
     let c = users::Config::from_source(&config(
-        d,
         "users",
         &[
             ("ADMIN_EMAILS", ADMIN),
@@ -78,23 +84,22 @@ pub async fn start_with(storefront_extra: &[(&str, &str)]) -> Shop {
     let users_url = users.base.clone();
 
     let (l, port) = listener().await;
-    let c = inventory::Config::from_source(&config(d, "inventory", &[("USERS_URL", &users_url)]))
-        .unwrap();
+    let c =
+        inventory::Config::from_source(&config("inventory", &[("USERS_URL", &users_url)])).unwrap();
     let app = inventory::Application::build_with_listener(c, l)
         .await
         .unwrap();
     let inventory = Running::start(port, |stop| app.run(stop));
 
     let (l, port) = listener().await;
-    let c =
-        pricing::Config::from_source(&config(d, "pricing", &[("INVENTORY_URL", &inventory.base)]))
-            .unwrap();
+    let c = pricing::Config::from_source(&config("pricing", &[("INVENTORY_URL", &inventory.base)]))
+        .unwrap();
     let app = pricing::Application::build_with_listener(c, l);
     let pricing = Running::start(port, |stop| app.run(stop));
 
     let (l, port) = listener().await;
-    let c = payments::Config::from_source(&config(d, "payments", &[("USERS_URL", &users_url)]))
-        .unwrap();
+    let c =
+        payments::Config::from_source(&config("payments", &[("USERS_URL", &users_url)])).unwrap();
     let app = payments::Application::build_with_listener(c, l)
         .await
         .unwrap();
@@ -102,7 +107,6 @@ pub async fn start_with(storefront_extra: &[(&str, &str)]) -> Shop {
 
     let (l, port) = listener().await;
     let c = orders::Config::from_source(&config(
-        d,
         "orders",
         &[
             ("USERS_URL", &users_url),
@@ -118,16 +122,15 @@ pub async fn start_with(storefront_extra: &[(&str, &str)]) -> Shop {
         .unwrap();
     let orders = Running::start(port, |stop| app.run(stop));
 
-    let mut extra = vec![
+    let extra = [
         ("USERS_URL", users_url.as_str()),
         ("INVENTORY_URL", inventory.base.as_str()),
         ("PRICING_URL", pricing.base.as_str()),
         ("PAYMENTS_URL", payments.base.as_str()),
         ("ORDERS_URL", orders.base.as_str()),
     ];
-    extra.extend_from_slice(storefront_extra);
     let (l, port) = listener().await;
-    let c = storefront::Config::from_source(&config(d, "storefront", &extra)).unwrap();
+    let c = storefront::Config::from_source(&config("storefront", &extra)).unwrap();
     let app = storefront::Application::build_with_listener(c, l).unwrap();
     let storefront = Running::start(port, |stop| app.run(stop));
 
