@@ -25,7 +25,13 @@ pub enum Reply {
     /// The service answered (2xx, or a 4xx it means).
     Answer { status: u16, body: Value },
     /// No answer worth acting on before the deadline or the last retry.
-    NoAnswer { sent: bool, reason: String },
+    /// `who`: the service that did not answer, for messages; "users" when
+    /// the shop's own token could not be had (the call never left).
+    NoAnswer {
+        sent: bool,
+        reason: String,
+        who: &'static str,
+    },
     /// Not even tried: the deadline had passed. Says nothing about the
     /// service, so nothing may be concluded from it.
     OutOfTime,
@@ -55,10 +61,12 @@ pub struct Upstream {
 
 enum Attempt {
     Done(u16, Value),
-    /// Worth another attempt; `sent`: the request may have arrived.
+    /// Worth another attempt; `sent`: the request may have arrived; `who`
+    /// did not answer.
     Retry {
         sent: bool,
         reason: String,
+        who: &'static str,
     },
 }
 
@@ -100,6 +108,7 @@ impl Upstream {
         deadline: Instant,
     ) -> Reply {
         let mut sent = false;
+        let mut who = self.name;
         let mut attempt = 0u32;
         let mut renewed = false;
         loop {
@@ -108,7 +117,7 @@ impl Upstream {
                 if attempt == 0 && !renewed {
                     return Reply::OutOfTime;
                 }
-                return self.no_answer(sent, "no time left before the deadline".into());
+                return self.no_answer(sent, "no time left before the deadline".into(), who);
             }
             let timeout = self.attempt_timeout.min(left);
             let reason = match self.once(&method, path, body, key, ctx, timeout).await {
@@ -123,8 +132,13 @@ impl Upstream {
                     continue;
                 }
                 Attempt::Done(status, body) => return Reply::Answer { status, body },
-                Attempt::Retry { sent: s, reason } => {
+                Attempt::Retry {
+                    sent: s,
+                    reason,
+                    who: w,
+                } => {
                     sent |= s;
+                    who = w;
                     reason
                 }
             };
@@ -134,16 +148,16 @@ impl Upstream {
                 25 * (1u64 << attempt.min(6)) / 2 + rand::random_range(0..10),
             );
             if attempt > self.retries || Instant::now() + backoff >= deadline {
-                return self.no_answer(sent, reason);
+                return self.no_answer(sent, reason, who);
             }
             tracing::debug!(service = self.name, attempt, %reason, "retrying");
             tokio::time::sleep(backoff).await;
         }
     }
 
-    fn no_answer(&self, sent: bool, reason: String) -> Reply {
-        tracing::warn!(service = self.name, sent, %reason, "no answer");
-        Reply::NoAnswer { sent, reason }
+    fn no_answer(&self, sent: bool, reason: String, who: &'static str) -> Reply {
+        tracing::warn!(service = self.name, sent, %reason, who, "no answer");
+        Reply::NoAnswer { sent, reason, who }
     }
 
     async fn once(
@@ -168,6 +182,7 @@ impl Upstream {
                     return Attempt::Retry {
                         sent: false,
                         reason: e.to_string(),
+                        who: "users",
                     }
                 }
             }
@@ -192,6 +207,7 @@ impl Upstream {
                     } else {
                         "the connection failed mid-request".into()
                     },
+                    who: self.name,
                 };
             }
         };
@@ -200,6 +216,7 @@ impl Upstream {
             return Attempt::Retry {
                 sent: true,
                 reason: format!("{} answered {status}", self.name),
+                who: self.name,
             };
         }
         match res.bytes().await {
@@ -210,6 +227,7 @@ impl Upstream {
             Err(_) => Attempt::Retry {
                 sent: true,
                 reason: "the answer was cut off".into(),
+                who: self.name,
             },
         }
     }

@@ -12,14 +12,16 @@ use std::time::Instant;
 
 const OUT_OF_TIME: &str = "the drive ran out of time before the call";
 
-/// No answer from a service before anything was charged.
-fn unavailable(service: &Upstream, then: Step) -> Next {
+/// No answer from a service (`who`: the one called, or users when the
+/// shop's own token could not be had) before anything was charged.
+fn unavailable(who: &str, then: Step) -> Next {
+    let name = match who {
+        "users" => "The sign-in service (users)".to_owned(),
+        other => capitalised(other),
+    };
     fail(
         Reason::ServiceUnavailable,
-        format!(
-            "{} is not answering; nothing was charged, try again",
-            capitalised(service.name)
-        ),
+        format!("{name} is not answering; nothing was charged, try again"),
         then,
     )
 }
@@ -96,7 +98,7 @@ impl Saga {
             Reply::Answer { status, body } => {
                 rejected(&self.inventory, status, &body, Step::Release)
             }
-            Reply::NoAnswer { .. } => unavailable(&self.inventory, Step::Release),
+            Reply::NoAnswer { who, .. } => unavailable(who, Step::Release),
             Reply::OutOfTime => Next::Later(OUT_OF_TIME.into()),
         }
     }
@@ -127,7 +129,7 @@ impl Saga {
                 )
             }
             Reply::Answer { status, body } => rejected(&self.pricing, status, &body, Step::Release),
-            Reply::NoAnswer { .. } => unavailable(&self.pricing, Step::Release),
+            Reply::NoAnswer { who, .. } => unavailable(who, Step::Release),
             Reply::OutOfTime => Next::Later(OUT_OF_TIME.into()),
         }
     }
@@ -198,9 +200,9 @@ impl Saga {
             Reply::Answer { status, body } => {
                 rejected(&self.payments, status, &body, Step::Release)
             }
-            Reply::NoAnswer { sent: false, .. } if !in_doubt => {
-                unavailable(&self.payments, Step::Release)
-            }
+            Reply::NoAnswer {
+                sent: false, who, ..
+            } if !in_doubt => unavailable(who, Step::Release),
             Reply::NoAnswer { reason, .. } => {
                 Next::Later(format!("the charge's outcome is unknown: {reason}"))
             }

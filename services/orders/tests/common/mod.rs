@@ -56,7 +56,8 @@ impl Svc {
 pub struct Shop {
     users: Svc,
     inventory: Svc,
-    pricing: Running,
+    pricing: Option<Running>,
+    pricing_addr: SocketAddr,
     payments: Svc,
     orders: Option<Running>,
     pub orders_url: String,
@@ -183,7 +184,8 @@ impl Shop {
         let shop = Shop {
             users,
             inventory,
-            pricing,
+            pricing: Some(pricing),
+            pricing_addr: addr,
             payments,
             orders: None,
             orders_url: String::new(),
@@ -229,11 +231,7 @@ impl Shop {
     }
 
     pub fn pricing_addr(&self) -> SocketAddr {
-        self.pricing
-            .base
-            .trim_start_matches("http://")
-            .parse()
-            .unwrap()
+        self.pricing_addr
     }
 
     pub fn payments_addr(&self) -> SocketAddr {
@@ -249,7 +247,7 @@ impl Shop {
             self.inventory.base(),
             self.payments.base(),
         );
-        let pricing = self.pricing.base.clone();
+        let pricing = format!("http://{}", self.pricing_addr);
         let secret = self.secret_file.to_str().unwrap().to_owned();
         let mut pairs = vec![
             ("DATABASE_URL", self.orders_db.url.as_str()),
@@ -282,6 +280,20 @@ impl Shop {
     pub async fn stop_payments(&mut self) {
         if let Some(p) = self.payments.running.take() {
             p.stop().await;
+        }
+    }
+
+    /// Pricing goes away: its port refuses connections.
+    pub async fn stop_pricing(&mut self) {
+        if let Some(p) = self.pricing.take() {
+            p.stop().await;
+        }
+    }
+
+    /// Users goes away (sign-in, and the shop's own service tokens).
+    pub async fn stop_users(&mut self) {
+        if let Some(u) = self.users.running.take() {
+            u.stop().await;
         }
     }
 
@@ -493,7 +505,9 @@ impl Shop {
                 r.stop().await;
             }
         }
-        self.pricing.stop().await;
+        if let Some(p) = self.pricing.take() {
+            p.stop().await;
+        }
     }
 }
 

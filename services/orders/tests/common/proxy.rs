@@ -4,7 +4,9 @@
 //! - `Forward`: bytes pass both ways (after `delay` on the way back);
 //! - `Blackhole`: requests vanish (the service never sees them);
 //! - `Swallow`: requests reach the service, which acts on them, but its
-//!   answers never come back (the unknown outcome: "did it charge?").
+//!   answers never come back (the unknown outcome: "did it charge?");
+//! - `Fail`: the proxy answers each request itself with a 500 problem
+//!   (the service never sees it), as a service that is up but broken.
 //!
 //! The mode is read per chunk, so it applies at once to open connections.
 //! `on_response` runs as each chunk of an answer passes, before it is
@@ -21,7 +23,10 @@ pub enum Mode {
     Forward,
     Blackhole,
     Swallow,
+    Fail,
 }
+
+const FAILED: &str = "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/problem+json\r\ncontent-length: 48\r\nconnection: close\r\n\r\n{\"status\":500,\"title\":\"Internal Server Error\"}\r\n";
 
 type Hook = Arc<dyn Fn() + Send + Sync>;
 
@@ -76,9 +81,11 @@ async fn pipe(client: TcpStream, target: SocketAddr, s: Arc<Shared>) {
     let Ok(upstream) = TcpStream::connect(target).await else {
         return;
     };
-    let (mut cr, mut cw) = client.into_split();
+    let (mut cr, cw) = client.into_split();
+    let cw = Arc::new(tokio::sync::Mutex::new(cw));
     let (mut ur, mut uw) = upstream.into_split();
     let up_shared = s.clone();
+    let fail_w = cw.clone();
     let up = tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -86,8 +93,15 @@ async fn pipe(client: TcpStream, target: SocketAddr, s: Arc<Shared>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if mode(&up_shared) == Mode::Blackhole {
-                continue;
+            match mode(&up_shared) {
+                Mode::Blackhole => continue,
+                Mode::Fail => {
+                    let mut w = fail_w.lock().await;
+                    let _ = w.write_all(FAILED.as_bytes()).await;
+                    let _ = w.shutdown().await;
+                    break;
+                }
+                _ => {}
             }
             if uw.write_all(&buf[..n]).await.is_err() {
                 break;
@@ -111,7 +125,7 @@ async fn pipe(client: TcpStream, target: SocketAddr, s: Arc<Shared>) {
         if mode(&s) == Mode::Swallow {
             continue;
         }
-        if cw.write_all(&buf[..n]).await.is_err() {
+        if cw.lock().await.write_all(&buf[..n]).await.is_err() {
             break;
         }
     }
