@@ -238,29 +238,42 @@ impl Shop {
         self.payments.addr
     }
 
-    /// Orders on its database; `extra` overrides its settings (the
-    /// services' URLs, to put a proxy in between).
+    /// Orders' settings: its database, the services, short intervals;
+    /// `extra` overrides them (the services' URLs, to put a proxy in
+    /// between).
+    fn orders_settings(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = [
+            ("DATABASE_URL", self.orders_db.url.clone()),
+            ("USERS_URL", self.users.base()),
+            (
+                "SERVICE_SECRET_FILE",
+                self.secret_file.display().to_string(),
+            ),
+            ("INVENTORY_URL", self.inventory.base()),
+            ("PRICING_URL", format!("http://{}", self.pricing_addr)),
+            ("PAYMENTS_URL", self.payments.base()),
+            ("RECOVERY_INTERVAL_MS", "200".into()),
+            ("UPSTREAM_TIMEOUT_MS", "1000".into()),
+            ("CHECKOUT_DEADLINE_MS", "4000".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in extra {
+            pairs.retain(|(key, _)| key != k);
+            pairs.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        pairs
+    }
+
+    /// Orders in this process, on its database.
     pub async fn start_orders(&mut self, extra: &[(&str, &str)]) {
         assert!(self.orders.is_none(), "orders is running already");
-        let (users, inventory, payments) = (
-            self.users.base(),
-            self.inventory.base(),
-            self.payments.base(),
-        );
-        let pricing = format!("http://{}", self.pricing_addr);
-        let secret = self.secret_file.to_str().unwrap().to_owned();
-        let mut pairs = vec![
-            ("DATABASE_URL", self.orders_db.url.as_str()),
-            ("USERS_URL", users.as_str()),
-            ("SERVICE_SECRET_FILE", secret.as_str()),
-            ("INVENTORY_URL", inventory.as_str()),
-            ("PRICING_URL", pricing.as_str()),
-            ("PAYMENTS_URL", payments.as_str()),
-            ("RECOVERY_INTERVAL_MS", "200"),
-            ("UPSTREAM_TIMEOUT_MS", "1000"),
-            ("CHECKOUT_DEADLINE_MS", "4000"),
-        ];
-        pairs.extend_from_slice(extra);
+        let pairs = self.orders_settings(extra);
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let config = orders::Config::from_source(&map(&pairs)).unwrap();
         let (l, addr) = listener("127.0.0.1:0").await;
         let app = orders::Application::build_with_listener(config, l)
@@ -268,6 +281,40 @@ impl Shop {
             .unwrap();
         self.orders_url = format!("http://{addr}");
         self.orders = Some(Running::start(addr.port(), |stop| app.run(stop)));
+    }
+
+    /// Orders as its own process (the built `orders` binary), on its
+    /// database, ready; for killing it with SIGKILL. Killed on drop.
+    pub async fn spawn_orders(&mut self, extra: &[(&str, &str)]) -> tokio::process::Child {
+        assert!(self.orders.is_none(), "orders is running in this process");
+        // A free port, given to the child (nothing else here binds one).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_orders"));
+        cmd.env_clear()
+            .envs(self.orders_settings(extra))
+            .env("LISTEN_ADDR", &addr)
+            .env("LOG_LEVEL", "error")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let child = cmd.spawn().expect("starting the orders binary");
+        self.orders_url = format!("http://{addr}");
+        let ready = Instant::now() + Duration::from_secs(10);
+        loop {
+            let res = self.anonymous.get(self.url("/readyz")).send().await;
+            if res.is_ok_and(|r| r.status().is_success()) {
+                return child;
+            }
+            assert!(
+                Instant::now() < ready,
+                "orders did not become ready on {addr}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn stop_orders(&mut self) {
@@ -394,6 +441,13 @@ impl Shop {
             .await
             .unwrap();
         assert_eq!(res.status(), 200, "reading order {id}");
+        res.json().await.unwrap()
+    }
+
+    /// The first page of the customer's orders.
+    pub async fn orders(&self, c: &Customer) -> Value {
+        let res = c.client.get(self.url("/orders")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "listing orders");
         res.json().await.unwrap()
     }
 
