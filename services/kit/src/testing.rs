@@ -77,6 +77,9 @@ async fn schemathesis_once(
         .arg(config)
         .arg("--no-color")
         .args(["run", &format!("{base}/openapi.json")])
+        // The document's paths are under `base` (which may itself have a
+        // path: a service behind the storefront's /api/<service>).
+        .args(["--url", base])
         .args(["--max-examples", &max_examples.to_string()])
         .args(["--seed", "20261121"])
         .args(["--workers", "2"])

@@ -28,9 +28,11 @@ const REQUEST_HEADERS: [HeaderName; 6] = [
     HeaderName::from_static("idempotency-key"),
 ];
 
-/// Response headers passed back.
-const RESPONSE_HEADERS: [HeaderName; 7] = [
+/// Response headers passed back (`Allow`: a 405 without it breaks RFC
+/// 9110; schemathesis through the gateway found it missing).
+const RESPONSE_HEADERS: [HeaderName; 8] = [
     header::CONTENT_TYPE,
+    header::ALLOW,
     header::ETAG,
     header::RETRY_AFTER,
     header::WWW_AUTHENTICATE,
