@@ -319,6 +319,39 @@ mod tests {
         assert!(check(&reserved).unwrap_err().contains("reserved"));
     }
 
+    /// The call graph as the README and phases/00-shop.md draw it
+    /// (Mermaid), made from the catalogue: callers first.
+    fn mermaid(shop: &[Service]) -> String {
+        let mut out = String::from("flowchart LR\n");
+        out.push_str(&format!(
+            "  world((shopper / API client)) --> {}\n",
+            public(shop).name
+        ));
+        for s in shop.iter().rev().filter(|s| !s.calls.is_empty()) {
+            let callees: Vec<_> = s.callees(shop).map(|c| c.name).collect();
+            out.push_str(&format!("  {} --> {}\n", s.name, callees.join(" & ")));
+        }
+        let owners: Vec<_> = shop.iter().filter(|s| s.database).map(|s| s.name).collect();
+        out.push_str(&format!(
+            "  {} --> db[(PostgreSQL<br/>or SQLite each)]\n",
+            owners.join(" & ")
+        ));
+        out
+    }
+
+    #[test]
+    fn the_call_graph_pictures_are_the_catalogues() {
+        let picture = format!("```mermaid\n{}```", mermaid(SHOP));
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for doc in ["README.md", "phases/00-shop.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            assert!(
+                text.contains(&picture),
+                "{doc} should draw the catalogue's call graph as:\n{picture}"
+            );
+        }
+    }
+
     #[test]
     fn demo_records_are_json_arrays_of_objects_with_ids() {
         for s in SHOP {
