@@ -16,7 +16,7 @@ const DESCRIPTION_PATTERN: &str =
     "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$";
 /// Empty, `*`, or a comma-separated list of entity tags (RFC 9110).
 const IF_MATCH_PATTERN: &str = "^(|\\*|(W/)?\"[!#-~]*\"([ \\t]*,[ \\t]*(W/)?\"[!#-~]*\")*)$";
-const ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
+use kit::ids::ID_PATTERN;
 
 fn problem(description: &str) -> Value {
     json!({

@@ -170,6 +170,51 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Worth running the whole transaction again: PostgreSQL serialization
+/// failures (40001) and deadlocks (40P01).
+pub fn is_retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40001" | "40P01")))
+}
+
+/// The database answered but gave up waiting: PostgreSQL's 55P03
+/// lock_not_available (lock_timeout) and 57014 query_canceled
+/// (statement_timeout); SQLite BUSY and LOCKED (primary codes 5 and 6,
+/// after busy_timeout, whatever the extended code: 517 BUSY_SNAPSHOT, 261
+/// BUSY_RECOVERY…). SQLSTATEs are always five characters, SQLite's
+/// numeric codes fewer.
+pub fn is_busy(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(d) = e else {
+        return false;
+    };
+    match d.code().as_deref() {
+        Some("55P03" | "57014") => true,
+        Some(c) if c.len() < 5 => c.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)),
+        _ => false,
+    }
+}
+
+/// What a database error means for the request that met it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Not answering (503, Retry-After): see [`is_unavailable`].
+    Unavailable,
+    /// Answering but busy or colliding (503, Retry-After): [`is_busy`],
+    /// [`is_retryable`] once retries ran out.
+    Busy,
+    /// Anything else: a fault (500), logged, never shown.
+    Fault,
+}
+
+pub fn classify(e: &sqlx::Error) -> Failure {
+    if is_unavailable(e) {
+        Failure::Unavailable
+    } else if is_busy(e) || is_retryable(e) {
+        Failure::Busy
+    } else {
+        Failure::Fault
+    }
+}
+
 /// The connection exceptions (class 08), shutdowns (57P01 admin, 57P02
 /// crash, 57P03 starting up or shutting down), too many connections, and a
 /// database closed to connections (55000 is what `ALLOW_CONNECTIONS false`

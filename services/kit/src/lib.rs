@@ -12,6 +12,7 @@ pub mod db;
 pub mod extract;
 pub mod health;
 pub mod html;
+pub mod ids;
 pub mod metrics;
 pub mod money;
 pub mod otlp;

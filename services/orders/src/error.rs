@@ -38,33 +38,16 @@ pub enum Error {
     Database(#[source] sqlx::Error),
 }
 
-/// Worth running the whole transaction again: PostgreSQL serialization
-/// failures and deadlocks.
-pub fn is_retryable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40001" | "40P01")))
-}
-
-/// PostgreSQL lock and statement timeouts; SQLite BUSY and LOCKED (primary
-/// codes 5 and 6, whatever the extended code).
-fn is_busy(e: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(d) = e else {
-        return false;
-    };
-    match d.code().as_deref() {
-        Some("55P03" | "57014") => true,
-        Some(c) if c.len() < 5 => c.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)),
-        _ => false,
-    }
-}
+/// Worth running the whole transaction again: serialization failures and
+/// deadlocks.
+pub use kit::db::is_retryable;
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        if kit::db::is_unavailable(&e) {
-            Error::Unavailable(e)
-        } else if is_busy(&e) || is_retryable(&e) {
-            Error::Busy(e)
-        } else {
-            Error::Database(e)
+        match kit::db::classify(&e) {
+            kit::db::Failure::Unavailable => Error::Unavailable(e),
+            kit::db::Failure::Busy => Error::Busy(e),
+            kit::db::Failure::Fault => Error::Database(e),
         }
     }
 }

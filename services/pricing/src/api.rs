@@ -69,7 +69,7 @@ impl IntoResponse for PriceError {
     }
 }
 
-pub const ID_MAX: usize = 64;
+pub use kit::ids::ID_MAX;
 
 /// Same rule as the inventory's ids, checked here so nothing odd is ever
 /// put into the inventory URL.
@@ -78,12 +78,7 @@ pub fn check_product_id(raw: Option<&str>) -> Result<String, PriceError> {
     if id.is_empty() {
         return Err(PriceError::BadProduct("Please enter a product ID.".into()));
     }
-    let b = id.as_bytes();
-    let ok = b.len() <= ID_MAX
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
-    if !ok {
+    if !kit::ids::valid(id) {
         return Err(PriceError::BadProduct(format!(
             "“{}” is not a product ID: IDs are up to {ID_MAX} letters, digits, dots, dashes or underscores.",
             id.chars().take(40).collect::<String>()

@@ -33,7 +33,7 @@ fn unavailable() -> Value {
 }
 
 pub fn document(max_quantity: i64) -> String {
-    let id = json!({"type": "string", "minLength": 1, "maxLength": crate::api::ID_MAX, "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"});
+    let id = json!({"type": "string", "minLength": 1, "maxLength": crate::api::ID_MAX, "pattern": kit::ids::ID_PATTERN});
     let quantity =
         json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": max_quantity});
     let mut get_responses = price_responses();

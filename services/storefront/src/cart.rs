@@ -49,15 +49,6 @@ fn amount(v: &Value, key: &str, currency: &str) -> String {
         .map_or_else(|| "—".to_owned(), |a| money(a, currency))
 }
 
-fn product_id_ok(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.as_bytes()[0].is_ascii_alphanumeric()
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 /// The cart page, with `message`; `status` as the outcome that led here.
 async fn cart_page(
     s: &State,
@@ -283,7 +274,7 @@ pub async fn add(
         return login_first(&v);
     };
     let done = async {
-        if !v.form_is_ours(&s.csrf, &f.csrf) || !product_id_ok(&f.product_id) {
+        if !v.form_is_ours(&s.csrf, &f.csrf) || !kit::ids::valid(&f.product_id) {
             return Err(expired());
         }
         let q = quantity(&f.quantity, 1)?;
@@ -314,7 +305,7 @@ pub async fn update(
         return login_first(&v);
     };
     let done = async {
-        if !v.form_is_ours(&s.csrf, &f.csrf) || !product_id_ok(&id) {
+        if !v.form_is_ours(&s.csrf, &f.csrf) || !kit::ids::valid(&id) {
             return Err(expired());
         }
         set_line(&s, &ctx, &sh.token, &id, quantity(&f.quantity, 0)?).await
@@ -472,7 +463,7 @@ pub async fn order(
             "",
         )
     };
-    if !product_id_ok(&id) {
+    if !kit::ids::valid(&id) {
         return missing(&s, &v);
     }
     let path = format!("/orders/{id}");

@@ -140,12 +140,7 @@ pub async fn product(
 ) -> Response {
     // Inventory's id rule: anything else cannot be a product, and is never
     // put into an upstream URL.
-    let valid = !id.is_empty()
-        && id.len() <= 64
-        && id.as_bytes()[0].is_ascii_alphanumeric()
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let valid = kit::ids::valid(&id);
     let not_found = |s: &State, v: &Visitor| {
         page(
             s,

@@ -30,7 +30,8 @@ pub enum Error {
     /// 401/403/503 from the bearer token.
     #[error(transparent)]
     Auth(#[from] AuthError),
-    /// 503: the database did not answer in time.
+    /// 503: the database did not answer in time, or gave up waiting on a
+    /// lock.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     /// 500: anything else; logged, never shown.
@@ -40,10 +41,10 @@ pub enum Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        if kit::db::is_unavailable(&e) {
-            Error::Unavailable(e)
-        } else {
-            Error::Database(e)
+        match kit::db::classify(&e) {
+            // A lock or statement timeout is the database's busy: 503 too.
+            kit::db::Failure::Unavailable | kit::db::Failure::Busy => Error::Unavailable(e),
+            kit::db::Failure::Fault => Error::Database(e),
         }
     }
 }
