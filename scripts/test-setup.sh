@@ -15,7 +15,7 @@ AS_PG=(runuser -u postgres --)
 log() { printf '[test-setup] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------
-ensure_packages postgresql chromium chromium-driver wrk prometheus openssh-server shellcheck busybox-static openssl
+ensure_packages postgresql chromium chromium-driver wrk prometheus openssh-server shellcheck busybox-static openssl groovy rsync git
 
 # --- PostgreSQL: a cluster on 127.0.0.1:5432 and a role that may create DBs --
 pg_ver="$(ls /usr/lib/postgresql | sort -V | tail -1)"
@@ -55,6 +55,13 @@ if [ ! -x "$venv_k8s/bin/python" ]; then
   python3 -m venv "$venv_k8s"
 fi
 "$venv_k8s/bin/pip" install -q --disable-pip-version-check -r "$here/scripts/test-requirements-k8s.txt"
+
+# --- gitlab-ci-local (npm, pinned: 4.74+ crash on Debian's Node 20) ------------
+glci="$tools/npm/node_modules/.bin/gitlab-ci-local"
+if [ ! -x "$glci" ] || ! "$glci" --version 2>/dev/null | grep -qx '4.72.0'; then
+  log "installing gitlab-ci-local 4.72.0"
+  npm install --silent --no-audit --no-fund --prefix "$tools/npm" gitlab-ci-local@4.72.0 >/dev/null
+fi
 
 # --- Docker, a registry on 127.0.0.1:5000 and the local base image ---------
 bash "$here/scripts/docker-setup.sh" --registry
@@ -97,5 +104,9 @@ export ESHOP_TEST_PROMETHEUS_IMAGE=eshop-prometheus:local
 export ESHOP_TEST_GRAFANA_STANDIN_IMAGE=$standin
 export ESHOP_TEST_KUBERNETES_VALIDATE=$venv_k8s/bin/kubernetes-validate
 export ESHOP_TEST_CHECKOV=$venv_k8s/bin/checkov
+export ESHOP_TEST_GITLAB_CI_LOCAL=$glci
+export ESHOP_TEST_ACT=$venv/bin/act
+export ESHOP_TEST_GROOVY=/usr/bin/groovy
+export ESHOP_TEST_JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")
 ENV
 log "ready; test environment in $tools/env"

@@ -74,6 +74,11 @@ pub enum Command {
     },
     /// List the phases and the targets they run on.
     Phases,
+    /// Phase 8's stage bodies, as the rendered pipelines call them.
+    Pipeline {
+        #[command(subcommand)]
+        stage: crate::phases::pipeline::stages::StageCmd,
+    },
     /// Write a phase's rendered templates for review.
     Render {
         phase: String,

@@ -11,6 +11,7 @@ pub mod aws;
 pub mod kube;
 mod layer;
 mod pinned;
+pub mod pipeline;
 pub use pinned::Pinned;
 mod local;
 
@@ -90,6 +91,8 @@ struct File {
     ssh: kube::FileSsh,
     #[serde(default)]
     apm: apm::FileApm,
+    #[serde(default)]
+    pipeline: pipeline::FilePipeline,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +205,7 @@ pub struct Config {
     pub kube: kube::Kube,
     pub ssh: kube::Ssh,
     pub apm: apm::Apm,
+    pub pipeline: pipeline::Pipeline,
     /// The services eshop builds and runs ([`crate::shop::SHOP`]; tests
     /// may hand in another catalogue).
     pub shop: &'static [Service],
@@ -348,6 +352,7 @@ impl Config {
         )?;
         let ssh = kube::ssh(&o, &file.ssh, target)?;
         let apm = apm::apm(&o, &file.apm)?;
+        let pipeline = pipeline::pipeline(&o, &file.pipeline, &project)?;
         let source_dir = o
             .key("build.source_dir", &file.build.source_dir)
             .or(base.to_path_buf(), |d| Ok(o.path(d)))?;
@@ -382,6 +387,7 @@ impl Config {
             kube,
             ssh,
             apm,
+            pipeline,
             shop,
         })
     }

@@ -118,6 +118,9 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
             let p = single.expect("resolved above");
             ("render", render(&ctx, p, &out))
         }
+        Command::Pipeline { stage } => {
+            ("pipeline", phases::pipeline::stages::run(&ctx, stage).await)
+        }
         Command::Completions { .. } | Command::Phases => unreachable!("handled above"),
     };
     let outcome = match &result {

@@ -1,11 +1,30 @@
 //! Mechanisms every phase shares, written once: content hashes, the
-//! deterministic tar a build context is made of, atomic file writes and
-//! waiting for a condition with a deadline.
+//! deterministic tar a build context is made of, atomic file writes,
+//! XML text and waiting for a condition with a deadline.
 
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// Text for XML (JUnit reports, Jenkins job configurations): the five
+/// entities escaped, and no character XML 1.0 forbids.
+pub fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {

@@ -56,6 +56,8 @@ const NOT_STRINGS: &[&str] = &[
     "local.demo_data",
     "local.ready_timeout_secs",
     "monitoring.scrape_interval_secs",
+    "pipeline.enabled",
+    "pipeline.push_to_deploy",
     "ssh.connect_timeout_secs",
     "ssh.port",
     "ssh.script_timeout_secs",
@@ -127,6 +129,10 @@ const STRINGS: &[&str] = &[
     "ssh.user",
     "ssh.identity_file",
     "ssh.config_file",
+    "pipeline.branch",
+    "pipeline.jenkins_url",
+    "pipeline.jenkins_job",
+    "pipeline.repository_url",
 ];
 
 /// Every key literal `src/config` reads, so the lists above stay complete.
@@ -253,13 +259,14 @@ fn with(base: &toml::Table, key: &str, value: &str) -> String {
     toml::to_string(&t).unwrap()
 }
 
-const PHASES: [&str; 7] = [
+const PHASES: [&str; 8] = [
     "images",
     "infra",
     "schedule",
     "kubernetes",
     "security",
     "monitoring",
+    "pipeline",
     "apm",
 ];
 
@@ -276,6 +283,8 @@ fn render_all(p: &Project, config: &str) -> Result<BTreeMap<String, String>, (i3
                 ("ESHOP_OTLP_HEADERS", "x-api-key=secret"),
                 ("ESHOP_DYNATRACE_API_TOKEN", "dt0c01.API"),
                 ("ESHOP_DYNATRACE_DATA_INGEST_TOKEN", "dt0c01.INGEST"),
+                ("ESHOP_JENKINS_USER", "ci"),
+                ("ESHOP_JENKINS_TOKEN", "jenkins-token"),
             ],
         );
         if !out.status.success() {

@@ -30,6 +30,8 @@ pub mod local;
 pub mod manifests;
 #[path = "07_monitoring/mod.rs"]
 pub mod monitoring;
+#[path = "08_pipeline/mod.rs"]
+pub mod pipeline;
 #[path = "04_schedule/mod.rs"]
 pub mod schedule;
 #[path = "06_security.rs"]
@@ -382,6 +384,7 @@ pub fn registry() -> Vec<&'static dyn Runnable> {
         &kubernetes::Kubernetes,
         &security::Security,
         &monitoring::Monitoring,
+        &pipeline::Pipeline,
         &apm::Apm,
     ]
 }

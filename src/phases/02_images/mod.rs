@@ -36,7 +36,7 @@ const MULTISTAGE_DOCKERFILE: &str = include_str!("../../../templates/images/Dock
 pub(super) const DATA_DIR: &str = "/data";
 
 /// An image ready to build: its reference and the build context.
-struct Planned {
+pub struct Planned {
     svc: &'static Service,
     repo: String,
     tag: String,
@@ -383,6 +383,23 @@ impl Images {
 
     async fn apply_now(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
         let cfg = &ctx.config;
+        let (mut changed, images) = self.build_and_push(ctx, cfg.push).await?;
+        if cfg.target == Target::Local {
+            let engine = ctx.docker().await?;
+            changed += self.run_local(ctx, engine, &images).await?;
+        }
+        Ok(Outcome { changed })
+    }
+
+    /// One content-tagged image per service (from phase 1's binaries),
+    /// pushed when `push`: what apply does before running anything, and
+    /// what the pipeline's image and push stages call. Returns the
+    /// changes and the images.
+    pub async fn build_and_push(
+        &self,
+        ctx: &Ctx,
+        push: bool,
+    ) -> anyhow::Result<(usize, Vec<Planned>)> {
         let engine = ctx.docker().await?;
         let images = plan_images(ctx)?;
         let mut changed = 0;
@@ -402,7 +419,7 @@ impl Images {
             } else {
                 ctx.ui.debug(NAME, &format!("{r} exists"));
             }
-            if cfg.push {
+            if push {
                 let (digest, did) = self.push(ctx, engine, p).await?;
                 changed += usize::from(did);
                 if pushed.get(&r) != Some(&digest) {
@@ -421,18 +438,15 @@ impl Images {
             current: current(&images, &pushed),
             pushed,
         };
-        if cfg.push && recorded(ctx) != now {
+        if push && recorded(ctx) != now {
             ctx.set_phase_state(NAME, serde_json::to_value(&now)?)?;
         }
-        if cfg.target == Target::Local {
-            changed += self.run_local(ctx, engine, &images).await?;
-        }
-        Ok(Outcome { changed })
+        Ok((changed, images))
     }
 
     /// The local target: network, volumes, one container per service in
     /// catalogue order, then wait until every one is healthy.
-    async fn run_local(
+    pub async fn run_local(
         &self,
         ctx: &Ctx,
         engine: &Engine,
