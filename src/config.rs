@@ -171,6 +171,9 @@ pub struct Config {
     pub source_dir: PathBuf,
     /// Where state files go: `.eshop/` beside the config file.
     pub state_dir: PathBuf,
+    /// The configuration file read (it may not exist: then defaults),
+    /// for what must run eshop again with it (the push-to-deploy hook).
+    pub config_file: PathBuf,
     pub build_test: bool,
     /// Registry host[:port][/namespace]; empty = images stay local.
     pub registry: String,
@@ -355,11 +358,15 @@ impl Config {
         let pipeline = pipeline::pipeline(&o, &file.pipeline, &project)?;
         let source_dir = o
             .key("build.source_dir", &file.build.source_dir)
+            // Push-to-deploy builds a pushed commit's work tree with the
+            // project's own configuration and state.
+            .env("ESHOP_BUILD_SOURCE_DIR")
             .or(base.to_path_buf(), |d| Ok(o.path(d)))?;
         Ok(Config {
             project,
             target,
             source_dir,
+            config_file: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
             state_dir,
             build_test: file.build.test.unwrap_or(false),
             registry: images.registry,

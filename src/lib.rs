@@ -81,7 +81,14 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
     };
     let explicit =
         std::env::var_os("ESHOP_CONFIG").is_some() || cli.config.as_os_str() != "eshop.toml";
-    let config = Config::load(&cli.config, explicit, &ProcessEnv, &flags)?;
+    let mut config = Config::load(&cli.config, explicit, &ProcessEnv, &flags)?;
+    if let Command::Pipeline {
+        stage: phases::pipeline::stages::StageCmd::Image,
+    } = &cli.command
+    {
+        // The pipeline's images stage: its tests ran in their own stage.
+        config.build_test = false;
+    }
     let range = match &cli.command {
         Command::Up { range } | Command::Plan { range } => Range::of(range)?,
         _ => Range::all(),
@@ -94,6 +101,15 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
         confirm_destroy(&cli, &config)?;
     }
 
+    if let Command::Pipeline {
+        stage: phases::pipeline::stages::StageCmd::Run,
+    } = &cli.command
+    {
+        // The push-to-deploy hook: its stages are eshop commands that
+        // take the state's lock themselves.
+        let config_path = std::path::absolute(&cli.config)?;
+        return phases::pipeline::hook::run(&config, &config_path, std::io::stdin().lock());
+    }
     let store = state::Store::open(&config.state_dir, &config.project, config.target.as_str())?;
     let purge = matches!(
         cli.command,

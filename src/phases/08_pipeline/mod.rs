@@ -9,6 +9,7 @@
 //! name, and destroy removes only marked files.
 
 pub mod files;
+pub mod hook;
 pub mod model;
 pub mod stages;
 
@@ -104,6 +105,11 @@ fn plan_files(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
     Ok(plan)
 }
 
+/// Push-to-deploy runs on this machine: the local target only.
+fn push_to_deploy(cfg: &Config) -> bool {
+    cfg.pipeline.push_to_deploy && cfg.target == crate::config::Target::Local
+}
+
 impl Phase for Pipeline {
     const INFO: Info = Info::new(
         8,
@@ -119,7 +125,11 @@ impl Phase for Pipeline {
     }
 
     async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
-        plan_files(ctx)
+        let mut plan = plan_files(ctx)?;
+        if push_to_deploy(&ctx.config) {
+            plan.extend(hook::plan(&ctx.config));
+        }
+        Ok(plan)
     }
 
     async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
@@ -139,6 +149,9 @@ impl Phase for Pipeline {
             crate::util::write_atomic(&path, content.as_bytes(), 0o644)?;
             ctx.ui.info(PHASE, &format!("wrote {rel}"));
             changed += 1;
+        }
+        if push_to_deploy(cfg) {
+            changed += hook::apply(ctx, &cfg.config_file)?;
         }
         Ok(Outcome { changed })
     }
@@ -169,6 +182,8 @@ impl Phase for Pipeline {
         for dir in [".github/workflows", ".github"] {
             let _ = std::fs::remove_dir(cfg.source_dir.join(dir));
         }
+        // Whatever the configuration says now: found by its marker.
+        changed += hook::destroy(ctx)?;
         Ok(Outcome { changed })
     }
 
@@ -187,6 +202,9 @@ impl Phase for Pipeline {
                 state: state.to_owned(),
                 healthy,
             });
+        }
+        if push_to_deploy(cfg) {
+            out.extend(hook::status(cfg));
         }
         Ok(out)
     }

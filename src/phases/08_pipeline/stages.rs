@@ -27,8 +27,12 @@ pub enum StageCmd {
     /// The images as a throw-away shop (project `<project>-smoke` on
     /// 127.0.0.2): started, every /readyz answered, removed.
     Smoke,
-    /// The images pushed to `images.registry` (phase 2's push).
+    /// The images pushed to `images.registry` (phase 2's push); without
+    /// a registry, says so and passes.
     Push,
+    /// The push-to-deploy hook's body: the pipeline for each commit git
+    /// hands over on stdin (`old new ref` lines).
+    Run,
 }
 
 pub async fn run(ctx: &Ctx, stage: StageCmd) -> anyhow::Result<()> {
@@ -37,9 +41,15 @@ pub async fn run(ctx: &Ctx, stage: StageCmd) -> anyhow::Result<()> {
         StageCmd::Test => test(&ctx.config).await,
         StageCmd::Image => image(ctx).await,
         StageCmd::Smoke => smoke(ctx).await,
+        // Handled before the state is opened (lib.rs): its stages open it.
+        StageCmd::Run => unreachable!("the hook runs without the state lock"),
         StageCmd::Push => {
             if ctx.config.registry.is_empty() {
-                anyhow::bail!("nothing to push to: set images.registry (or ESHOP_IMAGES_REGISTRY)");
+                ctx.ui.info(
+                    PHASE,
+                    "push: skipped: no registry configured (images.registry)",
+                );
+                return Ok(());
             }
             let (changed, _) = Images.build_and_push(ctx, true).await?;
             ctx.ui.info(PHASE, &format!("push: {changed} change(s)"));
@@ -276,9 +286,8 @@ fn ctx_for(ctx: &Ctx, project: String, edit: impl FnOnce(&mut Config)) -> anyhow
 }
 
 async fn image(ctx: &Ctx) -> anyhow::Result<()> {
-    // The tests ran in their own stage.
-    let build = ctx_for(ctx, ctx.config.project.clone(), |c| c.build_test = false)?;
-    Build.apply(&build).await?;
+    // Without build.test (lib.rs): the tests ran in their own stage.
+    Build.apply(ctx).await?;
     let (changed, images) = Images.build_and_push(ctx, false).await?;
     ctx.ui.info(
         PHASE,
