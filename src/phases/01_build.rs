@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 pub struct Build;
 
-const NAME: &str = "build";
+pub const NAME: &str = "build";
 
 /// Hashes every file that can change the binaries: the workspace manifests
 /// and lock file, and everything under services/ except build output.

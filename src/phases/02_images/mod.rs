@@ -29,7 +29,7 @@ pub(crate) use container::container_spec;
 
 pub struct Images;
 
-const NAME: &str = "images";
+pub const NAME: &str = "images";
 const RUNTIME_DOCKERFILE: &str = include_str!("../../../templates/images/Dockerfile.runtime");
 const MULTISTAGE_DOCKERFILE: &str = include_str!("../../../templates/images/Dockerfile.multistage");
 /// Where a database-owning service keeps its SQLite file in the container.

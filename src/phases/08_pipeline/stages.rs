@@ -312,11 +312,25 @@ async fn smoke(ctx: &Ctx) -> anyhow::Result<()> {
         c.demo_data = false;
         c.push = false;
     })?;
+    // The binaries the images stage built (phase 1's record).
+    let built = ctx
+        .store
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .phase(crate::phases::build::NAME)
+        .cloned();
+    if let Some(b) = built {
+        smoke.set_phase_state(crate::phases::build::NAME, b)?;
+    }
     let (_, images) = Images.build_and_push(&smoke, false).await?;
     let engine = smoke.docker().await?;
     let ran = Images.run_local(&smoke, engine, &images).await;
-    // Removed whether it came up or not; its data goes too.
+    // Removed whether it came up or not; its data goes too, and what it
+    // recorded.
     let removed = crate::phases::remove_labelled(&smoke, engine, None, PHASE, Kinds::All).await;
+    for phase in [crate::phases::build::NAME, crate::phases::images::NAME] {
+        smoke.clear_phase_state(phase)?;
+    }
     ran?;
     removed?;
     ctx.ui.info(
