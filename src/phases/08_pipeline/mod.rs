@@ -9,6 +9,7 @@
 //! name, and destroy removes only marked files.
 
 pub mod files;
+pub mod jenkins;
 pub mod model;
 pub mod stages;
 
@@ -119,13 +120,17 @@ impl Phase for Pipeline {
     }
 
     async fn plan(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
-        plan_files(ctx)
+        let mut plan = plan_files(ctx)?;
+        plan.extend(jenkins::plan(ctx).await?);
+        Ok(plan)
     }
 
     async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
         let cfg = &ctx.config;
         // Every file is checked before any is written.
         let plan = plan_files(ctx)?;
+        // And the Jenkins job (a foreign one refused) before any is written.
+        let job = jenkins::check(ctx).await?;
         let rendered = files::render(&model::model(cfg))?;
         let mut changed = 0;
         for ((rel, content), change) in rendered.iter().zip(&plan) {
@@ -140,6 +145,7 @@ impl Phase for Pipeline {
             ctx.ui.info(PHASE, &format!("wrote {rel}"));
             changed += 1;
         }
+        changed += jenkins::converge(ctx, job).await?;
         Ok(Outcome { changed })
     }
 
@@ -169,6 +175,7 @@ impl Phase for Pipeline {
         for dir in [".github/workflows", ".github"] {
             let _ = std::fs::remove_dir(cfg.source_dir.join(dir));
         }
+        changed += jenkins::destroy(ctx).await?;
         Ok(Outcome { changed })
     }
 
@@ -188,6 +195,7 @@ impl Phase for Pipeline {
                 healthy,
             });
         }
+        out.extend(jenkins::status(cfg).await);
         Ok(out)
     }
 
