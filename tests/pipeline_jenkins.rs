@@ -125,6 +125,15 @@ impl StandIn {
             .collect()
     }
 
+    /// The one POST since [`Self::clear`]: to `path`, with crumb and cookie.
+    fn only_post(&self, path: &str) -> Recorded {
+        let posts = self.posts();
+        assert_eq!(posts.len(), 1, "{posts:#?}");
+        assert_eq!(posts[0].path, path);
+        assert!(posts[0].crumb_ok && posts[0].cookie_ok, "{:?}", posts[0]);
+        posts[0].clone()
+    }
+
     fn clear(&self) {
         self.lock().requests.clear();
     }
@@ -274,11 +283,7 @@ fn stand_in_jenkins_apply_creates_the_job_once_follows_the_branch_and_destroy_de
     let out = p.ok(&["phase", "pipeline", "apply"]);
     assert!(out.contains("5 change(s)"), "four files and the job: {out}");
     assert!(out.contains(&format!("created jenkins job {JOB}")), "{out}");
-    let posts = j.posts();
-    assert_eq!(posts.len(), 1, "{posts:#?}");
-    let create = &posts[0];
-    assert_eq!(create.path, format!("/createItem?name={JOB}"));
-    assert!(create.crumb_ok && create.cookie_ok, "{create:?}");
+    let create = j.only_post(&format!("/createItem?name={JOB}"));
     for want in [
         "<flow-definition plugin=\"workflow-job\">",
         &format!("<url>{REPO}</url>"),
@@ -331,11 +336,8 @@ fn stand_in_jenkins_apply_creates_the_job_once_follows_the_branch_and_destroy_de
     j.clear();
     let out = p.ok(&["phase", "pipeline", "apply"]);
     assert!(out.contains(&format!("updated jenkins job {JOB}")), "{out}");
-    let posts = j.posts();
-    assert_eq!(posts.len(), 1, "{posts:#?}");
-    assert_eq!(posts[0].path, format!("/job/{JOB}/config.xml"));
-    assert!(posts[0].crumb_ok && posts[0].cookie_ok);
-    assert!(posts[0].body.contains("<name>*/trunk</name>"));
+    let update = j.only_post(&format!("/job/{JOB}/config.xml"));
+    assert!(update.body.contains("<name>*/trunk</name>"));
     assert!(j.job(JOB).unwrap().contains("*/trunk"));
 
     // destroy: the job goes (Jenkins answers with a redirect), and a second
@@ -343,9 +345,7 @@ fn stand_in_jenkins_apply_creates_the_job_once_follows_the_branch_and_destroy_de
     j.clear();
     let out = p.ok(&["phase", "pipeline", "destroy"]);
     assert!(out.contains(&format!("deleted jenkins job {JOB}")), "{out}");
-    let posts = j.posts();
-    assert_eq!(posts.len(), 1, "{posts:#?}");
-    assert_eq!(posts[0].path, format!("/job/{JOB}/doDelete"));
+    j.only_post(&format!("/job/{JOB}/doDelete"));
     assert!(j.job(JOB).is_none());
     j.clear();
     let out = p.ok(&["phase", "pipeline", "destroy"]);
@@ -466,9 +466,7 @@ fn stand_in_jenkins_values_are_xml_escaped_in_the_job() {
         "repository_url = \"https://git.example.com/shop&co/eshop.git\"\nbranch = \"release/1.2\"\n",
     );
     p.ok(&["phase", "pipeline", "apply"]);
-    let posts = j.posts();
-    assert_eq!(posts.len(), 1, "{posts:#?}");
-    let body = &posts[0].body;
+    let body = &j.only_post(&format!("/createItem?name={JOB}")).body;
     assert!(
         body.contains("<url>https://git.example.com/shop&amp;co/eshop.git</url>"),
         "{body}"
