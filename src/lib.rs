@@ -97,6 +97,24 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
         Command::Phase { phase, .. } | Command::Render { phase, .. } => Some(find_phase(phase)?),
         _ => None,
     };
+    if let Some(url) = &config.pipeline.jenkins_without_credentials {
+        // Only what keeps the Jenkins job needs its credentials; the
+        // pipeline's own stages run eshop on agents without them.
+        let manages_job = match &cli.command {
+            Command::Up { .. } | Command::Plan { .. } => {
+                config.pipeline.enabled && range.contains(phases::pipeline::NUMBER)
+            }
+            Command::Destroy { .. } => true,
+            Command::Phase { action, .. } => {
+                single.is_some_and(|p| p.info().name == phases::pipeline::PHASE)
+                    && !matches!(action, PhaseAction::Status)
+            }
+            _ => false,
+        };
+        if manages_job {
+            return Err(config::pipeline::missing_credentials(url).into());
+        }
+    }
     if let Command::Destroy { .. } = &cli.command {
         confirm_destroy(&cli, &config)?;
     }

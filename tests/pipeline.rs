@@ -154,14 +154,37 @@ fn not_enabled_the_phase_says_how_and_touches_nothing() {
         "project = \"shop\"\n[pipeline]\n",
         &[
             ("branch = \"a b\"\n", "pipeline.branch"),
-            ("jenkins_url = \"https://ci.example.com\"\n", "pipeline.repository_url"),
             (
-                "jenkins_url = \"https://ci.example.com\"\nrepository_url = \"https://git.example.com/x.git\"\n",
-                "ESHOP_JENKINS_TOKEN",
+                "jenkins_url = \"https://ci.example.com\"\n",
+                "pipeline.repository_url",
             ),
-            ("repository_url = \"git@host:x'; id\"\n", "pipeline.repository_url"),
+            (
+                "repository_url = \"git@host:x'; id\"\n",
+                "pipeline.repository_url",
+            ),
         ],
         &[&["render", "pipeline", "--out", "out"]],
+    );
+    // Without the Jenkins credentials, what keeps the job is refused
+    // before anything is touched; what does not (a stage on an agent,
+    // status) runs.
+    p.write_config(
+        "project = \"shop\"\n[pipeline]\nenabled = true\njenkins_url = \"https://ci.example.com\"\nrepository_url = \"https://git.example.com/x.git\"\n",
+    );
+    for args in [
+        &["phase", "pipeline", "apply"][..],
+        &["up", "--from", "pipeline", "--to", "pipeline"],
+        &["--yes", "destroy"],
+    ] {
+        let err = p.fails(args, 2);
+        assert!(err.contains("ESHOP_JENKINS_TOKEN"), "{args:?}: {err}");
+    }
+    assert!(!p.dir.path().join("Jenkinsfile").exists());
+    let out = p.eshop(&["phase", "pipeline", "status"]);
+    assert!(
+        common::cli::text(&out).contains("not checked"),
+        "{}",
+        common::cli::text(&out)
     );
 }
 

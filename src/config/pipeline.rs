@@ -42,6 +42,11 @@ pub struct Pipeline {
     /// The branch whose pushes ship and deploy.
     pub branch: String,
     pub jenkins: Option<Jenkins>,
+    /// `jenkins_url` when it is set but the credentials are not in the
+    /// environment: fine for every command that does not manage the job
+    /// (the pipeline's own stages run eshop on agents that have no Jenkins
+    /// token); lib.rs refuses the ones that do, before touching anything.
+    pub jenkins_without_credentials: Option<String>,
     /// On the local target: a bare repository whose post-receive hook runs
     /// the pipeline for each pushed commit.
     pub push_to_deploy: bool,
@@ -53,6 +58,7 @@ impl Default for Pipeline {
             enabled: false,
             branch: "main".into(),
             jenkins: None,
+            jenkins_without_credentials: None,
             push_to_deploy: false,
         }
     }
@@ -139,6 +145,7 @@ pub(super) fn pipeline(
     let token = o
         .secret(JENKINS_TOKEN_ENV)
         .get(optional(|t| Ok(Secret::new(t.to_owned()))))?;
+    let mut jenkins_without_credentials = None;
     let jenkins = match url {
         None => None,
         Some(url) => {
@@ -147,26 +154,36 @@ pub(super) fn pipeline(
                     "needs pipeline.repository_url: the repository the Jenkins job checks out",
                 ));
             };
-            let (Some(Some(user)), Some(Some(token))) = (user, token) else {
-                return Err(url_layer.blame(format!(
-                    "needs {JENKINS_USER_ENV} and {JENKINS_TOKEN_ENV} in the environment (a Jenkins user and its API token)"
-                )));
-            };
-            Some(Jenkins {
-                url,
-                job,
-                repository_url,
-                user,
-                token,
-            })
+            match (user, token) {
+                (Some(Some(user)), Some(Some(token))) => Some(Jenkins {
+                    url,
+                    job,
+                    repository_url,
+                    user,
+                    token,
+                }),
+                _ => {
+                    jenkins_without_credentials = Some(url);
+                    None
+                }
+            }
         }
     };
     Ok(Pipeline {
         enabled,
         branch,
         jenkins,
+        jenkins_without_credentials,
         push_to_deploy,
     })
+}
+
+/// The error for a command that would manage the Jenkins job without
+/// the credentials to.
+pub fn missing_credentials(url: &str) -> ConfigError {
+    ConfigError(format!(
+        "pipeline.jenkins_url = {url:?} needs {JENKINS_USER_ENV} and {JENKINS_TOKEN_ENV} in the environment (a Jenkins user and its API token) to keep the job"
+    ))
 }
 
 #[cfg(test)]

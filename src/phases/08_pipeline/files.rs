@@ -8,7 +8,7 @@
 //! ever bound by `withCredentials` into the environment of `sh` steps,
 //! whose commands are single-quoted too, so Groovy never sees a secret.
 
-use super::model::{marker, Cred, Model, Stage, CLIPPY, JUNIT};
+use super::model::{marker, Cred, Model, Stage, CLIPPY, JUNIT, POLL_SCM};
 use serde_yaml::{Mapping, Value};
 
 /// Where each file goes in the repository.
@@ -139,7 +139,10 @@ pub fn jenkinsfile(m: &Model) -> String {
     ));
     // Polling is the trigger that needs nothing on the git server; a
     // webhook (phases/08-pipeline.md) makes it immediate.
-    out.push_str("    triggers {\n        pollSCM('H/2 * * * *')\n    }\n");
+    out.push_str(&format!(
+        "    triggers {{\n        pollSCM({})\n    }}\n",
+        groovy(POLL_SCM)
+    ));
     out.push_str("    environment {\n        CARGO_TERM_COLOR = 'never'\n    }\n");
     out.push_str("    stages {\n");
     out.push_str("        stage('Checkout') {\n            steps {\n                checkout scm\n            }\n        }\n");

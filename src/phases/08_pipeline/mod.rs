@@ -10,6 +10,7 @@
 
 pub mod files;
 pub mod hook;
+pub mod jenkins;
 pub mod model;
 pub mod stages;
 
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 pub struct Pipeline;
 
 pub const PHASE: &str = "pipeline";
+pub const NUMBER: u8 = 8;
 
 /// What is on disk for one file, compared with what the model renders.
 enum OnDisk {
@@ -112,7 +114,7 @@ fn push_to_deploy(cfg: &Config) -> bool {
 
 impl Phase for Pipeline {
     const INFO: Info = Info::new(
-        8,
+        NUMBER,
         PHASE,
         "CI/CD from one model: Jenkinsfile, .gitlab-ci.yml and a GitHub workflow whose stages call eshop",
         EVERYWHERE,
@@ -129,6 +131,7 @@ impl Phase for Pipeline {
         if push_to_deploy(&ctx.config) {
             plan.extend(hook::plan(&ctx.config));
         }
+        plan.extend(jenkins::plan(ctx).await?);
         Ok(plan)
     }
 
@@ -136,6 +139,8 @@ impl Phase for Pipeline {
         let cfg = &ctx.config;
         // Every file is checked before any is written.
         let plan = plan_files(ctx)?;
+        // And the Jenkins job (a foreign one refused) before any is written.
+        let job = jenkins::check(ctx).await?;
         let rendered = files::render(&model::model(cfg))?;
         let mut changed = 0;
         for ((rel, content), change) in rendered.iter().zip(&plan) {
@@ -153,6 +158,7 @@ impl Phase for Pipeline {
         if push_to_deploy(cfg) {
             changed += hook::apply(ctx, &cfg.config_file)?;
         }
+        changed += jenkins::converge(ctx, job).await?;
         Ok(Outcome { changed })
     }
 
@@ -184,6 +190,7 @@ impl Phase for Pipeline {
         }
         // Whatever the configuration says now: found by its marker.
         changed += hook::destroy(ctx)?;
+        changed += jenkins::destroy(ctx).await?;
         Ok(Outcome { changed })
     }
 
@@ -205,6 +212,14 @@ impl Phase for Pipeline {
         }
         if push_to_deploy(cfg) {
             out.extend(hook::status(cfg));
+        }
+        out.extend(jenkins::status(cfg).await);
+        if let Some(url) = &cfg.pipeline.jenkins_without_credentials {
+            out.push(Status {
+                resource: format!("jenkins job at {url}"),
+                state: "not checked: ESHOP_JENKINS_USER and ESHOP_JENKINS_TOKEN are not set".into(),
+                healthy: true,
+            });
         }
         Ok(out)
     }

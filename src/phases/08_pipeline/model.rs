@@ -61,6 +61,10 @@ pub struct Stage {
     pub artifacts: &'static [&'static str],
 }
 
+/// How often Jenkins polls the repository: the Jenkinsfile's `pollSCM`
+/// and the Jenkins job's SCM trigger (jenkins.rs) say the same.
+pub const POLL_SCM: &str = "H/2 * * * *";
+
 /// The report files, relative to the repository.
 pub const JUNIT: &str = "target/eshop-junit.xml";
 pub const CLIPPY: &str = "target/clippy.json";
