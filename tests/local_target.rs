@@ -709,6 +709,7 @@ fn phases_render_and_completions_need_no_engine() {
             "kubernetes",
             "security",
             "monitoring",
+            "pipeline",
             "apm"
         ]
     );
