@@ -82,7 +82,9 @@ async fn schemathesis_once(
         .args(["--url", base])
         .args(["--max-examples", &max_examples.to_string()])
         .args(["--seed", "20261121"])
-        .args(["--workers", "2"])
+        // One worker: the CPython race below happens between two worker
+        // threads of one run too (CI hit it twice in a row on payments).
+        .args(["--workers", "1"])
         .args(["--request-timeout", "10"])
         .args(["--generation-database", "none"])
         .args(["--suppress-health-check", "too_slow,filter_too_much"])
