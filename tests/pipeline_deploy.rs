@@ -102,11 +102,13 @@ fn a_push_ships_a_new_title_and_a_broken_unit_test_ships_nothing() {
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     // The shop as it is, then the remote and the pipeline's files,
     // committed as a team would.
-    p.ok(&["up"]);
+    // `up` runs phase 8 too (enabled): the files and the remote.
+    let out = p.ok(&["up"]);
+    assert!(out.contains("git push eshop main"), "{out}");
     let before = landing_title();
     assert_eq!(before, "eshop · price calculator");
-    let out = p.ok(&["phase", "pipeline", "apply"]);
-    assert!(out.contains("git push eshop main"), "{out}");
+    let again = p.ok(&["phase", "pipeline", "apply"]);
+    assert!(again.contains("0 change(s)"), "{again}");
     assert!(git(&repo, &["remote", "-v"], &[]).contains("ptdtest-deploy.git"));
     git(&repo, &["add", "-A"], &[]);
     git(&repo, &["commit", "-q", "-m", "the pipeline"], &[]);
