@@ -52,6 +52,16 @@ fn landing_title() -> String {
         .to_owned()
 }
 
+/// Removes the test's shop (containers, volumes) when the test ends, also
+/// when it fails half-way.
+struct Cleanup<'a>(&'a Project);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.eshop(&["--yes", "destroy", "--purge-data"]);
+    }
+}
+
 fn edit(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     assert!(text.contains(from), "{} has no {from:?}", path.display());
@@ -102,6 +112,8 @@ fn a_push_ships_a_new_title_and_a_broken_unit_test_ships_nothing() {
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     // The shop as it is, then the remote and the pipeline's files,
     // committed as a team would.
+    // Whatever happens below, the shop and its data go at the end.
+    let _cleanup = Cleanup(&p);
     // `up` runs phase 8 too (enabled): the files and the remote.
     let out = p.ok(&["up"]);
     assert!(out.contains("git push eshop main"), "{out}");
