@@ -9,10 +9,11 @@ short_description: Writes each task result and the final stats as JSON lines for
 description:
   - Appends one JSON object per line to the file named by the environment
     variable C(ESHOP_ANSIBLE_EVENTS); does nothing when it is unset or empty.
-  - A task result is C({"event": "task", "host", "play", "task", "status"})
-    with status one of ok, changed, failed, skipped, unreachable; failed and
-    unreachable results add a short C(msg) (also C("ignored": true) when the
-    task's errors are ignored). The last line is C({"event": "stats", "hosts": {...}}).
+  - A task result is an object with event C(task) and the keys host, play,
+    task and status (ok, changed, failed, skipped or unreachable); failed and
+    unreachable results add a short msg (and ignored set to true when the
+    task's errors are ignored). The last line has event C(stats) and hosts,
+    each host's ok, changed, failures, unreachable and skipped counts.
   - No other part of a result is written, and a result under C(no_log) has
     its message replaced, so nothing a task hides reaches the file.
 requirements:
