@@ -56,6 +56,27 @@ impl std::str::FromStr for Target {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Optimised, as benchmarked and shipped (`cargo build --release`).
+    Release,
+    /// cargo's debug build: what a pipeline's build stage has already
+    /// compiled, so its images stage packs those binaries instead of
+    /// compiling the workspace a second time.
+    Dev,
+}
+
+impl Profile {
+    /// cargo's folder under the target dir for this profile.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Profile::Release => "release",
+            Profile::Dev => "debug",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Variant {
     /// Packages the binaries phase 1 built (works offline).
     Runtime,
@@ -100,6 +121,7 @@ struct File {
 struct FileBuild {
     source_dir: Option<Spanned<String>>,
     test: Option<bool>,
+    profile: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +197,8 @@ pub struct Config {
     /// for what must run eshop again with it (the push-to-deploy hook).
     pub config_file: PathBuf,
     pub build_test: bool,
+    /// Which cargo profile phase 1 builds the services with.
+    pub profile: Profile,
     /// Registry host[:port][/namespace]; empty = images stay local.
     pub registry: String,
     /// Credentials for `registry`, from the environment only.
@@ -362,6 +386,14 @@ impl Config {
             // project's own configuration and state.
             .env("ESHOP_BUILD_SOURCE_DIR")
             .or(base.to_path_buf(), |d| Ok(o.path(d)))?;
+        let profile = o
+            .key("build.profile", &file.build.profile)
+            .env("ESHOP_BUILD_PROFILE")
+            .or(Profile::Release, |p| match p {
+                "release" => Ok(Profile::Release),
+                "dev" => Ok(Profile::Dev),
+                _ => Err(format!("{p:?} is not a profile: release or dev")),
+            })?;
         Ok(Config {
             project,
             target,
@@ -369,6 +401,7 @@ impl Config {
             config_file: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
             state_dir,
             build_test: file.build.test.unwrap_or(false),
+            profile,
             registry: images.registry,
             registry_auth: registry_auth(&o)?,
             base_image: images.base_image,

@@ -42,6 +42,10 @@ fn errors_name_the_key_and_line() {
             "eshop.toml:3:18: local.inventory_port",
         ),
         ("project = \n", "eshop.toml:1:"),
+        (
+            "[build]\nprofile = \"debug\"\n",
+            "eshop.toml:2:11: build.profile: \"debug\" is not a profile: release or dev",
+        ),
     ] {
         let err = parse(text).unwrap_err().to_string();
         assert!(err.starts_with(want), "{text:?}\n got: {err}\nwant: {want}");
@@ -79,6 +83,9 @@ fn defaults_need_no_file() {
     let c = parse("").unwrap();
     assert_eq!(c.project, "eshop");
     assert_eq!(c.target, Target::Local);
+    assert_eq!(c.profile, crate::config::Profile::Release);
+    let dev = parse("[build]\nprofile = \"dev\"\n").unwrap();
+    assert_eq!(dev.profile.dir(), "debug");
     assert!(!c.push);
     assert_eq!(c.base_image, DEFAULT_BASE_IMAGE);
 }
@@ -109,6 +116,11 @@ fn environment_errors_show_the_variable_and_its_value() {
             "ESHOP_PROJECT",
             "Shop!",
             "ESHOP_PROJECT=\"Shop!\": must be 1-32 characters",
+        ),
+        (
+            "ESHOP_BUILD_PROFILE",
+            "fast",
+            "ESHOP_BUILD_PROFILE=\"fast\": \"fast\" is not a profile",
         ),
         (
             "ESHOP_IMAGES_PUSH",

@@ -1,9 +1,10 @@
-//! Phase 1, build: compile the bundled services in release mode (and, when
+//! Phase 1, build: compile the bundled services in release mode, or
+//! cargo's dev profile with `build.profile = "dev"` (and, when
 //! `build.test = true`, test them). Skipped when the sources are unchanged
 //! since the last successful build and the binaries are still there.
 
 use super::{Action, Change, Ctx, Info, Outcome, Phase, Recalled, Status, EVERYWHERE};
-use crate::config::Config;
+use crate::config::{Config, Profile};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -15,9 +16,10 @@ pub struct Build;
 
 pub const NAME: &str = "build";
 
-/// Hashes every file that can change the binaries: the workspace manifests
-/// and lock file, and everything under services/ except build output.
-pub fn fingerprint(source_dir: &Path) -> anyhow::Result<String> {
+/// Hashes every file that can change the binaries: the profile, the
+/// workspace manifests and lock file, and everything under services/
+/// except build output.
+pub fn fingerprint(source_dir: &Path, profile: Profile) -> anyhow::Result<String> {
     let mut files = Vec::new();
     for top in ["Cargo.toml", "Cargo.lock"] {
         files.push(source_dir.join(top));
@@ -25,6 +27,11 @@ pub fn fingerprint(source_dir: &Path) -> anyhow::Result<String> {
     collect(&source_dir.join("services"), &mut files)?;
     files.sort();
     let mut h = Sha256::new();
+    // Release binaries keep the fingerprints they had before profiles.
+    if profile != Profile::Release {
+        h.update(profile.dir().as_bytes());
+        h.update([0]);
+    }
     for f in &files {
         let rel = f.strip_prefix(source_dir).unwrap_or(f);
         h.update(rel.to_string_lossy().as_bytes());
@@ -79,19 +86,17 @@ impl Recalled for Recorded {
                     "binary for {name:?}, which is not a service of the shop"
                 ));
             }
-            // cargo's output is <target>/release/<service>: anything else
-            // would put a file of someone's choosing into an image.
+            // cargo's output is <target>/<profile>/<service>: anything
+            // else would put a file of someone's choosing into an image.
+            let dir = cfg.profile.dir();
             let ok = path.is_absolute()
                 && path.file_name().is_some_and(|f| f == name.as_str())
                 && path
                     .parent()
                     .and_then(Path::file_name)
-                    .is_some_and(|d| d == "release");
+                    .is_some_and(|d| d == dir);
             if !ok {
-                return Err(format!(
-                    "{}: not a release binary of {name}",
-                    path.display()
-                ));
+                return Err(format!("{}: not a {dir} binary of {name}", path.display()));
             }
         }
         Ok(())
@@ -110,7 +115,10 @@ pub fn built_binaries(ctx: &Ctx) -> Option<BTreeMap<String, PathBuf>> {
 
 impl Build {
     fn plan_now(&self, ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
-        self.plan_for(ctx, &fingerprint(&ctx.config.source_dir)?)
+        self.plan_for(
+            ctx,
+            &fingerprint(&ctx.config.source_dir, ctx.config.profile)?,
+        )
     }
 
     fn plan_for(&self, ctx: &Ctx, fp: &str) -> anyhow::Result<Vec<Change>> {
@@ -141,11 +149,8 @@ impl Build {
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.current_dir(&ctx.config.source_dir)
             .args(args)
-            .args([
-                "--release",
-                "--locked",
-                "--message-format=json-render-diagnostics",
-            ])
+            .args(profile_args(ctx.config.profile))
+            .args(["--locked", "--message-format=json-render-diagnostics"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for s in ctx.config.shop {
@@ -210,8 +215,16 @@ impl Build {
     }
 }
 
+fn profile_args(p: Profile) -> &'static [&'static str] {
+    match p {
+        Profile::Release => &["--release"],
+        Profile::Dev => &[],
+    }
+}
+
 /// What `eshop phases` says this phase does.
-const ABOUT: &str = "compile (and optionally test) the bundled services in release mode";
+const ABOUT: &str =
+    "compile (and optionally test) the bundled services (release, or build.profile)";
 
 impl Phase for Build {
     const INFO: Info = Info::new(1, NAME, ABOUT, EVERYWHERE);
@@ -223,7 +236,7 @@ impl Phase for Build {
     async fn apply(&self, ctx: &Ctx) -> anyhow::Result<Outcome> {
         // Fingerprint before compiling: an edit during the build then
         // shows up as a change on the next run instead of being lost.
-        let fp = fingerprint(&ctx.config.source_dir)?;
+        let fp = fingerprint(&ctx.config.source_dir, ctx.config.profile)?;
         let plan = self.plan_for(ctx, &fp)?;
         if plan.iter().all(|c| c.action == Action::NoOp) {
             ctx.ui.info(NAME, "up to date");
@@ -235,7 +248,9 @@ impl Phase for Build {
                 let mut cmd =
                     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
                 cmd.current_dir(&ctx.config.source_dir)
-                    .args(["test", "--release", "--locked"]);
+                    .arg("test")
+                    .args(profile_args(ctx.config.profile))
+                    .arg("--locked");
                 for s in ctx.config.shop {
                     cmd.args(["-p", s.name]);
                 }

@@ -216,6 +216,9 @@ pub fn gitlab(m: &Model) -> anyhow::Result<String> {
             map(vec![
                 ("CARGO_TERM_COLOR", s("never")),
                 ("CARGO_HOME", s("$CI_PROJECT_DIR/.cargo")),
+                // As in the GitHub workflow: the sources are the checkout,
+                // wherever eshop's configuration and state live.
+                ("ESHOP_BUILD_SOURCE_DIR", s("$CI_PROJECT_DIR")),
                 // Jobs of one pipeline share the build in the cache.
                 ("GIT_CLEAN_FLAGS", s("-ffdx -e target/ -e .cargo/")),
             ]),
@@ -280,9 +283,9 @@ pub fn github(m: &Model) -> anyhow::Result<String> {
     );
     let mut steps = vec![map(vec![
         ("name", s("Checkout")),
-        // act (which runs this file on a workstation) has the work tree
-        // already and cannot fetch actions.
-        ("if", s("${{ !env.ACT }}")),
+        // act (which runs this file on a workstation) fetches nothing
+        // here: it replaces the checkout of the repository under test
+        // with a copy of the local work tree.
         ("uses", s(CHECKOUT_ACTION)),
         (
             "with",
@@ -375,7 +378,17 @@ pub fn github(m: &Model) -> anyhow::Result<String> {
                 map(vec![
                     ("runs-on", s("ubuntu-latest")),
                     ("timeout-minutes", Value::Number(TIMEOUT_MINUTES.into())),
-                    ("env", map(vec![("CARGO_TERM_COLOR", s("never"))])),
+                    (
+                        "env",
+                        map(vec![
+                            ("CARGO_TERM_COLOR", s("never")),
+                            // The sources are the checkout, also when
+                            // eshop's configuration and state live
+                            // outside it (ESHOP_CONFIG on a self-hosted
+                            // runner that keeps the shop's state).
+                            ("ESHOP_BUILD_SOURCE_DIR", s("${{ github.workspace }}")),
+                        ]),
+                    ),
                     ("steps", Value::Sequence(steps)),
                 ]),
             )]),
