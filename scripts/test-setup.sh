@@ -15,7 +15,7 @@ AS_PG=(runuser -u postgres --)
 log() { printf '[test-setup] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------
-ensure_packages postgresql chromium chromium-driver wrk prometheus openssh-server shellcheck busybox-static openssl groovy rsync git
+ensure_packages postgresql chromium chromium-driver wrk prometheus openssh-server shellcheck busybox-static openssl groovy rsync git etcd-server etcd-client
 
 # --- PostgreSQL: a cluster on 127.0.0.1:5432 and a role that may create DBs --
 pg_ver="$(ls /usr/lib/postgresql | sort -V | tail -1)"

@@ -114,6 +114,18 @@ pub enum PhaseAction {
     },
     /// What exists, healthy or not.
     Status,
+    /// Phase 5 only (bootstrapped clusters): an etcd snapshot taken on the
+    /// control plane, copied back (0600), checked and recorded beside it
+    /// (FILE.json); without --out it goes to .eshop/<project>-etcd-snapshots/,
+    /// which keeps the newest kubernetes.snapshot_keep.
+    Snapshot {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Phase 5 only: replaces the cluster's etcd with a snapshot, after
+    /// checking it against its recorded sha256, showing what it replaces
+    /// and asking (--yes when not interactive).
+    Restore { file: PathBuf },
     /// Phase 6 only: a key, a certificate signed by the cluster and a
     /// kubeconfig for a user who may create, list, get, update and delete
     /// pods in the shop's namespace.

@@ -146,7 +146,7 @@ async fn run(cli: Cli, ui: &Ui) -> anyhow::Result<()> {
         Command::Status => ("status", status(&ctx).await),
         Command::Phase { action, .. } => {
             let p = single.expect("resolved above");
-            ("phase", one_phase(&ctx, p, action).await)
+            ("phase", one_phase(&ctx, p, action, cli.yes).await)
         }
         Command::Render { out, .. } => {
             let p = single.expect("resolved above");
@@ -345,7 +345,12 @@ async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn one_phase(ctx: &Ctx, p: &dyn Runnable, action: PhaseAction) -> anyhow::Result<()> {
+async fn one_phase(
+    ctx: &Ctx,
+    p: &dyn Runnable,
+    action: PhaseAction,
+    yes: bool,
+) -> anyhow::Result<()> {
     let (ui, name) = (&ctx.ui, p.info().name);
     if !p.info().targets.contains(&ctx.config.target) {
         return Err(UsageError(format!(
@@ -391,16 +396,54 @@ async fn one_phase(ctx: &Ctx, p: &dyn Runnable, action: PhaseAction) -> anyhow::
                 "phase {name}: some resources are absent or unhealthy"
             );
         }
+        PhaseAction::Snapshot { out } => {
+            only(name, phases::kubernetes::PHASE, "snapshot")?;
+            let (path, r) = phases::kubernetes::etcd::snapshot(ctx, out.as_deref()).await?;
+            ui.event(
+                "result",
+                Some(name),
+                &format!(
+                    "etcd snapshot {} from {}: revision {}, {} keys, {} bytes, hash {}, sha256 {}",
+                    path.display(),
+                    r.node,
+                    r.status.revision,
+                    r.status.total_key,
+                    r.status.total_size,
+                    r.status.hash,
+                    r.sha256
+                ),
+                json!({"file": path, "snapshot": r}),
+            );
+        }
+        PhaseAction::Restore { file } => {
+            only(name, phases::kubernetes::PHASE, "restore")?;
+            let ask = |_: &str| {
+                confirm(
+                    yes,
+                    "Replace the cluster's etcd with this snapshot?",
+                    "restore",
+                )
+            };
+            let (live, warn) = phases::kubernetes::etcd::restore(ctx, &file, ask).await?;
+            ui.event(
+                "result",
+                Some(name),
+                &format!(
+                    "etcd restored from {}: revision {}, {} keys{}",
+                    file.display(),
+                    live.revision,
+                    live.keys,
+                    if warn.is_some() { " (see the warning above: restart the watchers)" } else { "" }
+                ),
+                json!({"file": file, "revision": live.revision, "keys": live.keys, "revision_went_back": warn.is_some()}),
+            );
+        }
         PhaseAction::AddUser {
             name: user,
             days,
             out,
         } => {
-            if name != phases::security::PHASE {
-                return Err(
-                    UsageError(format!("add-user belongs to phase security, not {name}")).into(),
-                );
-            }
+            only(name, phases::security::PHASE, "add-user")?;
             let path = phases::security::add_user(ctx, &user, days, out.as_deref()).await?;
             ui.event(
                 "result",
@@ -466,24 +509,42 @@ fn print_status(ui: &Ui, phase: &str, s: &phases::Status) {
     );
 }
 
+/// A verb that belongs to one phase.
+fn only(name: &str, owner: &str, verb: &str) -> anyhow::Result<()> {
+    if name == owner {
+        Ok(())
+    } else {
+        Err(UsageError(format!("{verb} belongs to phase {owner}, not {name}")).into())
+    }
+}
+
 fn confirm_destroy(cli: &Cli, config: &Config) -> anyhow::Result<()> {
+    confirm(
+        cli.yes,
+        &format!(
+            "Destroy everything eshop created for project {:?} on target {}?",
+            config.project,
+            config.target.as_str()
+        ),
+        "destroy",
+    )
+}
+
+/// `--yes`, or a person typing yes; never a guess when nobody can answer.
+fn confirm(yes: bool, question: &str, what: &str) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    if cli.yes {
+    if yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        return Err(UsageError("destroy needs --yes when not run interactively".into()).into());
+        return Err(UsageError(format!("{what} needs --yes when not run interactively")).into());
     }
-    eprint!(
-        "Destroy everything eshop created for project {:?} on target {}? Type 'yes': ",
-        config.project,
-        config.target.as_str()
-    );
+    eprint!("{question} Type 'yes': ");
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     if answer.trim() == "yes" {
         Ok(())
     } else {
-        Err(UsageError("destroy cancelled".into()).into())
+        Err(UsageError(format!("{what} cancelled")).into())
     }
 }

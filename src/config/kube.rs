@@ -47,6 +47,7 @@ pub(super) struct FileKube {
     database_storage_gib: Option<Spanned<i64>>,
     storage_class: Option<Spanned<String>>,
     rollout_timeout_secs: Option<Spanned<i64>>,
+    snapshot_keep: Option<Spanned<i64>>,
     #[serde(default)]
     images: std::collections::BTreeMap<Spanned<String>, Spanned<String>>,
 }
@@ -162,6 +163,8 @@ pub struct Kube {
     pub database_storage_gib: u32,
     pub storage_class: Option<String>,
     pub rollout_timeout: std::time::Duration,
+    /// How many etcd snapshots `eshop phase kubernetes snapshot` keeps.
+    pub snapshot_keep: usize,
     /// Service → image to deploy instead of what phase 2 pushed (images
     /// built elsewhere, e.g. by CI).
     pub images: std::collections::BTreeMap<String, String>,
@@ -429,6 +432,9 @@ pub(super) fn kube(
         o.key("kubernetes.rollout_timeout_secs", &f.rollout_timeout_secs)
             .or(300, within(5..=3600))?,
     );
+    let snapshot_keep = o
+        .key("kubernetes.snapshot_keep", &f.snapshot_keep)
+        .or(5, within(1..=1000))?;
     let images = images(o, f, shop)?;
     Ok(Kube {
         mode,
@@ -455,6 +461,7 @@ pub(super) fn kube(
         database_storage_gib,
         storage_class,
         rollout_timeout,
+        snapshot_keep,
         images,
     })
 }

@@ -24,6 +24,17 @@ fn remote(secs: u64) -> String {
     format!(r#"sh -c '[ "$(id -u)" = 0 ] && exec {run} || exec sudo -n {run}'"#)
 }
 
+/// A path eshop chose, checked before it goes into a remote command:
+/// absolute, and only characters that need no quoting.
+fn plain_path(p: &str) -> anyhow::Result<&str> {
+    let ok = p.starts_with('/')
+        && !p.contains("..")
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+    anyhow::ensure!(ok, "{p:?} is not a plain absolute path");
+    Ok(p)
+}
+
 /// Prepended to every script (see its header).
 const LIB: &str = include_str!("../../templates/kubeadm/lib.sh");
 
@@ -188,6 +199,90 @@ impl Conn {
             .run(&format!("read {path}"), &body, |_| {})
             .await?
             .stdout)
+    }
+
+    /// Copies the root-only file `path` on the node to `to` (created
+    /// 0600), byte for byte; returns its size.
+    pub async fn download(&self, path: &str, to: &Path) -> anyhow::Result<u64> {
+        let path = plain_path(path)?;
+        let mut child = self.spawn_raw().await?;
+        let mut stdin = child.stdin().take().expect("piped");
+        let mut stdout = child.stdout().take().expect("piped");
+        stdin
+            .write_all(format!("exec cat -- '{path}'\n").as_bytes())
+            .await?;
+        stdin.shutdown().await?;
+        drop(stdin);
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(to)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", to.display()))?;
+        let copy = tokio::io::copy(&mut stdout, &mut file);
+        let n = tokio::time::timeout(self.script_timeout, copy)
+            .await
+            .map_err(|_| self.fail(&format!("copy {path}"), "timed out".into()))??;
+        file.sync_all().await?;
+        self.finish(child, &format!("copy {path}")).await?;
+        Ok(n)
+    }
+
+    /// Copies the local file `from` to `path` on the node (0600, as root).
+    pub async fn upload(&self, from: &Path, path: &str) -> anyhow::Result<()> {
+        let path = plain_path(path)?;
+        let mut child = self.spawn_raw().await?;
+        let mut stdin = child.stdin().take().expect("piped");
+        // bash reads a script from a pipe a byte at a time, so `cat`
+        // gets exactly the bytes after this line.
+        let head =
+            format!("umask 077; mkdir -p -- \"$(dirname -- '{path}')\"; exec cat > '{path}'\n");
+        let mut file = tokio::fs::File::open(from)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", from.display()))?;
+        let send = async {
+            stdin.write_all(head.as_bytes()).await?;
+            tokio::io::copy(&mut file, &mut stdin).await?;
+            stdin.shutdown().await
+        };
+        tokio::time::timeout(self.script_timeout, send)
+            .await
+            .map_err(|_| self.fail(&format!("copy to {path}"), "timed out".into()))??;
+        drop(stdin);
+        self.finish(child, &format!("copy to {path}")).await
+    }
+
+    async fn spawn_raw(&self) -> anyhow::Result<openssh::Child<&Session>> {
+        self.session
+            .raw_command(remote(self.script_timeout.as_secs()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| self.fail("ssh", e.to_string()))
+    }
+
+    async fn finish(&self, mut child: openssh::Child<&Session>, what: &str) -> anyhow::Result<()> {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr().take() {
+            let _ = e.read_to_string(&mut err).await;
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| self.fail(what, e.to_string()))?;
+        if !status.success() {
+            return Err(self.fail(what, format!("failed ({status}): {}", err.trim())));
+        }
+        Ok(())
+    }
+
+    fn fail(&self, what: &str, why: String) -> anyhow::Error {
+        let n = &self.node;
+        anyhow::anyhow!("node {} ({}): {what}: {why}", n.name, n.address)
     }
 
     pub async fn close(self) {

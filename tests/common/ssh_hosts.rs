@@ -586,15 +586,15 @@ impl Hosts {
     }
 
     fn exec_args(&self, host: &str, args: &[&str], stdin: Option<&str>) -> Output {
-        let h = self.host(host);
-        let mut cmd = Command::new("nsenter");
-        cmd.args(["-t", &h.holder_pid().to_string(), "-m", "-u", "-n", "--"])
-            .args(args)
-            .env_clear()
-            .env("PATH", PATH)
-            .env("HOME", "/root")
-            .env("LANG", "C.UTF-8");
-        output_with_stdin(cmd, stdin)
+        self.exec_command(host).args(args, stdin)
+    }
+
+    /// [`Hosts::exec`] for another thread (a load, a stand-in daemon): it
+    /// holds the host's namespaces by pid, valid while the [`Hosts`] lives.
+    pub fn exec_command(&self, host: &str) -> HostExec {
+        HostExec {
+            pid: self.host(host).holder_pid(),
+        }
     }
 
     /// `ssh -F <ssh_config> <host> <remote>` with `stdin`.
@@ -697,6 +697,30 @@ fn must(program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs commands inside one host's namespaces (see [`Hosts::exec_command`]).
+#[derive(Clone, Copy)]
+pub struct HostExec {
+    pid: u32,
+}
+
+impl HostExec {
+    /// `bash -c script` inside the host's namespaces, as root.
+    pub fn run(&self, script: &str) -> Output {
+        self.args(&["bash", "-c", script], None)
+    }
+
+    fn args(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.pid.to_string(), "-m", "-u", "-n", "--"])
+            .args(args)
+            .env_clear()
+            .env("PATH", PATH)
+            .env("HOME", "/root")
+            .env("LANG", "C.UTF-8");
+        output_with_stdin(cmd, stdin)
+    }
 }
 
 fn output_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Output {

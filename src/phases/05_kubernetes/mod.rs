@@ -10,6 +10,7 @@
 //! are then server-side applied in order and rolled out.
 
 mod bootstrap;
+pub mod etcd;
 mod shop;
 
 use super::manifests;
