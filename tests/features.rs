@@ -9,9 +9,15 @@ use std::process::Command;
 
 /// Package (name and version) → every feature set it is built with.
 fn features(selection: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+    features_of("normal,build", selection)
+}
+
+/// The same, for the dependency kinds `edges` (`normal,build,dev`: what
+/// `cargo test` compiles).
+fn features_of(edges: &str, selection: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
     let out = Command::new(env!("CARGO"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["tree", "--locked", "--offline", "-e", "normal,build"])
+        .args(["tree", "--locked", "--offline", "-e", edges])
         .args(["--prefix", "none", "-f", "{p}|{f}"])
         .args(selection)
         .output()
@@ -58,4 +64,39 @@ fn every_selection_builds_what_the_first_workspace_build_compiled() {
             missing.join("\n")
         );
     }
+}
+
+/// `cargo test --workspace` (these tests, CI) and `cargo build
+/// --workspace` (a pipeline's build stage, phase 1 with build.profile =
+/// "dev") must compile every dependency with the same features, or each
+/// compiles much of the other's work again: dev-dependencies must not
+/// turn on a feature of a shared dependency that the workspace-hack does
+/// not already ask for. Only the workspace's own crates may differ (kit's
+/// `testing` helpers exist for tests alone).
+#[test]
+fn tests_and_builds_compile_the_same_dependencies() {
+    let build = features(&["--workspace"]);
+    let test = features_of("normal,build,dev", &["--workspace"]);
+    let own = [
+        "eshop",
+        "kit",
+        "inventory",
+        "pricing",
+        "users",
+        "payments",
+        "orders",
+        "storefront",
+        "workspace-hack",
+    ];
+    let differ: Vec<String> = build
+        .iter()
+        .filter(|(pkg, _)| !own.iter().any(|o| pkg.split(' ').next() == Some(*o)))
+        .filter(|(pkg, sets)| test.get(*pkg).is_some_and(|t| t != *sets))
+        .map(|(pkg, sets)| format!("{pkg}: build {sets:?}, test {:?}", test[pkg]))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "tests compile these with other features; add the tests' features to services/workspace-hack/Cargo.toml:\n{}",
+        differ.join("\n")
+    );
 }

@@ -154,7 +154,79 @@ impl Drop for Cleanup<'_> {
 /// empties), apart from the one the tests themselves are built in: the
 /// copy's crates have the same names and would overwrite them.
 fn pipeline_target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("pipeline-target")
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pipeline-target");
+    if !dir.join("debug").exists() {
+        seed(&dir);
+    }
+    dir
+}
+
+/// A first pipeline target dir starts with the dependencies this very
+/// build compiled (tests and builds compile them with the same features:
+/// tests/features.rs), so the pipelines compile only the workspace's own
+/// crates, as a CI system's restored cache would have it. Libraries are
+/// hard links (no disk, no time: rustc replaces an artifact by renaming a
+/// new file over it, so a link is never written through); cargo's own
+/// records (.fingerprint, build scripts' output), which cargo rewrites in
+/// place, are copies.
+fn seed(dir: &Path) {
+    let from = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("tmp/ is in the target dir")
+        .join("debug");
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let own: Vec<String> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().replace('-', "_"))
+        .collect();
+    // `name-hash…` (package names with `-` in cargo's records, `_` in
+    // file names): the workspace's own crates are left out.
+    let theirs = |file: &str| {
+        let stem = file.strip_prefix("lib").unwrap_or(file).replace('-', "_");
+        !own.iter().any(|o| stem.starts_with(&format!("{o}_")))
+    };
+    let to = dir.join("debug");
+    std::fs::create_dir_all(to.join("deps")).unwrap();
+    for e in std::fs::read_dir(from.join("deps")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let lib =
+            name.starts_with("lib") && [".rlib", ".rmeta", ".so"].iter().any(|x| name.ends_with(x));
+        if lib && theirs(&name) {
+            std::fs::hard_link(e.path(), to.join("deps").join(&name)).unwrap();
+        }
+    }
+    for sub in [".fingerprint", "build"] {
+        std::fs::create_dir_all(to.join(sub)).unwrap();
+        for e in std::fs::read_dir(from.join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if theirs(&name) {
+                let ok = Command::new("cp")
+                    .args(["-a"])
+                    .arg(e.path())
+                    .arg(to.join(sub))
+                    .status()
+                    .unwrap();
+                assert!(ok.success(), "copying {}", e.path().display());
+            }
+        }
+    }
 }
 
 fn cargo_home() -> String {
