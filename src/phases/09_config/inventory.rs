@@ -152,7 +152,8 @@ pub(super) fn vars(cfg: &Config, add_ons: Vec<Value>, manifests: &Path) -> Value
 pub(super) struct Written {
     pub inventory: PathBuf,
     pub vars: PathBuf,
-    /// The callback's events of the current run, and Ansible's text log.
+    /// The folder of the callback's events (one file per playbook, emptied
+    /// when it runs again), and Ansible's text log.
     pub events: PathBuf,
     pub log: PathBuf,
 }
@@ -164,7 +165,7 @@ pub(super) fn write(dir: &Path, inventory: &Value, vars: &Value) -> anyhow::Resu
     let w = Written {
         inventory: dir.join("inventory.yml"),
         vars: dir.join("vars.json"),
-        events: dir.join("events.jsonl"),
+        events: dir.join("events"),
         log: dir.join("ansible.log"),
     };
     let inv = format!(

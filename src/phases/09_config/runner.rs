@@ -131,7 +131,8 @@ pub(super) struct Setup<'a> {
     pub inventory: &'a Path,
     pub vars: &'a Path,
     pub playbooks: &'a Path,
-    /// The events file (emptied first) and the text log (appended).
+    /// The events folder (`<playbook>.jsonl`, emptied first) and the text
+    /// log (appended).
     pub events: &'a Path,
     pub log: &'a Path,
 }
@@ -166,7 +167,9 @@ pub(super) async fn run(
     check: bool,
 ) -> anyhow::Result<Run> {
     use std::process::Stdio;
-    crate::util::write_atomic(s.events, b"", 0o600)?;
+    std::fs::create_dir_all(s.events)?;
+    let events_file = s.events.join(format!("{playbook}.jsonl"));
+    crate::util::write_atomic(&events_file, b"", 0o600)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -182,7 +185,7 @@ pub(super) async fn run(
     }
     cmd.env("ANSIBLE_CONFIG", s.config)
         .env("ANSIBLE_CACHE_PLUGIN_CONNECTION", s.facts)
-        .env("ESHOP_ANSIBLE_EVENTS", s.events)
+        .env("ESHOP_ANSIBLE_EVENTS", &events_file)
         .env("ANSIBLE_NOCOLOR", "1")
         // ansible-core refuses to start under a non-UTF-8 locale.
         .env("LC_ALL", "C.UTF-8")
@@ -200,13 +203,13 @@ pub(super) async fn run(
         tokio::select! {
             st = child.wait() => break st?,
             _ = tick.tick() => {
-                if let Some(Event::Task { host, task, .. }) = read_events(s.events).ok().and_then(|e| e.last().cloned()) {
+                if let Some(Event::Task { host, task, .. }) = read_events(&events_file).ok().and_then(|e| e.last().cloned()) {
                     p.set_message(format!("{what}: {host}: {task}"));
                 }
             }
         }
     };
-    let events = read_events(s.events)?;
+    let events = read_events(&events_file)?;
     let mut run = Run::default();
     let mut errors = Vec::new();
     for e in events {
