@@ -20,13 +20,11 @@ use std::process::Command;
 /// The pinned Ansible tools: ESHOP_TEST_ANSIBLE_PLAYBOOK / _LINT
 /// (scripts/test-setup.sh), else where scripts/install-ansible.sh puts them.
 fn ansible_tool(var: &str, name: &str) -> PathBuf {
-    let p = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(&std::env::var_os("HOME").unwrap())
-                .join(".cache/eshop-tools/ansible/bin")
-                .join(name)
-        });
+    let p = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(&std::env::var_os("HOME").unwrap())
+            .join(".cache/eshop-tools/ansible/bin")
+            .join(name)
+    });
     assert!(
         p.is_file(),
         "{} missing: run scripts/test-setup.sh (scripts/install-ansible.sh --lint)",
@@ -117,19 +115,24 @@ impl Nodes {
     /// host -> changed, Ansible's own count.
     fn changed_per_playbook(&self) -> Vec<(String, serde_json::Value)> {
         let dir = self.dir.path().join(".eshop/shop-config/events");
-        ["provision.yml", "cluster.yml", "deploy.yml", "etcd-backup.yml"]
-            .iter()
-            .map(|pb| {
-                let text = std::fs::read_to_string(dir.join(format!("{pb}.jsonl")))
-                    .unwrap_or_else(|e| panic!("{pb}: {e}"));
-                let stats = text
-                    .lines()
-                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                    .rfind(|v| v["event"] == "stats")
-                    .unwrap_or_else(|| panic!("{pb}: no stats line in\n{text}"));
-                (pb.to_string(), stats["hosts"].clone())
-            })
-            .collect()
+        [
+            "provision.yml",
+            "cluster.yml",
+            "deploy.yml",
+            "etcd-backup.yml",
+        ]
+        .iter()
+        .map(|pb| {
+            let text = std::fs::read_to_string(dir.join(format!("{pb}.jsonl")))
+                .unwrap_or_else(|e| panic!("{pb}: {e}"));
+            let stats = text
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .rfind(|v| v["event"] == "stats")
+                .unwrap_or_else(|| panic!("{pb}: no stats line in\n{text}"));
+            (pb.to_string(), stats["hosts"].clone())
+        })
+        .collect()
     }
 
     fn call_counts(&self) -> Vec<usize> {
@@ -209,9 +212,16 @@ fn ansible_provisions_clusters_and_deploys_in_order_and_a_second_run_changes_not
         plan.contains("~ node cp: eshop : Plan to install kubelet, kubeadm and kubectl"),
         "{plan}"
     );
-    assert!(plan.contains("~ node w2: eshop_join : Join the cluster (kubeadm join)"), "{plan}");
+    assert!(
+        plan.contains("~ node w2: eshop_join : Join the cluster (kubeadm join)"),
+        "{plan}"
+    );
     let changed = changes_since(&n, &[0, 0, 0]);
-    assert!(changed.is_empty(), "check mode changed nodes:\n{}", changed.join("\n"));
+    assert!(
+        changed.is_empty(),
+        "check mode changed nodes:\n{}",
+        changed.join("\n")
+    );
     assert_eq!(files_of(&n), before, "check mode wrote files");
     for h in ["cp", "w1", "w2"] {
         assert!(
@@ -222,14 +232,21 @@ fn ansible_provisions_clusters_and_deploys_in_order_and_a_second_run_changes_not
     }
 
     let out = n.ok(&["phase", "config", "apply"]);
-    let (cp, w1, w2) = (n.hosts.calls("cp"), n.hosts.calls("w1"), n.hosts.calls("w2"));
+    let (cp, w1, w2) = (
+        n.hosts.calls("cp"),
+        n.hosts.calls("w1"),
+        n.hosts.calls("w2"),
+    );
     // Every node provisioned (pinned packages, held), then init, then joins.
     for calls in [&cp, &w1, &w2] {
         let install = calls
             .iter()
             .find(|c| c.is("apt-get", &["-y"]) && c.args.iter().any(|a| a.starts_with("kubeadm=")))
             .expect("kubeadm installed by Ansible's apt module");
-        assert!(install.args.iter().any(|a| a == "kubelet=1.34.2-1.1"), "{install}");
+        assert!(
+            install.args.iter().any(|a| a == "kubelet=1.34.2-1.1"),
+            "{install}"
+        );
         assert!(calls.iter().any(|c| c.is("dpkg", &["--set-selections"])));
         assert!(calls.iter().any(|c| c.is("swapoff", &["-a"])));
     }
@@ -239,19 +256,32 @@ fn ansible_provisions_clusters_and_deploys_in_order_and_a_second_run_changes_not
         .fold(0.0, f64::max);
     let init = first(&cp, "kubeadm", &["init"]);
     let token = first(&cp, "kubeadm", &["token", "create"]);
-    assert!(provisioned < init && init < token, "{provisioned} {init} {token}");
+    assert!(
+        provisioned < init && init < token,
+        "{provisioned} {init} {token}"
+    );
     for w in [&w1, &w2] {
         assert!(first(w, "kubeadm", &["join"]) > token);
     }
     // deploy.yml after the cluster, etcd-backup.yml last.
-    let deploy = first(&cp, "kubectl", &["apply", "--server-side", "--force-conflicts"]);
+    let deploy = first(
+        &cp,
+        "kubectl",
+        &["apply", "--server-side", "--force-conflicts"],
+    );
     assert!(deploy > first(&cp, "kubectl", &["certificate", "approve"]));
     assert!(n
         .hosts
         .file("cp", "/etc/systemd/system/eshop-etcd-backup.timer")
         .is_some());
-    assert!(n.hosts.file("cp", "/etc/eshop/manifests/30-pricing.yaml").is_some());
-    assert_eq!(n.hosts.file("cp", "/etc/eshop/manifests/15-secret.yaml"), None);
+    assert!(n
+        .hosts
+        .file("cp", "/etc/eshop/manifests/30-pricing.yaml")
+        .is_some());
+    assert_eq!(
+        n.hosts.file("cp", "/etc/eshop/manifests/15-secret.yaml"),
+        None
+    );
     // The join token was never printed (it is no_log in Ansible too).
     let tokens = std::fs::read_to_string(n.hosts.cluster_dir().join("tokens")).unwrap();
     let log = std::fs::read_to_string(n.dir.path().join(".eshop/shop-config/ansible.log")).unwrap();
@@ -259,7 +289,10 @@ fn ansible_provisions_clusters_and_deploys_in_order_and_a_second_run_changes_not
         assert!(!out.contains(t) && !log.contains(t), "token {t} printed");
     }
     for (pb, hosts) in n.changed_per_playbook() {
-        assert!(hosts["cp"]["changed"].as_u64().unwrap() > 0, "{pb}: {hosts}");
+        assert!(
+            hosts["cp"]["changed"].as_u64().unwrap() > 0,
+            "{pb}: {hosts}"
+        );
     }
 
     // A second run: Ansible's own stats say changed=0 on every host, and
@@ -275,19 +308,32 @@ fn ansible_provisions_clusters_and_deploys_in_order_and_a_second_run_changes_not
         }
     }
     let changed = changes_since(&n, &counts);
-    assert!(changed.is_empty(), "converged run changed:\n{}", changed.join("\n"));
+    assert!(
+        changed.is_empty(),
+        "converged run changed:\n{}",
+        changed.join("\n")
+    );
     // And check mode on converged nodes: nothing to do, nothing touched.
     let counts = n.call_counts();
     let plan = n.ok(&["phase", "config", "plan"]);
-    assert!(plan.contains("0 to create, 0 to update, 0 to delete"), "{plan}");
+    assert!(
+        plan.contains("0 to create, 0 to update, 0 to delete"),
+        "{plan}"
+    );
     assert!(changes_since(&n, &counts).is_empty());
     let status = n.ok(&["phase", "config", "status"]);
-    assert!(status.contains("node w1") && status.contains("configured"), "{status}");
+    assert!(
+        status.contains("node w1") && status.contains("configured"),
+        "{status}"
+    );
 
     // One node down: a clear error naming it, nothing claimed done.
     n.hosts.stop("w2");
     let err = n.fails(&["phase", "config", "apply"], 1);
-    assert!(err.contains("node w2") && err.contains("unreachable"), "{err}");
+    assert!(
+        err.contains("node w2") && err.contains("unreachable"),
+        "{err}"
+    );
     assert!(!err.contains("node w1:"), "{err}");
 
     // Destroy removes what the phase keeps here.
@@ -304,13 +350,22 @@ fn an_unknown_host_key_is_refused_before_any_task_runs() {
     n.configure(&n.hosts.ssh_config_with_known_hosts(&empty, "no"), "");
     let err = n.fails(&["phase", "config", "apply"], 1);
     assert!(
-        err.contains("node cp") && err.contains("unreachable") && err.contains("Host key verification failed"),
+        err.contains("node cp")
+            && err.contains("unreachable")
+            && err.contains("Host key verification failed"),
         "{err}"
     );
     for h in ["cp", "w1", "w2"] {
-        assert!(n.hosts.calls(h).is_empty(), "{h}: a task ran on an unverified host");
+        assert!(
+            n.hosts.calls(h).is_empty(),
+            "{h}: a task ran on an unverified host"
+        );
     }
-    assert_eq!(std::fs::read_to_string(&empty).unwrap(), "", "a key was recorded");
+    assert_eq!(
+        std::fs::read_to_string(&empty).unwrap(),
+        "",
+        "a key was recorded"
+    );
 }
 
 /// Phase 5 with `kubernetes.provisioner = "ansible"` and with its scripts
@@ -344,8 +399,14 @@ fn both_provisioners_leave_the_same_node_state_as_probe_sh_reads_it() {
                 String::from_utf8_lossy(&o.stdout).into_owned()
             })
             .collect();
-        assert!(probes[0].contains("role=control-plane"), "{provisioner}: {probes:?}\n{text}");
-        assert!(probes[1].contains("role=worker") && probes[1].contains("kubelet_active=yes"), "{provisioner}: {probes:?}\n{text}");
+        assert!(
+            probes[0].contains("role=control-plane"),
+            "{provisioner}: {probes:?}\n{text}"
+        );
+        assert!(
+            probes[1].contains("role=worker") && probes[1].contains("kubelet_active=yes"),
+            "{provisioner}: {probes:?}\n{text}"
+        );
         let files: Vec<Option<String>> = [
             "/etc/modules-load.d/eshop-k8s.conf",
             "/etc/sysctl.d/90-eshop-k8s.conf",
@@ -357,7 +418,10 @@ fn both_provisioners_leave_the_same_node_state_as_probe_sh_reads_it() {
         .iter()
         .map(|f| n.hosts.file("w1", f))
         .collect();
-        assert!(files.iter().all(Option::is_some), "{provisioner}: {files:?}");
+        assert!(
+            files.iter().all(Option::is_some),
+            "{provisioner}: {files:?}"
+        );
         seen.push((probes, files));
     }
     assert_eq!(seen[0], seen[1], "scripts vs ansible");
@@ -381,7 +445,12 @@ fn the_playbooks_pass_ansible_lint_and_syntax_check() {
     let scratch = tempfile::tempdir().unwrap();
     let inv = scratch.path().join("inventory.yml");
     std::fs::copy(dir.join("inventory.example.yml"), &inv).unwrap();
-    for pb in ["provision.yml", "cluster.yml", "deploy.yml", "etcd-backup.yml"] {
+    for pb in [
+        "provision.yml",
+        "cluster.yml",
+        "deploy.yml",
+        "etcd-backup.yml",
+    ] {
         let out = Command::new(playbook_tool())
             .args(["--syntax-check", "-i"])
             .arg(&inv)

@@ -18,8 +18,8 @@ use crate::config::kube::{Mode, Node, Role};
 use crate::config::Config;
 use crate::engines::ssh::{self, Conn};
 use bootstrap::*;
-pub(crate) use shop::images;
 use shop::flat;
+pub(crate) use shop::images;
 pub use shop::{manifests, service_env};
 
 pub struct Kubernetes;

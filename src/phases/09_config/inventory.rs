@@ -47,7 +47,10 @@ fn ssh_args(cfg: &Config) -> String {
 /// The inventory: `control_plane` (one host) and `workers`, host vars per
 /// node, connection vars on `all`.
 pub(super) fn inventory(cfg: &Config, nodes: &[Node]) -> anyhow::Result<Value> {
-    let cps = nodes.iter().filter(|n| n.role == Role::ControlPlane).count();
+    let cps = nodes
+        .iter()
+        .filter(|n| n.role == Role::ControlPlane)
+        .count();
     if cps != 1 {
         anyhow::bail!("the nodes must have exactly one control plane, not {cps}");
     }

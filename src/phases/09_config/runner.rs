@@ -302,13 +302,19 @@ mod tests {
         }
         let mut on_disk = Vec::new();
         walk(&root, &root, &mut on_disk);
-        on_disk.retain(|p| !["README.md", "inventory.example.yml", ".ansible-lint"].contains(&p.as_str()));
+        on_disk.retain(|p| {
+            !["README.md", "inventory.example.yml", ".ansible-lint"].contains(&p.as_str())
+        });
         on_disk.sort();
         let mut embedded: Vec<String> = FILES.iter().map(|(p, _)| p.to_string()).collect();
         embedded.sort();
         assert_eq!(embedded, on_disk);
         for (rel, text) in FILES {
-            assert_eq!(std::fs::read_to_string(root.join(rel)).unwrap(), *text, "{rel}");
+            assert_eq!(
+                std::fs::read_to_string(root.join(rel)).unwrap(),
+                *text,
+                "{rel}"
+            );
         }
     }
 
@@ -323,7 +329,9 @@ mod tests {
         )
         .unwrap();
         let e = read_events(&p).unwrap();
-        assert!(matches!(&e[0], Event::Task { host, status, .. } if host == "cp" && status == "changed"));
+        assert!(
+            matches!(&e[0], Event::Task { host, status, .. } if host == "cp" && status == "changed")
+        );
         assert!(matches!(&e[1], Event::Stats { hosts } if hosts["cp"].changed == 1));
     }
 }
