@@ -315,7 +315,7 @@ fn ansible_provisions_clusters_and_deploys_in_order_and_a_second_run_changes_not
     );
     // And check mode on converged nodes: nothing to do, nothing touched.
     let counts = n.call_counts();
-    let plan = n.ok(&["phase", "config", "plan"]);
+    let plan = n.ok(&["plan", "--from", "config", "--to", "config"]);
     assert!(
         plan.contains("0 to create, 0 to update, 0 to delete"),
         "{plan}"

@@ -11,10 +11,17 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// A value for `ansible_ssh_common_args`, which Ansible splits like a
-/// shell (shlex): every word single-quoted, so a path with spaces or
-/// quotes stays one word.
+/// shell (shlex): a word with anything but plain characters is
+/// single-quoted, so a path with spaces or quotes stays one word.
 fn word(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_=./:@,+".contains(&b));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// The ssh options every connection gets: the same host key policy as
@@ -191,5 +198,9 @@ mod tests {
     #[test]
     fn ssh_arguments_stay_one_word_each_whatever_the_path() {
         assert_eq!(word("/a b/it's"), r"'/a b/it'\''s'");
+        assert_eq!(
+            word("StrictHostKeyChecking=yes"),
+            "StrictHostKeyChecking=yes"
+        );
     }
 }
