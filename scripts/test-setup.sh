@@ -15,7 +15,8 @@ AS_PG=(runuser -u postgres --)
 log() { printf '[test-setup] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------
-ensure_packages postgresql chromium chromium-driver wrk prometheus openssh-server shellcheck busybox-static openssl groovy rsync git etcd-server etcd-client
+# sudo: Ansible's become on the ssh test hosts (tests/config_phase.rs).
+ensure_packages postgresql chromium chromium-driver wrk prometheus openssh-server shellcheck busybox-static openssl groovy rsync git sudo etcd-server etcd-client
 
 # --- PostgreSQL: a cluster on 127.0.0.1:5432 and a role that may create DBs --
 pg_ver="$(ls /usr/lib/postgresql | sort -V | tail -1)"
@@ -92,6 +93,11 @@ DOCKERFILE
   rm -rf "$ctx"
 fi
 
+# --- Ansible (phase 9): the pinned ansible-core and ansible-lint --------------
+# install-ansible.sh is idempotent (nothing is downloaded when the venv holds
+# the pinned versions) and prints the path of ansible-playbook.
+ansible_playbook="$("$here/scripts/install-ansible.sh" --lint)"
+
 # --- What the tests read ----------------------------------------------------
 cat > "$tools/env" <<ENV
 export ESHOP_TEST_PG_URL=postgres://eshop_test:eshop_test@127.0.0.1:5432/postgres
@@ -107,6 +113,8 @@ export ESHOP_TEST_CHECKOV=$venv_k8s/bin/checkov
 export ESHOP_TEST_GITLAB_CI_LOCAL=$glci
 export ESHOP_TEST_ACT=$venv/bin/act
 export ESHOP_TEST_GROOVY=/usr/bin/groovy
+export ESHOP_TEST_ANSIBLE_PLAYBOOK=$ansible_playbook
+export ESHOP_TEST_ANSIBLE_LINT=$(dirname "$ansible_playbook")/ansible-lint
 export ESHOP_TEST_JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")
 ENV
 log "ready; test environment in $tools/env"

@@ -33,6 +33,8 @@ pub(super) struct FileKube {
     local_path_manifest: Option<Spanned<String>>,
     local_path_sha256: Option<Spanned<String>>,
     apt_key_fingerprint: Option<Spanned<String>>,
+    apt_key_url: Option<Spanned<String>>,
+    provisioner: Option<Spanned<String>>,
     #[serde(default)]
     nodes: Vec<FileNode>,
     min_replicas: Option<Spanned<i64>>,
@@ -89,6 +91,24 @@ impl Mode {
             Mode::Off => "off",
             Mode::Bootstrap => "bootstrap",
             Mode::Existing => "existing",
+        }
+    }
+}
+
+/// Who prepares the nodes and runs kubeadm in bootstrap mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provisioner {
+    /// Phase 5's shell scripts over SSH (templates/kubeadm).
+    Scripts,
+    /// Phase 9's playbooks (templates/ansible: provision.yml, cluster.yml).
+    Ansible,
+}
+
+impl Provisioner {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provisioner::Scripts => "scripts",
+            Provisioner::Ansible => "ansible",
         }
     }
 }
@@ -152,6 +172,11 @@ pub struct Kube {
     /// The OpenPGP fingerprint of the pkgs.k8s.io signing key (40 hex
     /// digits, upper case): the nodes refuse any other key.
     pub apt_key_fingerprint: String,
+    /// Where the Ansible provisioner downloads that key (None: pkgs.k8s.io's
+    /// Release.key of the minor version); a mirror or a file:// URL.
+    pub apt_key_url: Option<String>,
+    /// Bootstrap: phase 5's scripts, or phase 9's playbooks.
+    pub provisioner: Provisioner,
     /// Bootstrap: explicit nodes; empty on target aws = phase 3's instances.
     pub nodes: Vec<Node>,
     pub min_replicas: u32,
@@ -399,6 +424,24 @@ pub(super) fn kube(
     let apt_key_fingerprint = o
         .key("kubernetes.apt_key_fingerprint", &f.apt_key_fingerprint)
         .or(K8S_APT_KEY_FINGERPRINT.to_owned(), fingerprint)?;
+    let apt_key_url = o
+        .key("kubernetes.apt_key_url", &f.apt_key_url)
+        .get(optional(keep(|u: &str| {
+            let ok = (u.starts_with("https://") || u.starts_with("file:///"))
+                && u.len() <= 2048
+                && !u.chars().any(|c| c.is_whitespace() || c.is_control());
+            ok.then_some(())
+                .ok_or_else(|| "must be an https:// or file:/// URL".to_owned())
+        })))?
+        .flatten();
+    let provisioner = o
+        .key("kubernetes.provisioner", &f.provisioner)
+        .env("ESHOP_KUBERNETES_PROVISIONER")
+        .or(Provisioner::Scripts, |s: &str| match s {
+            "scripts" => Ok(Provisioner::Scripts),
+            "ansible" => Ok(Provisioner::Ansible),
+            _ => Err(format!("{s:?} is not scripts or ansible")),
+        })?;
     let nodes = nodes(o, f, mode, target)?;
 
     let min = o.key("kubernetes.min_replicas", &f.min_replicas);
@@ -451,6 +494,8 @@ pub(super) fn kube(
         metrics_server,
         local_path,
         apt_key_fingerprint,
+        apt_key_url,
+        provisioner,
         nodes,
         min_replicas,
         max_replicas,

@@ -20,6 +20,8 @@ pub mod apm;
 pub mod build;
 #[cfg(test)]
 mod catalogue_test;
+#[path = "09_config/mod.rs"]
+pub mod config;
 #[path = "02_images/mod.rs"]
 pub mod images;
 #[path = "03_infra/mod.rs"]
@@ -385,6 +387,7 @@ pub fn registry() -> Vec<&'static dyn Runnable> {
         &security::Security,
         &monitoring::Monitoring,
         &pipeline::Pipeline,
+        &config::Configure,
         &apm::Apm,
     ]
 }

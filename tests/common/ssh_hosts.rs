@@ -11,7 +11,8 @@
 //! tests/ssh/standins. They append one line per call to the host's calls log
 //! ([`Hosts::calls`]) and emulate just enough state (packages, units, a fake
 //! cluster shared by the hosts of one [`Hosts`]) in the harness directory on
-//! the real filesystem.
+//! the real filesystem. For Ansible's modules (phase 9) a python3-apt
+//! stand-in sits in root's user site-packages of each host's /root.
 //!
 //! Needs root, iproute2, util-linux and openssh-server (scripts/test-setup.sh).
 //! Everything is torn down when the [`Hosts`] is dropped, panics included;
@@ -388,6 +389,13 @@ impl Hosts {
         fs::write(root.join("state/swap-on"), "").unwrap();
         self.hosts.last_mut().unwrap().host_key = host_key;
 
+        // A host runs sshd (the ssh unit, as systemctl's stand-in sees it).
+        fs::create_dir_all(root.join("state/units")).unwrap();
+        for f in ["ssh.enabled", "ssh.active"] {
+            fs::write(root.join("state/units").join(f), "").unwrap();
+        }
+        install_python_standins(&root.join("overlay/root/upper"));
+
         // Mount and UTS namespaces, kept by a holder process.
         let holder_log = fs::File::create(root.join("holder.log")).unwrap();
         let mut holder = Command::new("ip")
@@ -676,6 +684,40 @@ fn install_standins(bin: &Path) {
         if entry.file_type().unwrap().is_file() {
             // fs::copy keeps the executable bits.
             fs::copy(entry.path(), bin.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// The python3-apt STAND-IN (tests/ssh/python: `apt` and
+/// `apt_pkg` over the apt-get stand-in's package state) in root's user
+/// site-packages of the host's overlaid /root, where the real python3
+/// that Ansible's apt module runs on finds it. `upper` is the host's
+/// upper dir of /root, written before the overlay is mounted.
+fn install_python_standins(upper: &Path) {
+    static SITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let site = SITE.get_or_init(|| {
+        let out = Command::new("/usr/bin/python3")
+            .args(["-c", "import site; print(site.getusersitepackages())"])
+            .env("HOME", "/root")
+            .output()
+            .expect("/usr/bin/python3");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    });
+    let rel = site
+        .strip_prefix("/root/")
+        .unwrap_or_else(|| panic!("python3's user site {site:?} is not under /root"));
+    copy_tree(&standins_dir().with_file_name("python"), &upper.join(rel));
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            fs::copy(entry.path(), dest).unwrap();
         }
     }
 }

@@ -3,7 +3,7 @@
 //! destroy runs.
 
 use super::PHASE;
-use crate::config::kube::{Node, Role};
+use crate::config::kube::{Node, Provisioner, Role};
 use crate::config::{Config, Pinned, Target};
 use crate::engines::ssh::{self, Conn};
 use crate::phases::{Action, Change, Ctx};
@@ -26,7 +26,7 @@ pub(super) const ADD_ON: &str = include_str!("../../../templates/kubeadm/add-on.
 
 /// The machines to bootstrap: `[[kubernetes.nodes]]`, or on target aws
 /// phase 3's running instances found by tag (instance ids as node names).
-pub(super) async fn nodes(ctx: &Ctx) -> anyhow::Result<Vec<Node>> {
+pub(crate) async fn nodes(ctx: &Ctx) -> anyhow::Result<Vec<Node>> {
     let cfg = &ctx.config;
     if !cfg.kube.nodes.is_empty() {
         return Ok(cfg.kube.nodes.clone());
@@ -131,7 +131,7 @@ pub(super) async fn on_all(
 }
 
 /// Where the nodes reach the API: `host:port`.
-pub(super) fn endpoint(cfg: &Config, cp: &Node) -> String {
+pub(crate) fn endpoint(cfg: &Config, cp: &Node) -> String {
     match &cfg.kube.control_plane_endpoint {
         Some(e) if e.contains(':') => e.clone(),
         Some(e) => format!("{e}:6443"),
@@ -181,7 +181,7 @@ pub(super) fn kubeadm_config(cfg: &Config, cp: &Node) -> anyhow::Result<String> 
 
 /// The name kubeadm gives the cluster (ClusterConfiguration.clusterName)
 /// and each node records in /etc/eshop/cluster.
-pub(super) fn cluster_name(cfg: &Config) -> String {
+pub(crate) fn cluster_name(cfg: &Config) -> String {
     format!("eshop-{}", cfg.project)
 }
 
@@ -204,7 +204,7 @@ pub(super) fn reset_script(cfg: &Config) -> anyhow::Result<String> {
 }
 
 /// The add-ons a bootstrapped cluster gets, in the order they are applied.
-pub(super) fn add_ons(cfg: &Config) -> [&Pinned; 3] {
+pub(crate) fn add_ons(cfg: &Config) -> [&Pinned; 3] {
     let k = &cfg.kube;
     [&k.calico, &k.metrics_server, &k.local_path]
 }
@@ -212,7 +212,7 @@ pub(super) fn add_ons(cfg: &Config) -> [&Pinned; 3] {
 /// Downloads every add-on and checks it against its pin (before any node
 /// is touched: a changed manifest stops here); `record`: write first-use
 /// pins to eshop.lock.
-pub(super) async fn fetch_add_ons(
+pub(crate) async fn fetch_add_ons(
     ctx: &Ctx,
     record: bool,
 ) -> anyhow::Result<Vec<(Pinned, Fetched)>> {
@@ -327,7 +327,7 @@ async fn probe_all(conns: &[Conn]) -> anyhow::Result<Vec<Probe>> {
 
 /// A scratch directory for the SSH control sockets: short (socket paths
 /// are limited to ~100 bytes) and private.
-pub(super) fn control_dir() -> anyhow::Result<tempfile::TempDir> {
+pub(crate) fn control_dir() -> anyhow::Result<tempfile::TempDir> {
     Ok(tempfile::Builder::new()
         .prefix("eshop-ssh")
         .tempdir_in("/tmp")?)
@@ -345,6 +345,13 @@ pub(super) async fn bootstrap(ctx: &Ctx) -> anyhow::Result<usize> {
     }
     // Before any node is touched: a manifest that fails its pin stops here.
     let add_ons = fetch_add_ons(ctx, true).await?;
+    if cfg.kube.provisioner == Provisioner::Ansible {
+        // Phase 9's provision.yml and cluster.yml instead of the scripts.
+        let mut changed = crate::phases::config::provision_cluster(ctx, &nodes, &add_ons).await?;
+        let dir = control_dir()?;
+        changed += usize::from(write_kubeconfig(cfg, &nodes, dir.path()).await?);
+        return Ok(changed);
+    }
     let dir = control_dir()?;
     let conns = connect_all(ctx, &nodes, dir.path()).await?;
     let result = bootstrap_on(ctx, &conns, &add_ons).await;
@@ -427,7 +434,7 @@ pub(super) async fn bootstrap_on(
 
 /// Writes the admin kubeconfig (0600) when its content changed. Its key
 /// never reaches a log or the state file.
-pub(super) async fn write_kubeconfig(
+pub(crate) async fn write_kubeconfig(
     cfg: &Config,
     nodes: &[Node],
     dir: &std::path::Path,

@@ -9,7 +9,7 @@
 //! (kind, k3d, EKS). Either way the shop's manifests (templates/kubernetes)
 //! are then server-side applied in order and rolled out.
 
-mod bootstrap;
+pub(crate) mod bootstrap;
 pub mod etcd;
 mod shop;
 
@@ -19,7 +19,8 @@ use crate::config::kube::{Mode, Node, Role};
 use crate::config::Config;
 use crate::engines::ssh::{self, Conn};
 use bootstrap::*;
-use shop::{flat, images};
+use shop::flat;
+pub(crate) use shop::images;
 pub use shop::{manifests, service_env};
 
 pub struct Kubernetes;

@@ -54,7 +54,7 @@ pub fn service_env(cfg: &Config, svc: &Service) -> BTreeMap<String, String> {
 }
 
 /// The images to run: what phase 2 last pushed, pinned by digest.
-pub(super) fn images(ctx: &Ctx) -> anyhow::Result<BTreeMap<String, String>> {
+pub(crate) fn images(ctx: &Ctx) -> anyhow::Result<BTreeMap<String, String>> {
     let mut imgs = crate::phases::images::current_images(ctx).unwrap_or_default();
     imgs.extend(ctx.config.kube.images.clone());
     for svc in ctx.config.shop.iter().map(|s| s.name) {

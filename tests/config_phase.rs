@@ -1,0 +1,464 @@
+//! Phase 9 config: the real `ansible-playbook` (the pinned ansible-core of
+//! scripts/install-ansible.sh) run by eshop against real sshd hosts, each in
+//! its own network and mount namespace (tests/common/ssh_hosts.rs). On those
+//! hosts the commands that would change this machine or need the internet
+//! are RECORDING STAND-INS (tests/ssh/standins: apt-get, apt-mark, dpkg,
+//! dpkg-query, systemctl, kubeadm, kubectl, containerd, modprobe, sysctl,
+//! swapon/swapoff, gpg, curl), and Ansible's apt module reads a STAND-IN
+//! python3-apt (tests/ssh/python) over the apt-get stand-in's packages.
+//! The pkgs.k8s.io key comes from a file:// URL (kubernetes.apt_key_url):
+//! a stand-in key that the gpg stand-in reads the fingerprint of.
+//! Also ansible-lint and `ansible-playbook --syntax-check` on the playbooks.
+
+mod common;
+
+use common::cli::Project;
+use common::ssh_hosts::{Call, Hosts};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The pinned Ansible tools: ESHOP_TEST_ANSIBLE_PLAYBOOK / _LINT
+/// (scripts/test-setup.sh), else where scripts/install-ansible.sh puts them.
+fn ansible_tool(var: &str, name: &str) -> PathBuf {
+    let p = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(&std::env::var_os("HOME").unwrap())
+            .join(".cache/eshop-tools/ansible/bin")
+            .join(name)
+    });
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/test-setup.sh (scripts/install-ansible.sh --lint)",
+        p.display()
+    );
+    p
+}
+
+fn playbook_tool() -> PathBuf {
+    ansible_tool("ESHOP_TEST_ANSIBLE_PLAYBOOK", "ansible-playbook")
+}
+
+fn digest(c: char) -> String {
+    std::iter::repeat_n(c, 64).collect()
+}
+
+/// The stand-in key the curl stand-in serves (its Comment names the
+/// fingerprint the gpg stand-in reports: pkgs.k8s.io's).
+const KEY: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----
+Comment: stand-in fingerprint DE15B14486CD377B9E876E1A234654DA9A296436
+
+mQENBGMHoXcBCADukGOEQyleViOgtkMVa7hKifP6POCTh+98xNW4TfHK/nBJN2sm
+dGVzdCBzdGFuZC1pbiBrZXkgZm9yICRTVEFORElOX0hPU1QsIG5vdCByZWFsCg==
+=Ab1C
+-----END PGP PUBLIC KEY BLOCK-----
+";
+
+struct Nodes {
+    hosts: Hosts,
+    cli: Project,
+}
+
+common::cli::wraps_project!(Nodes);
+
+impl Nodes {
+    fn start() -> Nodes {
+        let hosts = Hosts::start(&["cp", "w1", "w2"]);
+        let cli = Project::new().env("ESHOP_ANSIBLE_PLAYBOOK", playbook_tool());
+        let n = Nodes { hosts, cli };
+        n.configure(&n.hosts.ssh_config(), "");
+        n
+    }
+
+    fn configure(&self, ssh_config: &Path, extra_ssh: &str) {
+        let mut nodes = String::new();
+        for (name, role) in [("cp", "control-plane"), ("w1", "worker"), ("w2", "worker")] {
+            nodes.push_str(&format!(
+                "[[kubernetes.nodes]]\nname = \"{name}\"\naddress = \"{name}\"\nprivate_address = \"{}\"\nrole = \"{role}\"\n",
+                self.hosts.host(name).addr
+            ));
+        }
+        let mut add_ons = String::new();
+        for key in ["calico", "metrics_server", "local_path"] {
+            let file = self.dir.path().join(format!("{key}.yaml"));
+            std::fs::write(
+                &file,
+                format!("# stand-in {key} manifest\nkind: List\nitems: []\n"),
+            )
+            .unwrap();
+            add_ons.push_str(&format!("{key}_manifest = \"{}\"\n", file.display()));
+        }
+        let key = self.dir.path().join("Release.key");
+        std::fs::write(&key, KEY).unwrap();
+        let mut images = String::new();
+        for svc in [
+            "inventory",
+            "pricing",
+            "users",
+            "payments",
+            "orders",
+            "storefront",
+        ] {
+            images.push_str(&format!(
+                "{svc} = \"localhost:5000/shop-{svc}:1a2b@sha256:{}\"\n",
+                digest('b')
+            ));
+        }
+        self.write_config(&format!(
+            "project = \"shop\"\n[kubernetes]\nmode = \"bootstrap\"\napt_key_url = \"file://{key}\"\n\
+             {add_ons}{nodes}[kubernetes.images]\n{images}\
+             [ssh]\nconfig_file = \"{cfg}\"\nconnect_timeout_secs = 5\n{extra_ssh}\n",
+            key = key.display(),
+            cfg = ssh_config.display(),
+        ));
+    }
+
+    /// The callback's final stats line of each playbook's last run:
+    /// host -> changed, Ansible's own count.
+    fn changed_per_playbook(&self) -> Vec<(String, serde_json::Value)> {
+        let dir = self.dir.path().join(".eshop/shop-config/events");
+        [
+            "provision.yml",
+            "cluster.yml",
+            "deploy.yml",
+            "etcd-backup.yml",
+        ]
+        .iter()
+        .map(|pb| {
+            let text = std::fs::read_to_string(dir.join(format!("{pb}.jsonl")))
+                .unwrap_or_else(|e| panic!("{pb}: {e}"));
+            let stats = text
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .rfind(|v| v["event"] == "stats")
+                .unwrap_or_else(|| panic!("{pb}: no stats line in\n{text}"));
+            (pb.to_string(), stats["hosts"].clone())
+        })
+        .collect()
+    }
+
+    fn call_counts(&self) -> Vec<usize> {
+        ["cp", "w1", "w2"]
+            .iter()
+            .map(|h| self.hosts.calls(h).len())
+            .collect()
+    }
+}
+
+/// Calls that change a node.
+fn mutating(c: &Call) -> bool {
+    c.is("apt-get", &["install"])
+        || c.is("apt-get", &["-y"])
+        || c.is("apt-mark", &["hold"])
+        || c.is("dpkg", &["--set-selections"])
+        || c.is("kubeadm", &["init"])
+        || c.is("kubeadm", &["join"])
+        || c.is("kubeadm", &["token"])
+        || (c.is("kubectl", &["apply"]) && !c.args.iter().any(|a| a.starts_with("--dry-run")))
+        || c.is("kubectl", &["certificate"])
+        || c.is("kubectl", &["annotate"])
+        || ["start", "restart", "reload", "enable"]
+            .iter()
+            .any(|v| c.is("systemctl", &[v]))
+        || c.is("swapoff", &[])
+        || c.is("sysctl", &["--system"])
+        // --first-time fails, changing nothing, when the module is loaded
+        // (and -n never loads): Ansible's stats count the real loads.
+        || (c.is("modprobe", &[])
+            && !c.args.iter().any(|a| a == "-n" || a == "--first-time"))
+        || c.is("gpg", &["--batch", "--dearmor"])
+}
+
+fn changes_since(n: &Nodes, counts: &[usize]) -> Vec<String> {
+    ["cp", "w1", "w2"]
+        .iter()
+        .zip(counts)
+        .flat_map(|(h, k)| {
+            n.hosts.calls(h)[*k..]
+                .iter()
+                .filter(|c| mutating(c))
+                .map(|c| format!("{h}: {}", c.line()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn first(calls: &[Call], cmd: &str, args: &[&str]) -> f64 {
+    calls
+        .iter()
+        .find(|c| c.is(cmd, args))
+        .unwrap_or_else(|| panic!("no call {cmd} {args:?}"))
+        .t
+}
+
+#[test]
+fn ansible_provisions_clusters_and_deploys_in_order_and_a_second_run_changes_nothing() {
+    let n = Nodes::start();
+    let probe_files = [
+        "/etc/containerd/config.toml",
+        "/etc/kubernetes/admin.conf",
+        "/etc/apt/sources.list.d/kubernetes.list",
+    ];
+
+    // Check mode on fresh nodes: a plan, and nothing changed anywhere (the
+    // hosts' /etc starts as this machine's, so files are compared).
+    let files_of = |n: &Nodes| -> Vec<Option<String>> {
+        ["cp", "w1", "w2"]
+            .iter()
+            .flat_map(|h| probe_files.iter().map(move |f| n.hosts.file(h, f)))
+            .collect()
+    };
+    let before = files_of(&n);
+    let plan = n.ok(&["phase", "config", "plan"]);
+    assert!(
+        plan.contains("~ node cp: eshop : Plan to install kubelet, kubeadm and kubectl"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("~ node w2: eshop_join : Join the cluster (kubeadm join)"),
+        "{plan}"
+    );
+    let changed = changes_since(&n, &[0, 0, 0]);
+    assert!(
+        changed.is_empty(),
+        "check mode changed nodes:\n{}",
+        changed.join("\n")
+    );
+    assert_eq!(files_of(&n), before, "check mode wrote files");
+    for h in ["cp", "w1", "w2"] {
+        assert!(
+            std::fs::read_dir(n.hosts.host(h).state_dir().join("packages"))
+                .map_or(true, |mut d| d.next().is_none()),
+            "{h}: a package installed in check mode"
+        );
+    }
+
+    let out = n.ok(&["phase", "config", "apply"]);
+    let (cp, w1, w2) = (
+        n.hosts.calls("cp"),
+        n.hosts.calls("w1"),
+        n.hosts.calls("w2"),
+    );
+    // Every node provisioned (pinned packages, held), then init, then joins.
+    for calls in [&cp, &w1, &w2] {
+        let install = calls
+            .iter()
+            .find(|c| c.is("apt-get", &["-y"]) && c.args.iter().any(|a| a.starts_with("kubeadm=")))
+            .expect("kubeadm installed by Ansible's apt module");
+        assert!(
+            install.args.iter().any(|a| a == "kubelet=1.34.2-1.1"),
+            "{install}"
+        );
+        assert!(calls.iter().any(|c| c.is("dpkg", &["--set-selections"])));
+        assert!(calls.iter().any(|c| c.is("swapoff", &["-a"])));
+    }
+    let provisioned = [&cp, &w1, &w2]
+        .iter()
+        .map(|c| first(c, "systemctl", &["enable", "kubelet"]))
+        .fold(0.0, f64::max);
+    let init = first(&cp, "kubeadm", &["init"]);
+    let token = first(&cp, "kubeadm", &["token", "create"]);
+    assert!(
+        provisioned < init && init < token,
+        "{provisioned} {init} {token}"
+    );
+    for w in [&w1, &w2] {
+        assert!(first(w, "kubeadm", &["join"]) > token);
+    }
+    // deploy.yml after the cluster, etcd-backup.yml last.
+    let deploy = first(
+        &cp,
+        "kubectl",
+        &["apply", "--server-side", "--force-conflicts"],
+    );
+    assert!(deploy > first(&cp, "kubectl", &["certificate", "approve"]));
+    assert!(n
+        .hosts
+        .file("cp", "/etc/systemd/system/eshop-etcd-backup.timer")
+        .is_some());
+    assert!(n
+        .hosts
+        .file("cp", "/etc/eshop/manifests/30-pricing.yaml")
+        .is_some());
+    assert_eq!(
+        n.hosts.file("cp", "/etc/eshop/manifests/15-secret.yaml"),
+        None
+    );
+    // The join token was never printed (it is no_log in Ansible too).
+    let tokens = std::fs::read_to_string(n.hosts.cluster_dir().join("tokens")).unwrap();
+    let log = std::fs::read_to_string(n.dir.path().join(".eshop/shop-config/ansible.log")).unwrap();
+    for t in tokens.lines() {
+        assert!(!out.contains(t) && !log.contains(t), "token {t} printed");
+    }
+    for (pb, hosts) in n.changed_per_playbook() {
+        assert!(
+            hosts["cp"]["changed"].as_u64().unwrap() > 0,
+            "{pb}: {hosts}"
+        );
+    }
+
+    // A second run: Ansible's own stats say changed=0 on every host, and
+    // no stand-in saw a change.
+    let counts = n.call_counts();
+    let again = n.ok(&["phase", "config", "apply"]);
+    assert!(again.contains("0 change(s)"), "{again}");
+    for (pb, hosts) in n.changed_per_playbook() {
+        let obj = hosts.as_object().unwrap();
+        assert!(!obj.is_empty(), "{pb}");
+        for (h, s) in obj {
+            assert_eq!(s["changed"], 0, "{pb}: {h} changed on a converged run: {s}");
+        }
+    }
+    let changed = changes_since(&n, &counts);
+    assert!(
+        changed.is_empty(),
+        "converged run changed:\n{}",
+        changed.join("\n")
+    );
+    // And check mode on converged nodes: nothing to do, nothing touched.
+    let counts = n.call_counts();
+    let plan = n.ok(&["plan", "--from", "config", "--to", "config"]);
+    assert!(
+        plan.contains("0 to create, 0 to update, 0 to delete"),
+        "{plan}"
+    );
+    assert!(changes_since(&n, &counts).is_empty());
+    let status = n.ok(&["phase", "config", "status"]);
+    assert!(
+        status.contains("node w1") && status.contains("configured"),
+        "{status}"
+    );
+
+    // One node down: a clear error naming it, nothing claimed done.
+    n.hosts.stop("w2");
+    let err = n.fails(&["phase", "config", "apply"], 1);
+    assert!(
+        err.contains("node w2") && err.contains("unreachable"),
+        "{err}"
+    );
+    assert!(!err.contains("node w1:"), "{err}");
+
+    // Destroy removes what the phase keeps here.
+    n.ok(&["phase", "config", "destroy"]);
+    assert!(!n.dir.path().join(".eshop/shop-config").exists());
+}
+
+#[test]
+fn an_unknown_host_key_is_refused_before_any_task_runs() {
+    let n = Nodes::start();
+    let empty = n.dir.path().join("known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    // The user's ssh config says to trust anything; eshop's check wins.
+    n.configure(&n.hosts.ssh_config_with_known_hosts(&empty, "no"), "");
+    let err = n.fails(&["phase", "config", "apply"], 1);
+    assert!(
+        err.contains("node cp")
+            && err.contains("unreachable")
+            && err.contains("Host key verification failed"),
+        "{err}"
+    );
+    for h in ["cp", "w1", "w2"] {
+        assert!(
+            n.hosts.calls(h).is_empty(),
+            "{h}: a task ran on an unverified host"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&empty).unwrap(),
+        "",
+        "a key was recorded"
+    );
+}
+
+/// Phase 5 with `kubernetes.provisioner = "ansible"` and with its scripts
+/// leave what probe.sh reads the same.
+#[test]
+fn both_provisioners_leave_the_same_node_state_as_probe_sh_reads_it() {
+    let probe = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/kubeadm/probe.sh"),
+    )
+    .unwrap();
+    let lib = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/kubeadm/lib.sh"),
+    )
+    .unwrap();
+    let script = format!("{lib}\n{probe}");
+    let mut seen = Vec::new();
+    for provisioner in ["scripts", "ansible"] {
+        let n = Nodes::start();
+        // Phase 5 bootstraps, then deploys the shop through the API, which
+        // there is not here: the bootstrap part is what is compared.
+        let out = n.eshop_with(
+            &["phase", "kubernetes", "apply"],
+            &[("ESHOP_KUBERNETES_PROVISIONER", provisioner)],
+        );
+        let text = common::cli::text(&out);
+        let probes: Vec<String> = ["cp", "w1", "w2"]
+            .iter()
+            .map(|h| {
+                let o = n.hosts.run_script(h, &script);
+                assert!(o.status.success(), "{provisioner} {h}: {text}");
+                String::from_utf8_lossy(&o.stdout).into_owned()
+            })
+            .collect();
+        assert!(
+            probes[0].contains("role=control-plane"),
+            "{provisioner}: {probes:?}\n{text}"
+        );
+        assert!(
+            probes[1].contains("role=worker") && probes[1].contains("kubelet_active=yes"),
+            "{provisioner}: {probes:?}\n{text}"
+        );
+        let files: Vec<Option<String>> = [
+            "/etc/modules-load.d/eshop-k8s.conf",
+            "/etc/sysctl.d/90-eshop-k8s.conf",
+            "/etc/containerd/config.toml",
+            "/etc/apt/keyrings/kubernetes-apt-keyring.gpg",
+            "/etc/apt/sources.list.d/kubernetes.list",
+            "/etc/eshop/cluster",
+        ]
+        .iter()
+        .map(|f| n.hosts.file("w1", f))
+        .collect();
+        assert!(
+            files.iter().all(Option::is_some),
+            "{provisioner}: {files:?}"
+        );
+        seen.push((probes, files));
+    }
+    assert_eq!(seen[0], seen[1], "scripts vs ansible");
+}
+
+#[test]
+fn the_playbooks_pass_ansible_lint_and_syntax_check() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/ansible");
+    let lint = ansible_tool("ESHOP_TEST_ANSIBLE_LINT", "ansible-lint");
+    let out = Command::new(&lint)
+        .current_dir(&dir)
+        .env("ANSIBLE_CONFIG", dir.join("ansible.cfg"))
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ansible-lint:\n{}",
+        common::cli::text(&out)
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let inv = scratch.path().join("inventory.yml");
+    std::fs::copy(dir.join("inventory.example.yml"), &inv).unwrap();
+    for pb in [
+        "provision.yml",
+        "cluster.yml",
+        "deploy.yml",
+        "etcd-backup.yml",
+    ] {
+        let out = Command::new(playbook_tool())
+            .args(["--syntax-check", "-i"])
+            .arg(&inv)
+            .arg(dir.join(pb))
+            .env("ANSIBLE_CONFIG", dir.join("ansible.cfg"))
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{pb}:\n{}", common::cli::text(&out));
+    }
+}
