@@ -3,14 +3,17 @@
 //! run three ways, each shipping a new landing-page title that the
 //! running shop must serve afterwards:
 //!
-//! 1. the rendered `.gitlab-ci.yml` under gitlab-ci-local (shell
+//! 1. `git push` to push-to-deploy's remote (the hook runs the stages in
+//!    its own work tree);
+//! 2. the rendered `.gitlab-ci.yml` under gitlab-ci-local (shell
 //!    executor, in the copy itself);
-//! 2. the rendered GitHub workflow under act in host mode: a self-hosted
+//! 3. the rendered GitHub workflow under act in host mode: a self-hosted
 //!    runner on this machine, whose checkout is act's copy of the work
 //!    tree while the shop's configuration and state stay outside it
 //!    (`ESHOP_CONFIG`);
-//! 3. `git push` to push-to-deploy's remote; then a push that breaks a
-//!    unit test stops at the unit tests and ships nothing.
+//!
+//! and last a push that breaks a unit test stops at the unit tests and
+//! ships nothing.
 //!
 //! The stages compile the workspace (cargo's dev profile: the copy says
 //! `build.profile = "dev"`, so the images pack what the build stage
@@ -304,8 +307,27 @@ fn gitlab_github_and_a_push_each_ship_a_change_through_every_stage() {
     git(&repo, &["add", "-A"], &[]);
     git(&repo, &["commit", "-q", "-m", "the pipeline"], &[]);
 
-    // 1. GitLab CI: every job passes, in the copy itself (as a shell
-    // runner does), and the running shop serves the new title.
+    // 1. Push-to-deploy: a new title goes through every stage, in the
+    // hook's own work tree (its first checkout: everything compiles).
+    retitle(&repo, "eshop · pushed");
+    let pushed = git(&repo, &["push", "eshop", "HEAD:main"], &env);
+    for (_, title) in STAGES {
+        assert!(
+            pushed.contains(&format!("eshop: stage {title}:")),
+            "{title} did not run:\n{pushed}"
+        );
+    }
+    assert!(pushed.contains(": passed"), "{pushed}");
+    assert_eq!(landing_title(), "eshop · pushed");
+
+    let pushed_image = current_pricing(&repo);
+    assert_ne!(pushed_image, first, "the new title made no new image");
+
+    // 2. GitLab CI: every job passes, in the copy itself (as a shell
+    // runner does), and the running shop serves the new title. The copy's
+    // files are older than what the hook just compiled from the same
+    // sources, so cargo compiles only what the new title changed (the
+    // pricing service), as in a working copy.
     retitle(&repo, "eshop · shipped by GitLab");
     let (ok, out) = run(
         "gitlab-ci-local",
@@ -341,10 +363,11 @@ fn gitlab_github_and_a_push_each_ship_a_change_through_every_stage() {
     assert!(!junit.contains("<failure"), "{junit}");
     let shipped = current_pricing(&repo);
     assert_ne!(shipped, first, "the new title made no new image");
+    assert_ne!(shipped, pushed_image, "the new title made no new image");
     assert!(in_registry(&shipped), "{shipped} is not in the registry");
     assert_eq!(landing_title(), "eshop · shipped by GitLab");
 
-    // 2. GitHub Actions: act runs the workflow on this machine (host
+    // 3. GitHub Actions: act runs the workflow on this machine (host
     // mode: a self-hosted runner), the shop's configuration and state
     // outside its checkout.
     retitle(&repo, "eshop · shipped by GitHub Actions");
@@ -371,18 +394,6 @@ fn gitlab_github_and_a_push_each_ship_a_change_through_every_stage() {
     assert!(in_registry(&current_pricing(&repo)));
     assert_eq!(landing_title(), "eshop · shipped by GitHub Actions");
 
-    // 3. Push-to-deploy: a new title goes through every stage.
-    retitle(&repo, "eshop · pushed");
-    let pushed = git(&repo, &["push", "eshop", "HEAD:main"], &env);
-    for (_, title) in STAGES {
-        assert!(
-            pushed.contains(&format!("eshop: stage {title}:")),
-            "{title} did not run:\n{pushed}"
-        );
-    }
-    assert!(pushed.contains(": passed"), "{pushed}");
-    assert_eq!(landing_title(), "eshop · pushed");
-
     // A broken unit test: the run stops there, nothing new ships.
     let quote = repo.join("services/pricing/src/quote.rs");
     let text = std::fs::read_to_string(&quote).unwrap();
@@ -406,7 +417,7 @@ fn gitlab_github_and_a_push_each_ship_a_change_through_every_stage() {
     // the hook's failure.
     assert!(out.contains("failed at unit-tests"), "{ok} {out}");
     assert!(!out.contains("eshop: stage Images:"), "{out}");
-    assert_eq!(landing_title(), "eshop · pushed");
+    assert_eq!(landing_title(), "eshop · shipped by GitHub Actions");
 
     // Status shows both runs, newest first; each has its log.
     let status = common::cli::text(&p.eshop(&["phase", "pipeline", "status"]));
