@@ -263,7 +263,7 @@ fn with(base: &toml::Table, key: &str, value: &str) -> String {
     toml::to_string(&t).unwrap()
 }
 
-const PHASES: [&str; 8] = [
+const PHASES: [&str; 9] = [
     "images",
     "infra",
     "schedule",
@@ -271,6 +271,7 @@ const PHASES: [&str; 8] = [
     "security",
     "monitoring",
     "pipeline",
+    "config",
     "apm",
 ];
 

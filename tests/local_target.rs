@@ -710,6 +710,7 @@ fn phases_render_and_completions_need_no_engine() {
             "security",
             "monitoring",
             "pipeline",
+            "config",
             "apm"
         ]
     );
