@@ -54,8 +54,7 @@ impl std::str::FromStr for Target {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     /// Optimised, as benchmarked and shipped (`cargo build --release`).
     Release,

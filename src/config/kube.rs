@@ -104,15 +104,6 @@ pub enum Provisioner {
     Ansible,
 }
 
-impl Provisioner {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provisioner::Scripts => "scripts",
-            Provisioner::Ansible => "ansible",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     ControlPlane,

@@ -31,6 +31,19 @@ etcdctl snapshot restore "$file" --data-dir "$new" --name "$name" \
   --initial-cluster "$cluster" --initial-advertise-peer-urls "$peer" >&2
 
 healthy() { ctl --command-timeout=3s endpoint health >/dev/null 2>&1; }
+# wait_for up|down SECONDS EXIT_CODE MESSAGE: until etcd is healthy (up)
+# or no longer answers (down), or fail with MESSAGE.
+wait_for() {
+  local i=0
+  while { [ "$1" = up ] && ! healthy; } || { [ "$1" = down ] && healthy; }; do
+    i=$((i + 1))
+    if [ "$i" -ge "$2" ]; then
+      echo "$4" >&2
+      exit "$3"
+    fi
+    sleep 1
+  done
+}
 put_back() {
   if [ -d "$old" ] && [ ! -d "$data" ]; then mv "$old" "$data"; fi
   for f in "$held"/*.yaml; do
@@ -46,15 +59,7 @@ mv "$manifest" "$held/"
 if [ -f "$manifests/kube-apiserver.yaml" ]; then
   mv "$manifests/kube-apiserver.yaml" "$held/"
 fi
-i=0
-while healthy; do
-  i=$((i + 1))
-  if [ "$i" -ge 120 ]; then
-    echo "etcd still answers 120 s after its manifest was moved away" >&2
-    exit 4
-  fi
-  sleep 1
-done
+wait_for down 120 4 "etcd still answers 120 s after its manifest was moved away"
 
 step "swapping the data dir"
 mv "$data" "$old"
@@ -63,15 +68,7 @@ mv "$new" "$data"
 step "starting etcd and the API server"
 put_back
 trap - EXIT
-i=0
-until healthy; do
-  i=$((i + 1))
-  if [ "$i" -ge 180 ]; then
-    echo "etcd is not healthy 180 s after the restore; the previous data is in $old" >&2
-    exit 5
-  fi
-  sleep 1
-done
+wait_for up 180 5 "etcd is not healthy 180 s after the restore; the previous data is in $old"
 rm -f "$file"
 changed "etcd restored; the previous data is in $old"
 live
