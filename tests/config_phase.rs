@@ -52,6 +52,14 @@ dGVzdCBzdGFuZC1pbiBrZXkgZm9yICRTVEFORElOX0hPU1QsIG5vdCByZWFsCg==
 -----END PGP PUBLIC KEY BLOCK-----
 ";
 
+/// In the order eshop runs them.
+const PLAYBOOKS: [&str; 4] = [
+    "provision.yml",
+    "cluster.yml",
+    "deploy.yml",
+    "etcd-backup.yml",
+];
+
 struct Nodes {
     hosts: Hosts,
     cli: Project,
@@ -111,28 +119,38 @@ impl Nodes {
         ));
     }
 
-    /// The callback's final stats line of each playbook's last run:
-    /// host -> changed, Ansible's own count.
-    fn changed_per_playbook(&self) -> Vec<(String, serde_json::Value)> {
-        let dir = self.dir.path().join(".eshop/shop-config/events");
-        [
-            "provision.yml",
-            "cluster.yml",
-            "deploy.yml",
-            "etcd-backup.yml",
-        ]
-        .iter()
-        .map(|pb| {
-            let text = std::fs::read_to_string(dir.join(format!("{pb}.jsonl")))
-                .unwrap_or_else(|e| panic!("{pb}: {e}"));
-            let stats = text
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                .rfind(|v| v["event"] == "stats")
-                .unwrap_or_else(|| panic!("{pb}: no stats line in\n{text}"));
-            (pb.to_string(), stats["hosts"].clone())
-        })
-        .collect()
+    /// The last run's events: (playbook, host, status) of every task
+    /// result, and Ansible's own final stats (host -> counts).
+    fn last_run(&self) -> (Vec<(String, String, String)>, serde_json::Value) {
+        let file = self.dir.path().join(".eshop/shop-config/events/run.jsonl");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let tasks = events
+            .iter()
+            .filter(|v| v["event"] == "task")
+            .map(|v| {
+                let s = |k: &str| v[k].as_str().unwrap().to_owned();
+                (s("playbook"), s("host"), s("status"))
+            })
+            .collect();
+        let stats = events
+            .iter()
+            .rfind(|v| v["event"] == "stats")
+            .unwrap_or_else(|| panic!("no stats line in\n{text}"));
+        (tasks, stats["hosts"].clone())
+    }
+
+    /// Ansible's own stats of the last run say changed=0 on every node.
+    fn assert_nothing_changed(&self) {
+        let (_, hosts) = self.last_run();
+        let obj = hosts.as_object().unwrap();
+        assert_eq!(obj.len(), 3, "{hosts}");
+        for (h, s) in obj {
+            assert_eq!(s["changed"], 0, "{h} changed on a converged run: {s}");
+        }
     }
 
     fn call_counts(&self) -> Vec<usize> {
@@ -288,10 +306,15 @@ fn ansible_provisions_clusters_and_deploys_in_order_and_a_second_run_changes_not
     for t in tokens.lines() {
         assert!(!out.contains(t) && !log.contains(t), "token {t} printed");
     }
-    for (pb, hosts) in n.changed_per_playbook() {
+    // One ansible-playbook ran the four playbooks, each changing the
+    // fresh control plane.
+    let (tasks, _) = n.last_run();
+    for pb in PLAYBOOKS {
         assert!(
-            hosts["cp"]["changed"].as_u64().unwrap() > 0,
-            "{pb}: {hosts}"
+            tasks
+                .iter()
+                .any(|(p, h, s)| p == pb && h == "cp" && s == "changed"),
+            "{pb}: {tasks:?}"
         );
     }
 
@@ -300,13 +323,7 @@ fn ansible_provisions_clusters_and_deploys_in_order_and_a_second_run_changes_not
     let counts = n.call_counts();
     let again = n.ok(&["phase", "config", "apply"]);
     assert!(again.contains("0 change(s)"), "{again}");
-    for (pb, hosts) in n.changed_per_playbook() {
-        let obj = hosts.as_object().unwrap();
-        assert!(!obj.is_empty(), "{pb}");
-        for (h, s) in obj {
-            assert_eq!(s["changed"], 0, "{pb}: {h} changed on a converged run: {s}");
-        }
-    }
+    n.assert_nothing_changed();
     let changed = changes_since(&n, &counts);
     assert!(
         changed.is_empty(),
@@ -352,7 +369,9 @@ fn an_unknown_host_key_is_refused_before_any_task_runs() {
     assert!(
         err.contains("node cp")
             && err.contains("unreachable")
-            && err.contains("Host key verification failed"),
+            // OpenSSH's words, or Mitogen's for the same refusal.
+            && (err.contains("Host key verification failed")
+                || err.contains("unrecognized or mismatching host key")),
         "{err}"
     );
     for h in ["cp", "w1", "w2"] {
@@ -445,12 +464,7 @@ fn the_playbooks_pass_ansible_lint_and_syntax_check() {
     let scratch = tempfile::tempdir().unwrap();
     let inv = scratch.path().join("inventory.yml");
     std::fs::copy(dir.join("inventory.example.yml"), &inv).unwrap();
-    for pb in [
-        "provision.yml",
-        "cluster.yml",
-        "deploy.yml",
-        "etcd-backup.yml",
-    ] {
+    for pb in PLAYBOOKS {
         let out = Command::new(playbook_tool())
             .args(["--syntax-check", "-i"])
             .arg(&inv)
@@ -461,4 +475,151 @@ fn the_playbooks_pass_ansible_lint_and_syntax_check() {
             .unwrap();
         assert!(out.status.success(), "{pb}:\n{}", common::cli::text(&out));
     }
+    // The inputs are checked on this machine before any node is reached
+    // (the example inventory's hosts do not exist), every bad one named.
+    let out = Command::new(playbook_tool())
+        .args(["--tags", "only-the-checks", "-i"])
+        .arg(&inv)
+        .arg(dir.join("etcd-backup.yml"))
+        .args([
+            "-e",
+            "eshop_cluster_name=Bad_Name",
+            "-e",
+            "eshop_etcd_backup_keep=0",
+        ])
+        .env("ANSIBLE_CONFIG", dir.join("ansible.cfg"))
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .unwrap();
+    let text = common::cli::text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "eshop_cluster_name must be a DNS label; eshop_etcd_backup_keep must be at least 1"
+        ),
+        "{text}"
+    );
+}
+
+/// Seconds `eshop` took to run `args`.
+fn timed(n: &Nodes, args: &[&str]) -> f64 {
+    let t = std::time::Instant::now();
+    n.ok(args);
+    t.elapsed().as_secs_f64()
+}
+
+/// The median of `runs` no-op applies, after checking they changed nothing.
+fn no_op_median(n: &Nodes, runs: usize) -> f64 {
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| timed(n, &["phase", "config", "apply"]))
+        .collect();
+    n.assert_nothing_changed();
+    t.sort_by(f64::total_cmp);
+    t[runs / 2]
+}
+
+/// The `top` slowest tasks of the last run (seconds on the slowest host,
+/// from the events callback), and how many tasks ran in all.
+fn slowest_tasks(n: &Nodes, top: usize) -> String {
+    let file = n.dir.path().join(".eshop/shop-config/events/run.jsonl");
+    let mut secs: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut count = 0;
+    for line in std::fs::read_to_string(file).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["event"] == "task" {
+            count += 1;
+            let name = format!(
+                "{}: {}",
+                v["playbook"].as_str().unwrap(),
+                v["task"].as_str().unwrap()
+            );
+            let t = secs.entry(name).or_default();
+            *t = t.max(v["secs"].as_f64().unwrap());
+        }
+    }
+    let total: f64 = secs.values().sum();
+    let mut v: Vec<_> = secs.into_iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut out = format!(
+        "  {count} task results, {} tasks, {total:.1} s summed\n",
+        v.len()
+    );
+    for (task, s) in v.into_iter().take(top) {
+        out.push_str(&format!("  {s:6.2} s  {task}\n"));
+    }
+    out
+}
+
+/// A BENCHMARK, not a check: bench/config.sh runs it and prints its
+/// figures (README, "Phase 9"). Three namespace hosts, `eshop phase config
+/// apply` first run and no-op re-run, then the same with the tuning taken
+/// out of ansible.cfg (plain ansible-playbook defaults) on fresh hosts.
+#[test]
+#[ignore = "a benchmark: bench/config.sh runs it"]
+fn benchmark_config_apply() {
+    let runs: usize = std::env::var("RUNS").map_or(3, |r| r.parse().unwrap());
+    let n = Nodes::start();
+    let first = timed(&n, &["phase", "config", "apply"]);
+    let no_op = no_op_median(&n, runs);
+    let profile = slowest_tasks(&n, 12);
+    drop(n);
+    println!("three hosts (cp, w1, w2), {runs} no-op runs each (median)");
+    println!(
+        "eshop phase config apply, first run: {first:.1} s (goal 60 s: {:.2} of it)",
+        first / 60.0
+    );
+    println!(
+        "eshop phase config apply, no-op:     {no_op:.1} s (goal 10 s: {:.2} of it)",
+        no_op / 10.0
+    );
+    println!("the last no-op run's slowest tasks (the slowest host's seconds):\n{profile}");
+    if std::env::var("BASELINE").is_ok_and(|b| b == "0") {
+        return;
+    }
+
+    // Plain defaults: the same staged playbooks, inventory and vars (a
+    // check-mode plan writes them), run by ansible-playbook itself with a
+    // configuration holding only what they need to run.
+    let n = Nodes::start();
+    n.ok(&["phase", "config", "plan"]);
+    let dir = n.dir.path().join(".eshop/shop-config");
+    let plain = dir.join("plain.cfg");
+    std::fs::write(
+        &plain,
+        format!(
+            "[defaults]\nroles_path = {a}/roles\ncallback_plugins = {a}/callback_plugins\ncallbacks_enabled = eshop_events\n",
+            a = dir.join("ansible").display()
+        ),
+    )
+    .unwrap();
+    let playbooks = || {
+        let t = std::time::Instant::now();
+        for pb in PLAYBOOKS {
+            let out = Command::new(playbook_tool())
+                .arg("-i")
+                .arg(dir.join("inventory.yml"))
+                .arg("-e")
+                .arg(format!("@{}", dir.join("vars.json").display()))
+                .arg(dir.join("ansible").join(pb))
+                .env("ANSIBLE_CONFIG", &plain)
+                .env("ESHOP_ANSIBLE_EVENTS", dir.join("events/plain.jsonl"))
+                .env("LC_ALL", "C.UTF-8")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{pb}:\n{}", common::cli::text(&out));
+        }
+        t.elapsed().as_secs_f64()
+    };
+    let plain_first = playbooks();
+    let mut again: Vec<f64> = (0..runs).map(|_| playbooks()).collect();
+    again.sort_by(f64::total_cmp);
+    let plain_no_op = again[runs / 2];
+    println!(
+        "plain ansible-playbook, first run:   {plain_first:.1} s (eshop {:.2}x faster)",
+        plain_first / first
+    );
+    println!(
+        "plain ansible-playbook, no-op:       {plain_no_op:.1} s (eshop {:.2}x faster)",
+        plain_no_op / no_op
+    );
 }

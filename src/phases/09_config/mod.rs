@@ -134,18 +134,20 @@ pub(crate) async fn provision_cluster(
     add_ons: &[(Pinned, Fetched)],
 ) -> anyhow::Result<usize> {
     let p = prepare(ctx, nodes, add_ons, false)?;
-    let mut changed = 0;
-    for pb in &PLAYBOOKS[..2] {
-        changed += runner::run(&ctx.ui, kubernetes::PHASE, &p.setup(), pb, false)
-            .await?
-            .changed_count();
-    }
-    Ok(changed)
+    Ok(runner::run(
+        &ctx.ui,
+        kubernetes::PHASE,
+        &p.setup(),
+        &PLAYBOOKS[..2],
+        false,
+    )
+    .await?
+    .changed_count())
 }
 
 /// Every playbook in order (`check`: Ansible's check mode), or None when
 /// there are no nodes yet.
-async fn run_all(ctx: &Ctx, check: bool) -> anyhow::Result<Option<Vec<runner::Run>>> {
+async fn run_all(ctx: &Ctx, check: bool) -> anyhow::Result<Option<runner::Run>> {
     let nodes = bootstrap::nodes(ctx).await?;
     if nodes.is_empty() {
         return Ok(None);
@@ -153,34 +155,26 @@ async fn run_all(ctx: &Ctx, check: bool) -> anyhow::Result<Option<Vec<runner::Ru
     // Before any node is touched: a manifest that fails its pin stops here.
     let add_ons = bootstrap::fetch_add_ons(ctx, !check).await?;
     let p = prepare(ctx, &nodes, &add_ons, true)?;
-    let mut runs = Vec::new();
-    for pb in PLAYBOOKS {
-        runs.push(runner::run(&ctx.ui, PHASE, &p.setup(), pb, check).await?);
-    }
-    Ok(Some(runs))
+    Ok(Some(
+        runner::run(&ctx.ui, PHASE, &p.setup(), &PLAYBOOKS, check).await?,
+    ))
 }
 
 const NO_NODES: &str = "no nodes yet: phase 3 creates them";
 
 async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
-    let Some(runs) = run_all(ctx, true).await? else {
+    let Some(run) = run_all(ctx, true).await? else {
         return Ok(vec![Change::new("nodes", Action::Create, NO_NODES)]);
     };
     let mut out = Vec::new();
-    let mut hosts: Vec<String> = Vec::new();
-    for r in &runs {
-        hosts.extend(r.stats.keys().cloned());
-        for (host, task, play) in r.changed() {
-            out.push(Change::new(
-                format!("node {host}: {task}"),
-                Action::Update,
-                play,
-            ));
-        }
+    for (host, task, play) in run.changed() {
+        out.push(Change::new(
+            format!("node {host}: {task}"),
+            Action::Update,
+            play,
+        ));
     }
-    hosts.sort();
-    hosts.dedup();
-    for h in hosts {
+    for h in run.stats.keys() {
         if !out
             .iter()
             .any(|c| c.resource.starts_with(&format!("node {h}: ")))
@@ -196,17 +190,14 @@ async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
 }
 
 async fn apply(ctx: &Ctx) -> anyhow::Result<usize> {
-    let Some(runs) = run_all(ctx, false).await? else {
+    let Some(run) = run_all(ctx, false).await? else {
         anyhow::bail!(
             "no running control plane tagged for project {:?}: run phase 3 first (eshop phase infra apply), or list [[kubernetes.nodes]]",
             ctx.config.project
         );
     };
-    let changed: usize = runs.iter().map(runner::Run::changed_count).sum();
-    let hosts: Vec<&String> = runs.iter().flat_map(|r| r.stats.keys()).collect();
-    let mut names: Vec<&String> = hosts.clone();
-    names.sort();
-    names.dedup();
+    let changed = run.changed_count();
+    let names: Vec<&String> = run.stats.keys().collect();
     ctx.set_phase_state(
         PHASE,
         serde_json::json!({ "nodes": names, "playbooks": PLAYBOOKS, "changed": changed }),
@@ -215,7 +206,7 @@ async fn apply(ctx: &Ctx) -> anyhow::Result<usize> {
 }
 
 async fn status(ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
-    let runs = match run_all(ctx, true).await {
+    let run = match run_all(ctx, true).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             return Ok(vec![Status {
@@ -233,13 +224,11 @@ async fn status(ctx: &Ctx) -> anyhow::Result<Vec<Status>> {
         }
     };
     let mut per_host: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for r in &runs {
-        for h in r.stats.keys() {
-            per_host.entry(h.clone()).or_default();
-        }
-        for (host, task, _) in r.changed() {
-            per_host.entry(host).or_default().push(task);
-        }
+    for h in run.stats.keys() {
+        per_host.entry(h.clone()).or_default();
+    }
+    for (host, task, _) in run.changed() {
+        per_host.entry(host).or_default().push(task);
     }
     Ok(per_host
         .into_iter()

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 pub(super) enum Event {
     Task {
         host: String,
+        /// The playbook's file name: one run holds several.
+        #[serde(default)]
+        playbook: String,
         play: String,
         task: String,
         status: String,
@@ -37,7 +40,7 @@ pub(super) struct HostStats {
     pub skipped: usize,
 }
 
-/// What one playbook run reported.
+/// What one ansible-playbook run reported.
 #[derive(Debug, Default)]
 pub(super) struct Run {
     pub tasks: Vec<Event>,
@@ -107,6 +110,22 @@ pub(super) fn playbook_command() -> anyhow::Result<PathBuf> {
     })
 }
 
+/// Mitogen's strategy plugins in the venv `program` belongs to
+/// (`<venv>/bin/ansible-playbook`, `<venv>/lib/python3.*/site-packages`),
+/// where scripts/install-ansible.sh puts them.
+fn mitogen_strategies(program: &Path) -> Option<PathBuf> {
+    let lib = program.parent()?.parent()?.join("lib");
+    std::fs::read_dir(lib)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        .map(|e| {
+            e.path()
+                .join("site-packages/ansible_mitogen/plugins/strategy")
+        })
+        .find(|d| d.join("mitogen_linear.py").is_file())
+}
+
 /// Writes the embedded templates/ansible into `dir` (files whose content
 /// differs only), removing nothing else; returns its ansible.cfg.
 pub(super) fn write_templates(dir: &Path) -> anyhow::Result<PathBuf> {
@@ -156,19 +175,22 @@ fn log_tail(log: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n  ")
 }
 
-/// Runs one playbook (`check`: --check --diff), showing each task as it
-/// happens; fails naming every host and task that failed or could not be
-/// reached, with Ansible's message.
+/// Runs the playbooks in order in one ansible-playbook (`check`: --check
+/// --diff): one start-up and one connection per node for all of them, and
+/// the first failure anywhere stops every node (ansible.cfg's
+/// any_errors_fatal). Shows each task as it happens; fails naming every
+/// host and task that failed or could not be reached, with Ansible's
+/// message.
 pub(super) async fn run(
     ui: &Ui,
     phase: &str,
     s: &Setup<'_>,
-    playbook: &str,
+    playbooks: &[&str],
     check: bool,
 ) -> anyhow::Result<Run> {
     use std::process::Stdio;
     std::fs::create_dir_all(s.events)?;
-    let events_file = s.events.join(format!("{playbook}.jsonl"));
+    let events_file = s.events.join("run.jsonl");
     crate::util::write_atomic(&events_file, b"", 0o600)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -178,10 +200,25 @@ pub(super) async fn run(
     cmd.arg("-i")
         .arg(s.inventory)
         .arg("-e")
-        .arg(format!("@{}", s.vars.display()))
-        .arg(s.playbooks.join(playbook));
+        .arg(format!("@{}", s.vars.display()));
+    for pb in playbooks {
+        cmd.arg(s.playbooks.join(pb));
+    }
     if check {
         cmd.args(["--check", "--diff"]);
+    }
+    match mitogen_strategies(s.program) {
+        Some(dir) => {
+            cmd.env("ANSIBLE_STRATEGY_PLUGINS", dir)
+                .env("ANSIBLE_STRATEGY", "mitogen_linear");
+        }
+        None => ui.info(
+            phase,
+            &format!(
+                "{} has no Mitogen beside it: Ansible's own strategy, about 3 times slower (scripts/install-ansible.sh installs both)",
+                s.program.display()
+            ),
+        ),
     }
     cmd.env("ANSIBLE_CONFIG", s.config)
         .env("ANSIBLE_CACHE_PLUGIN_CONNECTION", s.facts)
@@ -193,7 +230,11 @@ pub(super) async fn run(
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
-    let what = format!("{playbook}{}", if check { " (check)" } else { "" });
+    let what = format!(
+        "{}{}",
+        playbooks.join(", "),
+        if check { " (check)" } else { "" }
+    );
     let p = ui.spinner(phase, &what);
     let mut child = cmd
         .spawn()
@@ -203,8 +244,8 @@ pub(super) async fn run(
         tokio::select! {
             st = child.wait() => break st?,
             _ = tick.tick() => {
-                if let Some(Event::Task { host, task, .. }) = read_events(&events_file).ok().and_then(|e| e.last().cloned()) {
-                    p.set_message(format!("{what}: {host}: {task}"));
+                if let Some(Event::Task { host, playbook, task, .. }) = read_events(&events_file).ok().and_then(|e| e.last().cloned()) {
+                    p.set_message(format!("{playbook}: {host}: {task}"));
                 }
             }
         }
@@ -217,6 +258,7 @@ pub(super) async fn run(
             Event::Stats { hosts } => run.stats.extend(hosts),
             Event::Task {
                 ref host,
+                ref playbook,
                 ref task,
                 ref status,
                 ref msg,
@@ -225,7 +267,7 @@ pub(super) async fn run(
             } => {
                 if (status == "failed" && !ignored) || status == "unreachable" {
                     errors.push(format!(
-                        "node {host}: {task}: {}{}",
+                        "node {host}: {playbook}: {task}: {}{}",
                         if status == "unreachable" {
                             "unreachable: "
                         } else {
@@ -251,7 +293,7 @@ pub(super) async fn run(
     if !errors.is_empty() {
         drop(p);
         anyhow::bail!(
-            "{what} failed (nothing after it ran; Ansible's log: {}):\n  {}",
+            "{what} failed (Ansible stopped every node there; Ansible's log: {}):\n  {}",
             s.log.display(),
             errors.join("\n  ")
         );

@@ -9,9 +9,10 @@ short_description: Writes each task result and the final stats as JSON lines for
 description:
   - Appends one JSON object per line to the file named by the environment
     variable C(ESHOP_ANSIBLE_EVENTS); does nothing when it is unset or empty.
-  - A task result is an object with event C(task) and the keys host, play,
-    task and status (ok, changed, failed, skipped or unreachable); failed and
-    unreachable results add a short msg (and ignored set to true when the
+  - A task result is an object with event C(task) and the keys host,
+    playbook (its file name), play, task, status (ok, changed, failed,
+    skipped or unreachable) and secs (how long the task took on that host,
+    for eshop's benchmark); failed and unreachable results add a short msg (and ignored set to true when the
     task's errors are ignored). The last line has event C(stats) and hosts,
     each host's ok, changed, failures, unreachable and skipped counts.
   - No other part of a result is written, and a result under C(no_log) has
@@ -22,6 +23,7 @@ requirements:
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -53,6 +55,9 @@ class CallbackModule(CallbackBase):
         self._path = os.environ.get("ESHOP_ANSIBLE_EVENTS", "")
         self._out = None
         self._play = ""
+        self._playbook = ""
+        # (host, task uuid) -> when the task started on that host.
+        self._started = {}
 
     # --- writing ------------------------------------------------------------
 
@@ -83,9 +88,11 @@ class CallbackModule(CallbackBase):
         event = {
             "event": "task",
             "host": host,
+            "playbook": self._playbook,
             "play": self._play,
             "task": task.get_name().strip(),
             "status": status,
+            "secs": round(time.monotonic() - self._started.pop((host, task._uuid), time.monotonic()), 3),
         }
         if msg is not None:
             event["msg"] = msg
@@ -95,8 +102,15 @@ class CallbackModule(CallbackBase):
 
     # --- ansible's callbacks ------------------------------------------------
 
+    def v2_playbook_on_start(self, playbook):
+        # One ansible-playbook may run several playbooks in a row.
+        self._playbook = os.path.basename(playbook._file_name)
+
     def v2_playbook_on_play_start(self, play):
         self._play = play.get_name().strip()
+
+    def v2_runner_on_start(self, host, task):
+        self._started[(host.get_name(), task._uuid)] = time.monotonic()
 
     def v2_runner_on_ok(self, result):
         # Loops report here once more for the whole task (changed if any
