@@ -12,6 +12,7 @@ pub mod kube;
 mod layer;
 mod pinned;
 pub mod pipeline;
+pub mod ssh;
 pub use pinned::Pinned;
 mod local;
 
@@ -108,7 +109,7 @@ struct File {
     #[serde(default)]
     kubernetes: kube::FileKube,
     #[serde(default)]
-    ssh: kube::FileSsh,
+    ssh: ssh::FileSsh,
     #[serde(default)]
     apm: apm::FileApm,
     #[serde(default)]
@@ -229,7 +230,7 @@ pub struct Config {
     pub aws: aws::Aws,
     pub schedule: aws::Schedule,
     pub kube: kube::Kube,
-    pub ssh: kube::Ssh,
+    pub ssh: ssh::Ssh,
     pub apm: apm::Apm,
     pub pipeline: pipeline::Pipeline,
     /// The services eshop builds and runs ([`crate::shop::SHOP`]; tests
@@ -376,7 +377,7 @@ impl Config {
             shop,
             aws.node_port as u16,
         )?;
-        let ssh = kube::ssh(&o, &file.ssh, target)?;
+        let ssh = ssh::ssh(&o, &file.ssh, target)?;
         let apm = apm::apm(&o, &file.apm)?;
         let pipeline = pipeline::pipeline(&o, &file.pipeline, &project)?;
         let source_dir = o

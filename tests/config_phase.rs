@@ -112,6 +112,8 @@ impl Nodes {
         }
         self.write_config(&format!(
             "project = \"shop\"\n[kubernetes]\nmode = \"bootstrap\"\napt_key_url = \"file://{key}\"\n\
+             etcd_backup_dir = \"/var/backups/shop-etcd\"\netcd_backup_keep = 3\n\
+             etcd_backup_schedule = \"Mon..Fri 03:30\"\n\
              {add_ons}{nodes}[kubernetes.images]\n{images}\
              [ssh]\nconfig_file = \"{cfg}\"\nconnect_timeout_secs = 5\n{extra_ssh}\n",
             key = key.display(),
@@ -288,10 +290,21 @@ fn ansible_provisions_clusters_and_deploys_in_order_and_a_second_run_changes_not
         &["apply", "--server-side", "--force-conflicts"],
     );
     assert!(deploy > first(&cp, "kubectl", &["certificate", "approve"]));
-    assert!(n
+    // The snapshot timer as eshop.toml says.
+    let timer = n
         .hosts
         .file("cp", "/etc/systemd/system/eshop-etcd-backup.timer")
-        .is_some());
+        .unwrap();
+    assert!(timer.contains("\nOnCalendar=Mon..Fri 03:30\n"), "{timer}");
+    let service = n
+        .hosts
+        .file("cp", "/etc/systemd/system/eshop-etcd-backup.service")
+        .unwrap();
+    assert!(
+        service.contains("ESHOP_ETCD_BACKUP_DIR=/var/backups/shop-etcd\n")
+            && service.contains("ESHOP_ETCD_BACKUP_KEEP=3\n"),
+        "{service}"
+    );
     assert!(n
         .hosts
         .file("cp", "/etc/eshop/manifests/30-pricing.yaml")

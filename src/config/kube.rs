@@ -1,9 +1,8 @@
-//! `[kubernetes]` (phases 5 and 6) and `[ssh]` (how phase 5 reaches the
-//! nodes): checked with the rest of the file, so a bad node list or CIDR
-//! fails before any connection.
+//! `[kubernetes]` (phases 5, 6 and 9): checked with the rest of the file,
+//! so a bad node list or CIDR fails before any connection.
 
 use super::aws::Cidr;
-use super::layer::{keep, optional, port, within, Origin};
+use super::layer::{keep, optional, within, Origin};
 use super::pinned::{pinned, Pinned};
 use super::{ConfigError, Target};
 use crate::shop::Service;
@@ -50,6 +49,9 @@ pub(super) struct FileKube {
     storage_class: Option<Spanned<String>>,
     rollout_timeout_secs: Option<Spanned<i64>>,
     snapshot_keep: Option<Spanned<i64>>,
+    etcd_backup_dir: Option<Spanned<String>>,
+    etcd_backup_keep: Option<Spanned<i64>>,
+    etcd_backup_schedule: Option<Spanned<String>>,
     #[serde(default)]
     images: std::collections::BTreeMap<Spanned<String>, Spanned<String>>,
 }
@@ -61,18 +63,6 @@ struct FileNode {
     address: Spanned<String>,
     role: Option<Spanned<String>>,
     private_address: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileSsh {
-    user: Option<Spanned<String>>,
-    port: Option<Spanned<i64>>,
-    identity_file: Option<Spanned<String>>,
-    config_file: Option<Spanned<String>>,
-    trust_on_first_use: Option<bool>,
-    connect_timeout_secs: Option<Spanned<i64>>,
-    script_timeout_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +171,9 @@ pub struct Kube {
     pub rollout_timeout: std::time::Duration,
     /// How many etcd snapshots `eshop phase kubernetes snapshot` keeps.
     pub snapshot_keep: usize,
+    /// The control plane's own scheduled snapshots (phase 9's
+    /// etcd-backup.yml).
+    pub etcd_backup: EtcdBackup,
     /// Service → image to deploy instead of what phase 2 pushed (images
     /// built elsewhere, e.g. by CI).
     pub images: std::collections::BTreeMap<String, String>,
@@ -200,20 +193,14 @@ impl Kube {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct Ssh {
-    /// None: whatever the SSH config says (or the local user).
-    pub user: Option<String>,
-    pub port: Option<u16>,
-    pub identity_file: Option<PathBuf>,
-    /// An `ssh -F` file instead of ~/.ssh/config.
-    pub config_file: Option<PathBuf>,
-    /// Accept and remember a host key never seen before (ssh's
-    /// accept-new). Off: unknown host keys are refused.
-    pub trust_on_first_use: bool,
-    pub connect_timeout: std::time::Duration,
-    /// The longest one node script may run (apt, kubeadm init, joins).
-    pub script_timeout: std::time::Duration,
+/// Phase 9's systemd timer of `etcdctl snapshot save` on the control
+/// plane: where, how many, when.
+#[derive(Debug, Clone)]
+pub struct EtcdBackup {
+    pub dir: String,
+    pub keep: u32,
+    /// A systemd OnCalendar expression.
+    pub schedule: String,
 }
 
 pub const DEFAULT_K8S_VERSION: &str = "1.34.2";
@@ -287,6 +274,32 @@ fn tag_version(s: &str) -> Result<(), String> {
         .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
     ok.then_some(())
         .ok_or_else(|| format!("{s:?} must be a release tag like v3.30.3"))
+}
+
+/// An absolute path on a node, of plain characters (it reaches a systemd
+/// unit and a script's environment).
+fn node_dir(s: &str) -> Result<(), String> {
+    let ok = s.starts_with('/')
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b))
+        && !s.split('/').any(|c| c == "..");
+    ok.then_some(())
+        .ok_or_else(|| format!("{s:?} must be an absolute path of letters, digits and . _ / -"))
+}
+
+/// A systemd OnCalendar expression's characters (`daily`,
+/// `*-*-* 02:00:00`, `Mon..Fri 03:30`); systemd checks the rest.
+fn on_calendar(s: &str) -> Result<(), String> {
+    let ok = !s.trim().is_empty()
+        && s.len() <= 100
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b" *:/,.~-".contains(&b));
+    ok.then_some(()).ok_or_else(|| {
+        format!(
+            "{s:?} must be a systemd OnCalendar expression like \"*-*-* 02:00:00\" or \"daily\""
+        )
+    })
 }
 
 /// A host name, an IP address or an SSH alias: no spaces, no shell.
@@ -469,6 +482,17 @@ pub(super) fn kube(
     let snapshot_keep = o
         .key("kubernetes.snapshot_keep", &f.snapshot_keep)
         .or(5, within(1..=1000))?;
+    let etcd_backup = EtcdBackup {
+        dir: o
+            .key("kubernetes.etcd_backup_dir", &f.etcd_backup_dir)
+            .or("/var/backups/eshop-etcd".to_owned(), keep(node_dir))?,
+        keep: o
+            .key("kubernetes.etcd_backup_keep", &f.etcd_backup_keep)
+            .or(7, within(1..=1000))?,
+        schedule: o
+            .key("kubernetes.etcd_backup_schedule", &f.etcd_backup_schedule)
+            .or("*-*-* 02:00:00".to_owned(), keep(on_calendar))?,
+    };
     let images = images(o, f, shop)?;
     Ok(Kube {
         mode,
@@ -498,6 +522,7 @@ pub(super) fn kube(
         storage_class,
         rollout_timeout,
         snapshot_keep,
+        etcd_backup,
         images,
     })
 }
@@ -632,54 +657,6 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
     }
 }
 
-pub(super) fn ssh(o: &Origin, f: &FileSsh, target: Target) -> Result<Ssh, ConfigError> {
-    let user = match o.key("ssh.user", &f.user).get(optional(|u| {
-        u.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            .then(|| u.to_owned())
-            .ok_or_else(|| "must be a user name".to_owned())
-    }))? {
-        Some(u) => u,
-        // Ubuntu's images (phase 3's default AMI) log in as ubuntu.
-        None if target == Target::Aws => Some("ubuntu".to_owned()),
-        None => None,
-    };
-    let port = o.key("ssh.port", &f.port).get(port)?;
-    let file = |p: &str| {
-        let path = o.path(p);
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!("{} does not exist", path.display()))
-        }
-    };
-    let identity_file = o
-        .key("ssh.identity_file", &f.identity_file)
-        .get(optional(file))?
-        .flatten();
-    let config_file = o
-        .key("ssh.config_file", &f.config_file)
-        .get(optional(file))?
-        .flatten();
-    let connect_timeout = std::time::Duration::from_secs(
-        o.key("ssh.connect_timeout_secs", &f.connect_timeout_secs)
-            .or(10, within(1..=300))?,
-    );
-    let script_timeout = std::time::Duration::from_secs(
-        o.key("ssh.script_timeout_secs", &f.script_timeout_secs)
-            .or(900, within(10..=7200))?,
-    );
-    Ok(Ssh {
-        user,
-        port,
-        identity_file,
-        config_file,
-        trust_on_first_use: f.trust_on_first_use.unwrap_or(false),
-        connect_timeout,
-        script_timeout,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,5 +671,10 @@ mod tests {
         assert!(tag_version("v3.30.3").is_ok() && tag_version("3.30").is_err());
         assert!(address("10.0.0.5").is_ok() && address("cp.example.com").is_ok());
         assert!(address("a b").is_err() && address("$(reboot)").is_err());
+        assert!(node_dir("/var/backups/etcd").is_ok());
+        assert!(node_dir("var").is_err() && node_dir("/a/../etc").is_err());
+        assert!(node_dir("/a b").is_err() && node_dir("/a$(x)").is_err());
+        assert!(on_calendar("*-*-* 02:00:00").is_ok() && on_calendar("Mon..Fri 03:30").is_ok());
+        assert!(on_calendar("daily\nExecStart=/bin/sh").is_err() && on_calendar(" ").is_err());
     }
 }

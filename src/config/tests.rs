@@ -46,6 +46,14 @@ fn errors_name_the_key_and_line() {
             "[build]\nprofile = \"debug\"\n",
             "eshop.toml:2:11: build.profile: \"debug\" is not a profile: release or dev",
         ),
+        (
+            "[kubernetes]\netcd_backup_schedule = \"daily; rm\"\n",
+            "eshop.toml:2:24: kubernetes.etcd_backup_schedule: \"daily; rm\" must be a systemd OnCalendar",
+        ),
+        (
+            "[kubernetes]\netcd_backup_dir = \"backups\"\n",
+            "eshop.toml:2:19: kubernetes.etcd_backup_dir: \"backups\" must be an absolute path",
+        ),
     ] {
         let err = parse(text).unwrap_err().to_string();
         assert!(err.starts_with(want), "{text:?}\n got: {err}\nwant: {want}");

@@ -9,7 +9,8 @@
 //! Scripts go to the node on standard input, never on the command line,
 //! so what they carry (a join token) shows up in no process list or log.
 
-use crate::config::kube::{Node, Ssh};
+use crate::config::kube::Node;
+use crate::config::ssh::Ssh;
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use std::path::Path;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

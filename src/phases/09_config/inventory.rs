@@ -155,6 +155,9 @@ pub(super) fn vars(cfg: &Config, add_ons: Vec<Value>, manifests: &Path) -> Value
         "eshop_api_server_cert_sans": api_host(cfg).into_iter().collect::<Vec<_>>(),
         "eshop_addons": add_ons,
         "eshop_manifests_dir": manifests.display().to_string(),
+        "eshop_etcd_backup_dir": k.etcd_backup.dir,
+        "eshop_etcd_backup_keep": k.etcd_backup.keep,
+        "eshop_etcd_backup_schedule": k.etcd_backup.schedule,
     })
 }
 
