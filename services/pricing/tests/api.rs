@@ -304,14 +304,24 @@ async fn a_somewhat_slow_inventory_still_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_in_flight_requests() {
     let inv = spawn_inventory().await;
-    let slow = slow_proxy(inv.running.addr, Duration::from_millis(400)).await;
-    let mut pricing = spawn_pricing(&slow, &[("SHUTDOWN_TIMEOUT_MS", "5000")]).await;
+    let slow = proxy(inv.running.addr, Duration::from_millis(400)).await;
+    let mut pricing = spawn_pricing(&slow.url, &[("SHUTDOWN_TIMEOUT_MS", "5000")]).await;
     let url = format!(
         "{}/calculate_price?product_id=SKU-1&quantity=1",
         pricing.base
     );
     let in_flight = tokio::spawn(async move { reqwest::get(url).await.unwrap().status() });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // In flight for sure: pricing has asked inventory (through the slow
+    // proxy), not merely been sent the request. A fixed sleep here failed
+    // on a loaded machine: the stop came before the client connected.
+    let t = std::time::Instant::now();
+    while slow.seen.lock().unwrap().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "pricing never called inventory"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let stop = pricing.stop_signal().unwrap();
     let _ = stop.send(());
     // The request that was already running completes normally…
