@@ -121,15 +121,20 @@ impl Nodes {
         ));
     }
 
+    /// The events callback's lines of the last run.
+    fn events(&self) -> Vec<serde_json::Value> {
+        let file = self.dir.path().join(".eshop/shop-config/events/run.jsonl");
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// The last run's events: (playbook, host, status) of every task
     /// result, and Ansible's own final stats (host -> counts).
     fn last_run(&self) -> (Vec<(String, String, String)>, serde_json::Value) {
-        let file = self.dir.path().join(".eshop/shop-config/events/run.jsonl");
-        let text = std::fs::read_to_string(&file).unwrap();
-        let events: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let events = self.events();
         let tasks = events
             .iter()
             .filter(|v| v["event"] == "task")
@@ -141,7 +146,7 @@ impl Nodes {
         let stats = events
             .iter()
             .rfind(|v| v["event"] == "stats")
-            .unwrap_or_else(|| panic!("no stats line in\n{text}"));
+            .unwrap_or_else(|| panic!("no stats line in {events:?}"));
         (tasks, stats["hosts"].clone())
     }
 
@@ -534,11 +539,9 @@ fn no_op_median(n: &Nodes, runs: usize) -> f64 {
 /// The `top` slowest tasks of the last run (seconds on the slowest host,
 /// from the events callback), and how many tasks ran in all.
 fn slowest_tasks(n: &Nodes, top: usize) -> String {
-    let file = n.dir.path().join(".eshop/shop-config/events/run.jsonl");
     let mut secs: std::collections::BTreeMap<String, f64> = Default::default();
     let mut count = 0;
-    for line in std::fs::read_to_string(file).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    for v in n.events() {
         if v["event"] == "task" {
             count += 1;
             let name = format!(
