@@ -6,16 +6,16 @@ use bollard::models::{
     NetworkCreateRequest, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateOptions,
 };
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListImagesOptions,
-    ListNetworksOptions, ListVolumesOptions, PushImageOptions, RemoveContainerOptions,
-    RemoveImageOptions, RemoveVolumeOptions,
+    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions,
 };
 use bollard::Docker;
-use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
 use crate::config::Secret;
+
+mod images;
 
 use crate::labels::{
     PHASE as LABEL_PHASE, PROJECT as LABEL_PROJECT, SPEC as LABEL_SPEC, TARGET as LABEL_TARGET,
@@ -201,18 +201,6 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
     )
 }
 
-/// How dockerd words "the registry has no such tag" when it relays the
-/// registry's answer (the status it uses varies by version).
-fn manifest_unknown(e: &bollard::errors::Error) -> bool {
-    match e {
-        bollard::errors::Error::DockerResponseServerError { message, .. } => {
-            let m = message.to_ascii_lowercase();
-            m.contains("manifest unknown") || m.contains("not found")
-        }
-        _ => false,
-    }
-}
-
 impl Engine {
     /// Connects via DOCKER_HOST or the local socket and agrees on an API
     /// version (Debian's dockerd 20.10 speaks 1.41).
@@ -225,88 +213,6 @@ impl Engine {
                 anyhow::anyhow!("cannot reach the Docker daemon ({e}); is dockerd running?")
             })?;
         Ok(Engine { docker })
-    }
-
-    pub async fn image_id(&self, reference: &str) -> anyhow::Result<Option<String>> {
-        match self.docker.inspect_image(reference).await {
-            Ok(i) => Ok(i.id),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(anyhow::anyhow!("inspecting image {reference}: {e}")),
-        }
-    }
-
-    /// Builds from an in-memory tar context; `on_line` sees each output line.
-    pub async fn build(
-        &self,
-        tag: &str,
-        context_tar: Vec<u8>,
-        labels: HashMap<String, String>,
-        mut on_line: impl FnMut(&str),
-    ) -> anyhow::Result<()> {
-        let opts = BuildImageOptions {
-            dockerfile: "Dockerfile".into(),
-            t: Some(tag.into()),
-            rm: true,
-            forcerm: true,
-            labels: Some(labels),
-            ..Default::default()
-        };
-        let mut stream =
-            self.docker
-                .build_image(opts, None, Some(bollard::body_full(context_tar.into())));
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| anyhow::anyhow!("building {tag}: {e}"))?;
-            if let Some(detail) = info.error_detail {
-                anyhow::bail!(
-                    "building {tag}: {}",
-                    detail.message.unwrap_or_default().trim()
-                );
-            }
-            if let Some(line) = info.stream {
-                let line = line.trim();
-                if !line.is_empty() {
-                    on_line(line);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Pushes `repo:tag`; returns the manifest digest the registry reported.
-    pub async fn push(
-        &self,
-        repo: &str,
-        tag: &str,
-        credentials: Option<bollard::auth::DockerCredentials>,
-        mut on_progress: impl FnMut(&str),
-    ) -> anyhow::Result<Option<String>> {
-        let mut stream = self.docker.push_image(
-            repo,
-            Some(PushImageOptions {
-                tag: Some(tag.into()),
-                ..Default::default()
-            }),
-            credentials,
-        );
-        let mut digest = None;
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| anyhow::anyhow!("pushing {repo}:{tag}: {e}"))?;
-            if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                anyhow::bail!("pushing {repo}:{tag}: {err}");
-            }
-            if let Some(status) = &info.status {
-                // "<tag>: digest: sha256:… size: N"
-                if let Some(d) = status.split("digest: ").nth(1) {
-                    digest = d.split_whitespace().next().map(str::to_owned);
-                }
-                let line = match &info.progress {
-                    Some(p) => format!("{status} {p}"),
-                    None => status.clone(),
-                };
-                on_progress(&line);
-            }
-        }
-        Ok(digest)
     }
 
     pub async fn containers(
@@ -558,25 +464,6 @@ impl Engine {
         })
     }
 
-    /// The digest the registry holds for `reference` (`repo:tag`), asked
-    /// through the daemon (which knows the registry's TLS and auth), or
-    /// None when the registry does not have it.
-    pub async fn registry_digest(
-        &self,
-        reference: &str,
-        credentials: Option<bollard::auth::DockerCredentials>,
-    ) -> anyhow::Result<Option<String>> {
-        match self
-            .docker
-            .inspect_registry_image(reference, credentials)
-            .await
-        {
-            Ok(d) => Ok(Some(d.descriptor.digest.unwrap_or_default())),
-            Err(e) if is_not_found(&e) || manifest_unknown(&e) => Ok(None),
-            Err(e) => Err(anyhow::anyhow!("asking the registry for {reference}: {e}")),
-        }
-    }
-
     pub async fn networks(
         &self,
         project: &str,
@@ -614,24 +501,6 @@ impl Engine {
             .collect())
     }
 
-    /// Image ids with their tags.
-    pub async fn images(
-        &self,
-        project: &str,
-        target: &str,
-        phase: Option<&str>,
-    ) -> anyhow::Result<Vec<(String, Vec<String>)>> {
-        let imgs = self
-            .docker
-            .list_images(Some(ListImagesOptions {
-                filters: Some(owner_filter(project, target, phase)),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| anyhow::anyhow!("listing images: {e}"))?;
-        Ok(imgs.into_iter().map(|i| (i.id, i.repo_tags)).collect())
-    }
-
     pub async fn remove_network(&self, name: &str) -> anyhow::Result<()> {
         match self.docker.remove_network(name).await {
             Ok(()) => Ok(()),
@@ -649,25 +518,6 @@ impl Engine {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(anyhow::anyhow!("removing volume {name}: {e}")),
-        }
-    }
-
-    pub async fn remove_image(&self, reference: &str) -> anyhow::Result<()> {
-        match self
-            .docker
-            .remove_image(
-                reference,
-                Some(RemoveImageOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-                None,
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(anyhow::anyhow!("removing image {reference}: {e}")),
         }
     }
 }
