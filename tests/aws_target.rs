@@ -5,14 +5,10 @@
 mod common;
 
 use common::cli::{text, Project};
-use common::{venv_bin, Moto};
+use common::{venv_bin, Moto, TEST_PUBKEY as PUBKEY};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// A real ed25519 public key (public: nothing secret about it).
-const PUBKEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq6XQv0m2Cq3wJ7bVfKp0u3cE1nM8yD4kLzR2sT5uVw eshop-test";
 
 /// A project on target aws with a moto of its own; runs eshop as
 /// [`Project`] does.

@@ -13,44 +13,10 @@
 mod common;
 
 use common::cli::Project;
+use common::cluster::{self, ansible_tool, playbook_tool};
 use common::ssh_hosts::{Call, Hosts};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-/// The pinned Ansible tools: ESHOP_TEST_ANSIBLE_PLAYBOOK / _LINT
-/// (scripts/test-setup.sh), else where scripts/install-ansible.sh puts them.
-fn ansible_tool(var: &str, name: &str) -> PathBuf {
-    let p = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(&std::env::var_os("HOME").unwrap())
-            .join(".cache/eshop-tools/ansible/bin")
-            .join(name)
-    });
-    assert!(
-        p.is_file(),
-        "{} missing: run scripts/test-setup.sh (scripts/install-ansible.sh --lint)",
-        p.display()
-    );
-    p
-}
-
-fn playbook_tool() -> PathBuf {
-    ansible_tool("ESHOP_TEST_ANSIBLE_PLAYBOOK", "ansible-playbook")
-}
-
-fn digest(c: char) -> String {
-    std::iter::repeat_n(c, 64).collect()
-}
-
-/// The stand-in key the curl stand-in serves (its Comment names the
-/// fingerprint the gpg stand-in reports: pkgs.k8s.io's).
-const KEY: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----
-Comment: stand-in fingerprint DE15B14486CD377B9E876E1A234654DA9A296436
-
-mQENBGMHoXcBCADukGOEQyleViOgtkMVa7hKifP6POCTh+98xNW4TfHK/nBJN2sm
-dGVzdCBzdGFuZC1pbiBrZXkgZm9yICRTVEFORElOX0hPU1QsIG5vdCByZWFsCg==
-=Ab1C
------END PGP PUBLIC KEY BLOCK-----
-";
 
 /// In the order eshop runs them.
 const PLAYBOOKS: [&str; 4] = [
@@ -77,46 +43,14 @@ impl Nodes {
     }
 
     fn configure(&self, ssh_config: &Path, extra_ssh: &str) {
-        let mut nodes = String::new();
-        for (name, role) in [("cp", "control-plane"), ("w1", "worker"), ("w2", "worker")] {
-            nodes.push_str(&format!(
-                "[[kubernetes.nodes]]\nname = \"{name}\"\naddress = \"{name}\"\nprivate_address = \"{}\"\nrole = \"{role}\"\n",
-                self.hosts.host(name).addr
-            ));
-        }
-        let mut add_ons = String::new();
-        for key in ["calico", "metrics_server", "local_path"] {
-            let file = self.dir.path().join(format!("{key}.yaml"));
-            std::fs::write(
-                &file,
-                format!("# stand-in {key} manifest\nkind: List\nitems: []\n"),
-            )
-            .unwrap();
-            add_ons.push_str(&format!("{key}_manifest = \"{}\"\n", file.display()));
-        }
-        let key = self.dir.path().join("Release.key");
-        std::fs::write(&key, KEY).unwrap();
-        let mut images = String::new();
-        for svc in [
-            "inventory",
-            "pricing",
-            "users",
-            "payments",
-            "orders",
-            "storefront",
-        ] {
-            images.push_str(&format!(
-                "{svc} = \"localhost:5000/shop-{svc}:1a2b@sha256:{}\"\n",
-                digest('b')
-            ));
-        }
         self.write_config(&format!(
-            "project = \"shop\"\n[kubernetes]\nmode = \"bootstrap\"\napt_key_url = \"file://{key}\"\n\
+            "project = \"shop\"\n[kubernetes]\nmode = \"bootstrap\"\n{key}\
              etcd_backup_dir = \"/var/backups/shop-etcd\"\netcd_backup_keep = 3\n\
-             etcd_backup_schedule = \"Mon..Fri 03:30\"\n\
-             {add_ons}{nodes}[kubernetes.images]\n{images}\
+             etcd_backup_schedule = \"Mon..Fri 03:30\"\n{nodes}{images}\
              [ssh]\nconfig_file = \"{cfg}\"\nconnect_timeout_secs = 5\n{extra_ssh}\n",
-            key = key.display(),
+            key = cluster::apt_key_url(self.dir.path()),
+            nodes = cluster::add_ons_and_nodes(&self.hosts, self.dir.path()),
+            images = cluster::images_table(),
             cfg = ssh_config.display(),
         ));
     }
@@ -454,6 +388,13 @@ fn both_provisioners_leave_the_same_node_state_as_probe_sh_reads_it() {
         ]
         .iter()
         .map(|f| n.hosts.file("w1", f))
+        // The one file only the control plane has, the same text from
+        // either provisioner (a difference would make them rewrite it in
+        // turn: tests/aws_up.rs runs both).
+        .chain([n
+            .hosts
+            .file("cp", "/etc/eshop/kubeadm-config.yaml")
+            .map(|f| f.replace(&n.hosts.host("cp").addr.to_string(), "CP-ADDRESS"))])
         .collect();
         assert!(
             files.iter().all(Option::is_some),
@@ -500,6 +441,8 @@ fn the_playbooks_pass_ansible_lint_and_syntax_check() {
         .arg(&inv)
         .arg(dir.join("etcd-backup.yml"))
         .args([
+            "-e",
+            r#"{"eshop_kubeadm_config": "kind: ClusterConfiguration\n"}"#,
             "-e",
             "eshop_cluster_name=Bad_Name",
             "-e",

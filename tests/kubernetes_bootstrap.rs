@@ -11,14 +11,10 @@
 mod common;
 
 use common::cli::Project;
+use common::cluster::{self, pki, ADD_ONS};
 use common::kube_mock::KubeMock;
 use common::ssh_hosts::{Call, Hosts};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn digest(c: char) -> String {
-    std::iter::repeat_n(c, 64).collect()
-}
 
 /// The hosts, the mock API server and a project pointing at both; runs
 /// eshop as [`Project`] does.
@@ -29,80 +25,6 @@ struct Cluster {
 }
 
 common::cli::wraps_project!(Cluster);
-
-/// A CA and an admin client certificate that eshop's Kubernetes client
-/// can parse (the stand-in kubeadm puts them into admin.conf).
-fn pki(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut a = vec!["req", "-x509"];
-    a.extend(ec);
-    a.extend([
-        "-keyout",
-        "ca-key.pem",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=test-ca",
-        "-days",
-        "2",
-    ]);
-    run(&a);
-    let mut a = vec!["req"];
-    a.extend(ec);
-    a.extend([
-        "-keyout",
-        "client-key.pem",
-        "-out",
-        "client.csr",
-        "-subj",
-        "/O=kubeadm:cluster-admins/CN=kubernetes-admin",
-    ]);
-    run(&a);
-    // v3 with extensions: rustls refuses version 1 certificates.
-    std::fs::write(
-        dir.join("client.ext"),
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-out",
-        "client.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "client.ext",
-    ]);
-}
-
-/// The add-ons' config key prefixes (`…_manifest`, `…_sha256`).
-const ADD_ONS: [&str; 3] = ["calico", "metrics_server", "local_path"];
 
 fn sha256_of(path: &Path) -> String {
     use sha2::Digest;
@@ -128,40 +50,13 @@ impl Cluster {
     }
 
     fn configure(&self, ssh_config: &Path, extra_ssh: &str) {
-        let mut nodes = String::new();
-        for (name, role) in [("cp", "control-plane"), ("w1", "worker"), ("w2", "worker")] {
-            nodes.push_str(&format!(
-                "[[kubernetes.nodes]]\nname = \"{name}\"\naddress = \"{name}\"\nprivate_address = \"{}\"\nrole = \"{role}\"\n",
-                self.hosts.host(name).addr
-            ));
-        }
-        // The add-ons' manifests from files beside the config (no network
-        // here): stand-ins, pinned and checked like the real downloads.
-        let mut add_ons = String::new();
-        for key in ADD_ONS {
-            let file = self.dir.path().join(format!("{key}.yaml"));
-            if !file.exists() {
-                std::fs::write(
-                    &file,
-                    format!("# stand-in {key} manifest\nkind: List\nitems: []\n"),
-                )
-                .unwrap();
-            }
-            add_ons.push_str(&format!("{key}_manifest = \"{}\"\n", file.display()));
-        }
         self.write_config(&format!(
             "project = \"shop\"\n[kubernetes]\nmode = \"bootstrap\"\napi_server = \"{api}\"\n\
-             rollout_timeout_secs = 20\n{add_ons}{nodes}[kubernetes.images]\n\
-             inventory = \"localhost:5000/shop-inventory:1a2b@sha256:{a}\"\n\
-             pricing = \"localhost:5000/shop-pricing:1a2b@sha256:{b}\"\n\
-             users = \"localhost:5000/shop-users:1a2b@sha256:{b}\"\n\
-             payments = \"localhost:5000/shop-payments:1a2b@sha256:{b}\"\n\
-             orders = \"localhost:5000/shop-orders:1a2b@sha256:{b}\"\n\
-             storefront = \"localhost:5000/shop-storefront:1a2b@sha256:{b}\"\n\
+             rollout_timeout_secs = 20\n{nodes}{images}\
              [ssh]\nconfig_file = \"{cfg}\"\nconnect_timeout_secs = 5\n{extra_ssh}\n",
             api = self.mock.url(),
-            a = digest('a'),
-            b = digest('b'),
+            nodes = cluster::add_ons_and_nodes(&self.hosts, self.dir.path()),
+            images = cluster::images_table(),
             cfg = ssh_config.display(),
         ));
     }

@@ -4,10 +4,16 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod cli;
+pub mod cluster;
 pub mod kube_mock;
 pub mod ssh_hosts;
 
 use std::process::{Child, Command, Stdio};
+
+/// A real ed25519 public key for phase 3's key pair (public: nothing
+/// secret about it; moto never logs in with it).
+pub const TEST_PUBKEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq6XQv0m2Cq3wJ7bVfKp0u3cE1nM8yD4kLzR2sT5uVw eshop-test";
 use std::time::{Duration, Instant};
 
 pub fn venv_bin(name: &str) -> std::path::PathBuf {

@@ -139,7 +139,7 @@ pub(crate) fn endpoint(cfg: &Config, cp: &Node) -> String {
     }
 }
 
-pub(super) fn kubeadm_config(cfg: &Config, cp: &Node) -> anyhow::Result<String> {
+pub(crate) fn kubeadm_config(cfg: &Config, cp: &Node) -> anyhow::Result<String> {
     let k = &cfg.kube;
     let mut sans: Vec<String> = vec![cp.address.clone(), cp.private_address.clone()];
     if let Some(api) = &k.api_server {

@@ -65,10 +65,6 @@ pub(super) const FILES: &[(&str, &str)] = &[
         include_str!("../../../templates/ansible/roles/eshop_control_plane/tasks/main.yml"),
     ),
     (
-        "roles/eshop_control_plane/templates/kubeadm-config.yaml.j2",
-        include_str!("../../../templates/ansible/roles/eshop_control_plane/templates/kubeadm-config.yaml.j2"),
-    ),
-    (
         "roles/eshop_deploy/defaults/main.yml",
         include_str!("../../../templates/ansible/roles/eshop_deploy/defaults/main.yml"),
     ),

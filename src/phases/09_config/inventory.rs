@@ -126,22 +126,23 @@ pub(super) fn add_ons(
     Ok(out)
 }
 
-/// The host of `kubernetes.api_server`, an extra name in the API
-/// server's certificate (as phase 5's kubeadm_config).
-fn api_host(cfg: &Config) -> Option<String> {
-    let api = cfg.kube.api_server.as_deref()?;
-    let rest = api.split("://").nth(1)?;
-    rest.split([':', '/'])
-        .next()
-        .filter(|h| !h.is_empty())
-        .map(str::to_owned)
-}
-
 /// The extra vars (`-e @vars.json`): the contract's variables from
-/// eshop's configuration.
-pub(super) fn vars(cfg: &Config, add_ons: Vec<Value>, manifests: &Path) -> Value {
+/// eshop's configuration. kubeadm's configuration is phase 5's own
+/// rendering for the control plane among `nodes`.
+pub(super) fn vars(
+    cfg: &Config,
+    nodes: &[Node],
+    add_ons: Vec<Value>,
+    manifests: &Path,
+) -> anyhow::Result<Value> {
     let k = &cfg.kube;
-    json!({
+    let cp = nodes
+        .iter()
+        .find(|n| n.role == Role::ControlPlane)
+        .ok_or_else(|| {
+            anyhow::anyhow!("no control-plane node to render kubeadm's configuration for")
+        })?;
+    Ok(json!({
         "eshop_project": cfg.project,
         "eshop_cluster_name": bootstrap::cluster_name(cfg),
         "eshop_kubernetes_version": k.version,
@@ -149,16 +150,13 @@ pub(super) fn vars(cfg: &Config, add_ons: Vec<Value>, manifests: &Path) -> Value
         "eshop_kubernetes_apt_key_fingerprint": k.apt_key_fingerprint,
         "eshop_kubernetes_apt_key_url": k.apt_key_url.clone().unwrap_or_default(),
         "eshop_container_runtime": "containerd",
-        "eshop_pod_cidr": k.pod_cidr.to_string(),
-        "eshop_service_cidr": k.service_cidr.to_string(),
-        "eshop_control_plane_endpoint": k.control_plane_endpoint.clone().unwrap_or_default(),
-        "eshop_api_server_cert_sans": api_host(cfg).into_iter().collect::<Vec<_>>(),
+        "eshop_kubeadm_config": bootstrap::kubeadm_config(cfg, cp)?,
         "eshop_addons": add_ons,
         "eshop_manifests_dir": manifests.display().to_string(),
         "eshop_etcd_backup_dir": k.etcd_backup.dir,
         "eshop_etcd_backup_keep": k.etcd_backup.keep,
         "eshop_etcd_backup_schedule": k.etcd_backup.schedule,
-    })
+    }))
 }
 
 /// The files of one run, under the phase's state folder.

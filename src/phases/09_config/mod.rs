@@ -114,7 +114,7 @@ fn prepare(
     }
     let add_ons = inventory::add_ons(&dir.join("addons"), add_ons)?;
     let inv = inventory::inventory(cfg, nodes)?;
-    let vars = inventory::vars(cfg, add_ons, &manifests);
+    let vars = inventory::vars(cfg, nodes, add_ons, &manifests)?;
     let written = inventory::write(&dir, &inv, &vars)?;
     let facts = dir.join("facts");
     std::fs::create_dir_all(&facts)?;
@@ -287,8 +287,9 @@ fn render(ctx: &Ctx, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
             })
         })
         .collect();
-    let inv = inventory::inventory(cfg, &render_nodes(cfg))?;
-    let vars = inventory::vars(cfg, add_ons, &manifests);
+    let nodes = render_nodes(cfg);
+    let inv = inventory::inventory(cfg, &nodes)?;
+    let vars = inventory::vars(cfg, &nodes, add_ons, &manifests)?;
     let w = inventory::write(out, &inv, &vars)?;
     written.extend([w.inventory, w.vars]);
     Ok(written)
