@@ -45,6 +45,10 @@ pub(super) const FILES: &[(&str, &str)] = &[
         include_str!("../../../templates/ansible/roles/eshop/tasks/apt_install.yml"),
     ),
     (
+        "roles/eshop/tasks/apt_missing.yml",
+        include_str!("../../../templates/ansible/roles/eshop/tasks/apt_missing.yml"),
+    ),
+    (
         "roles/eshop/tasks/main.yml",
         include_str!("../../../templates/ansible/roles/eshop/tasks/main.yml"),
     ),
@@ -117,6 +121,10 @@ pub(super) const FILES: &[(&str, &str)] = &[
         include_str!("../../../templates/ansible/roles/eshop_join/tasks/main.yml"),
     ),
     (
+        "roles/eshop_join/tasks/join.yml",
+        include_str!("../../../templates/ansible/roles/eshop_join/tasks/join.yml"),
+    ),
+    (
         "roles/eshop_kube_packages/defaults/main.yml",
         include_str!("../../../templates/ansible/roles/eshop_kube_packages/defaults/main.yml"),
     ),
@@ -135,6 +143,10 @@ pub(super) const FILES: &[(&str, &str)] = &[
     (
         "roles/eshop_kube_packages/tasks/key.yml",
         include_str!("../../../templates/ansible/roles/eshop_kube_packages/tasks/key.yml"),
+    ),
+    (
+        "roles/eshop_kube_packages/tasks/key_replace.yml",
+        include_str!("../../../templates/ansible/roles/eshop_kube_packages/tasks/key_replace.yml"),
     ),
     (
         "roles/eshop_kube_packages/tasks/main.yml",
@@ -167,6 +179,10 @@ pub(super) const FILES: &[(&str, &str)] = &[
     (
         "roles/eshop_runtime/defaults/main.yml",
         include_str!("../../../templates/ansible/roles/eshop_runtime/defaults/main.yml"),
+    ),
+    (
+        "roles/eshop_runtime/tasks/docker.yml",
+        include_str!("../../../templates/ansible/roles/eshop_runtime/tasks/docker.yml"),
     ),
     (
         "roles/eshop_runtime/handlers/main.yml",
