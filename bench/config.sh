@@ -3,7 +3,7 @@
 # (the test harness of tests/common/ssh_hosts.rs, with its recording
 # stand-ins for apt, systemctl, kubeadm and kubectl): `eshop phase config
 # apply` first run and no-op re-run (median of RUNS, default 3), the
-# slowest tasks of the last no-op run, then the same playbooks on fresh
+# slowest tasks of the last no-op run (TOP of them, default 12), then the same playbooks on fresh
 # hosts under plain ansible-playbook defaults (one playbook per run, no
 # Mitogen, no pipelining, facts gathered every time). BASELINE=0 skips the
 # plain runs. Needs root (namespaces) and scripts/test-setup.sh's tools.

@@ -517,10 +517,11 @@ fn slowest_tasks(n: &Nodes, top: usize) -> String {
 #[ignore = "a benchmark: bench/config.sh runs it"]
 fn benchmark_config_apply() {
     let runs: usize = std::env::var("RUNS").map_or(3, |r| r.parse().unwrap());
+    let top: usize = std::env::var("TOP").map_or(12, |r| r.parse().unwrap());
     let n = Nodes::start();
     let first = timed(&n, &["phase", "config", "apply"]);
     let no_op = no_op_median(&n, runs);
-    let profile = slowest_tasks(&n, 12);
+    let profile = slowest_tasks(&n, top);
     drop(n);
     println!("three hosts (cp, w1, w2), {runs} no-op runs each (median)");
     println!(
