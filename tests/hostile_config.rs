@@ -328,11 +328,23 @@ fn parsed(name: &str, text: &str) -> Option<Vec<Value>> {
     }
     let mut docs = Vec::new();
     for d in serde_yaml::Deserializer::from_str(text) {
-        let v: Value = serde::Deserialize::deserialize(d)
+        let v: serde_yaml::Value = serde::Deserialize::deserialize(d)
             .unwrap_or_else(|e| panic!("{name} does not parse: {e}\n{text}"));
-        docs.push(v);
+        docs.push(serde_json::to_value(untagged(v)).unwrap());
     }
     Some(docs)
+}
+
+/// The value under its YAML tags (phase 9 writes every string of its
+/// inventory and vars as `!unsafe`): the data is what is compared.
+fn untagged(v: serde_yaml::Value) -> serde_yaml::Value {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Tagged(t) => untagged(t.value),
+        Y::Sequence(s) => Y::Sequence(s.into_iter().map(untagged).collect()),
+        Y::Mapping(m) => Y::Mapping(m.into_iter().map(|(k, v)| (k, untagged(v))).collect()),
+        other => other,
+    }
 }
 
 /// Hashes of the configuration (annotations that roll pods when it

@@ -144,6 +144,19 @@ pub(super) fn check_url(s: &str, https_only: bool) -> Result<String, String> {
     if u.host_str().is_none_or(str::is_empty) {
         return Err(format!("{s:?} has no host"));
     }
+    // The URL parser lets braces, quotes and parentheses through in a name;
+    // a host name is letters, digits, dots and dashes (after IDNA), so none
+    // of them reaches a template or a script. (IP addresses are not domains.)
+    if let Some(d) = u.domain() {
+        if !d
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            return Err(format!(
+                "{s:?}: the host must be a name (letters, digits, dots, dashes) or an IP address"
+            ));
+        }
+    }
     if u.query().is_some() || u.fragment().is_some() {
         return Err(format!("{s:?}: no query or fragment"));
     }

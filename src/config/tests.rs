@@ -378,6 +378,8 @@ fn urls_are_kept_as_the_parser_reads_them_and_line_breaks_are_refused() {
         "https://abc.live.dynatrace.com\nproxy: http://evil",
         "https://abc.live.dynatrace.com\u{2028}x",
         "https://user:pw@abc.live.dynatrace.com",
+        // A host the URL parser accepts, and Jinja would run.
+        "https://{{lookup('pipe','id')}}.live.dynatrace.com",
     ] {
         let text = format!(
             "[apm]\ndynatrace_url = {}\n",

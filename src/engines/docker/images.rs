@@ -232,6 +232,7 @@ mod tests {
                 // The head, then as much body as Content-Length says.
                 let body_len = loop {
                     let n = conn.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "eshop closed the connection mid-request");
                     req.extend_from_slice(&buf[..n]);
                     let text = String::from_utf8_lossy(&req).to_string();
                     if let Some(end) = text.find("\r\n\r\n") {
@@ -248,6 +249,7 @@ mod tests {
                 };
                 while req.len() < body_len {
                     let n = conn.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "eshop closed the connection mid-request");
                     req.extend_from_slice(&buf[..n]);
                 }
                 let head = String::from_utf8_lossy(&req).to_string();

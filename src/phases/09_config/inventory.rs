@@ -126,7 +126,7 @@ pub(super) fn add_ons(
     Ok(out)
 }
 
-/// The extra vars (`-e @vars.json`): the contract's variables from
+/// The extra vars (`-e @vars.yml`): the contract's variables from
 /// eshop's configuration. kubeadm's configuration is phase 5's own
 /// rendering for the control plane among `nodes`.
 pub(super) fn vars(
@@ -169,21 +169,49 @@ pub(super) struct Written {
     pub log: PathBuf,
 }
 
+/// `v` as YAML with every string tagged `!unsafe`. Ansible templates the
+/// strings of inventory and extra-vars files (they are trusted), so a value
+/// from eshop.toml holding `{{` would run as Jinja on this machine: tagged,
+/// it stays the text it is.
+fn unsafe_yaml(v: &Value) -> serde_yaml::Value {
+    use serde_yaml::value::{Tag, TaggedValue};
+    use serde_yaml::Value as Y;
+    match v {
+        Value::String(s) => Y::Tagged(Box::new(TaggedValue {
+            tag: Tag::new("unsafe"),
+            value: Y::String(s.clone()),
+        })),
+        Value::Array(a) => Y::Sequence(a.iter().map(unsafe_yaml).collect()),
+        Value::Object(m) => Y::Mapping(
+            m.iter()
+                .map(|(k, v)| (Y::String(k.clone()), unsafe_yaml(v)))
+                .collect(),
+        ),
+        Value::Bool(b) => Y::Bool(*b),
+        Value::Null => Y::Null,
+        Value::Number(n) => serde_yaml::to_value(n).unwrap_or(Y::Null),
+    }
+}
+
 /// Writes the inventory and the vars file (0600: they name keys and
-/// hosts), each only when its content changed.
+/// hosts), each only when its content changed; every string in them is
+/// data (`!unsafe`), never a template.
 pub(super) fn write(dir: &Path, inventory: &Value, vars: &Value) -> anyhow::Result<Written> {
     std::fs::create_dir_all(dir)?;
     let w = Written {
         inventory: dir.join("inventory.yml"),
-        vars: dir.join("vars.json"),
+        vars: dir.join("vars.yml"),
         events: dir.join("events"),
         log: dir.join("ansible.log"),
     };
     let inv = format!(
         "# Written by eshop phase 9 (eshop phase config): the nodes phase 5 bootstraps.\n{}",
-        serde_yaml::to_string(inventory)?
+        serde_yaml::to_string(&unsafe_yaml(inventory))?
     );
-    let vars = serde_json::to_string_pretty(vars)? + "\n";
+    let vars = format!(
+        "# Written by eshop phase 9 (eshop phase config): the roles' variables from eshop.toml.\n{}",
+        serde_yaml::to_string(&unsafe_yaml(vars))?
+    );
     for (path, text) in [(&w.inventory, inv), (&w.vars, vars)] {
         if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
             crate::util::write_atomic(path, text.as_bytes(), 0o600)?;
@@ -195,6 +223,28 @@ pub(super) fn write(dir: &Path, inventory: &Value, vars: &Value) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_string_is_written_as_data_never_a_template() {
+        let d = tempfile::tempdir().unwrap();
+        let vars = json!({"eshop_cluster_name": "{{ lookup('pipe', 'id') }}",
+                          "eshop_etcd_backup_keep": 7, "eshop_addons": [{"name": "calico"}]});
+        let w = write(
+            d.path(),
+            &json!({"all": {"vars": {"ansible_user": "x"}}}),
+            &vars,
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&w.vars).unwrap();
+        assert!(
+            text.contains("eshop_cluster_name: !unsafe '{{ lookup(''pipe'', ''id'') }}'"),
+            "{text}"
+        );
+        assert!(text.contains("eshop_etcd_backup_keep: 7"), "{text}");
+        assert!(text.contains("- name: !unsafe calico"), "{text}");
+        let inv = std::fs::read_to_string(&w.inventory).unwrap();
+        assert!(inv.contains("ansible_user: !unsafe x"), "{inv}");
+    }
 
     #[test]
     fn ssh_arguments_stay_one_word_each_whatever_the_path() {
