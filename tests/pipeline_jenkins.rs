@@ -15,7 +15,9 @@
 //!   /createItem?name=NAME` (Content-Type application/xml) creates, `POST
 //!   /job/NAME/config.xml` replaces, `POST /job/NAME/doDelete` deletes and
 //!   redirects to the parent; `GET /job/NAME/lastBuild/api/json` answers
-//!   404 until a test sets a result.
+//!   404 until a test sets a result; `GET /api/json?tree=jobs[name,description]`
+//!   lists the jobs with the text of their `<description>` (XML entities
+//!   undone; other `tree` values are refused).
 //!
 //! What it does not do: it neither parses nor validates the XML, keeps no
 //! plugin versions, rewrites nothing else, runs no builds, and knows no
@@ -197,6 +199,32 @@ async fn handle(
             })),
         )
             .into_response(),
+        ("GET", ["api", "json"]) => {
+            let q = query.replace("%5B", "[").replace("%5D", "]");
+            if q != "tree=jobs[name,description]" {
+                return (StatusCode::BAD_REQUEST, format!("stand-in: tree {q:?}")).into_response();
+            }
+            let jobs: Vec<_> = inner
+                .jobs
+                .iter()
+                .map(|(name, config)| {
+                    let d = config
+                        .split_once("<description>")
+                        .and_then(|(_, rest)| rest.split_once("</description>"))
+                        .map(|(d, _)| {
+                            d.replace("&lt;", "<")
+                                .replace("&gt;", ">")
+                                .replace("&quot;", "\"")
+                                .replace("&apos;", "'")
+                                .replace("&amp;", "&")
+                        });
+                    serde_json::json!({"_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob",
+                                       "name": name, "description": d})
+                })
+                .collect();
+            axum::Json(serde_json::json!({"_class": "hudson.model.Hudson", "jobs": jobs}))
+                .into_response()
+        }
         ("POST", ["createItem"]) => {
             let Some(name) = query.strip_prefix("name=") else {
                 return (
@@ -358,6 +386,61 @@ fn stand_in_jenkins_apply_creates_the_job_once_follows_the_branch_and_destroy_de
         text.contains(&format!("jenkins job {JOB}")) && text.contains("absent"),
         "{text}"
     );
+}
+
+/// pipeline.jenkins_job renamed: apply creates the job under the new name
+/// and deletes eshop's job under the old one (found by its marker, no
+/// state needed); a job without the marker is never touched; destroy takes
+/// an old-named job of eshop's with the current one.
+#[test]
+fn stand_in_jenkins_a_renamed_job_replaces_eshops_old_one_and_only_it() {
+    let j = StandIn::start();
+    let p = j.project(&format!("repository_url = \"{REPO}\"\n"));
+    p.ok(&["phase", "pipeline", "apply"]);
+    j.lock().jobs.insert(
+        "team-build".into(),
+        "<flow-definition><description>theirs</description></flow-definition>".into(),
+    );
+
+    p.write_config(&j.config(&format!(
+        "repository_url = \"{REPO}\"\njenkins_job = \"shop-ci\"\n"
+    )));
+    let plan = p.ok(&["phase", "pipeline", "plan"]);
+    assert!(plan.contains("+ jenkins job shop-ci"), "{plan}");
+    assert!(plan.contains(&format!("- jenkins job {JOB}")), "{plan}");
+    assert!(!plan.contains("team-build"), "{plan}");
+    j.clear();
+    let out = p.ok(&["phase", "pipeline", "apply"]);
+    assert!(out.contains(&format!("deleted jenkins job {JOB}")), "{out}");
+    let paths: Vec<String> = j.posts().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/createItem?name=shop-ci".to_owned(),
+            format!("/job/{JOB}/doDelete")
+        ],
+        "the new job first, then the old one goes"
+    );
+    assert!(j.job(JOB).is_none() && j.job("shop-ci").is_some());
+    assert!(j.job("team-build").is_some());
+    j.clear();
+    assert!(p
+        .ok(&["phase", "pipeline", "apply"])
+        .contains("0 change(s)"));
+    assert!(j.posts().is_empty(), "{:#?}", j.posts());
+
+    // An old-named job of eshop's still there (a rename whose apply died
+    // before the delete): destroy takes it with the current one.
+    let ours = j.job("shop-ci").unwrap();
+    j.lock().jobs.insert(JOB.into(), ours);
+    let out = p.ok(&["phase", "pipeline", "destroy"]);
+    assert!(
+        out.contains(&format!("deleted jenkins job {JOB}"))
+            && out.contains("deleted jenkins job shop-ci"),
+        "{out}"
+    );
+    assert!(j.job("shop-ci").is_none());
+    assert_eq!(j.lock().jobs.keys().collect::<Vec<_>>(), ["team-build"]);
 }
 
 #[test]

@@ -83,7 +83,7 @@ fn check_branch(s: &str) -> Result<String, String> {
 }
 
 /// A Jenkins job name: letters, digits, `.`, `_`, `-`.
-fn check_job(s: &str) -> Result<String, String> {
+pub(crate) fn check_job(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.as_bytes()[0].is_ascii_alphanumeric()

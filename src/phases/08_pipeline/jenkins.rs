@@ -295,6 +295,42 @@ impl<'a> Client<'a> {
         Ok(())
     }
 
+    /// eshop's other jobs for `project` (left by an earlier
+    /// `pipeline.jenkins_job`): top-level jobs whose description carries
+    /// the project's marker, by Jenkins's own job list.
+    async fn stale_jobs(&self, project: &str) -> anyhow::Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            name: String,
+            #[serde(default)]
+            description: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct List {
+            #[serde(default)]
+            jobs: Vec<Listed>,
+        }
+        const PATH: &str = "/api/json?tree=jobs[name,description]";
+        let Some(r) = self.get(PATH).await? else {
+            return Ok(Vec::new());
+        };
+        let list: List = r
+            .json()
+            .await
+            .with_context(|| format!("GET {}{PATH}: not a job list", self.j.url))?;
+        let mark = marker(project);
+        Ok(list
+            .jobs
+            .into_iter()
+            .filter(|l| l.name != self.j.job)
+            .filter(|l| l.description.as_deref().is_some_and(|d| d.contains(&mark)))
+            // Names eshop could have given (pipeline.jenkins_job's rule),
+            // so the path needs no escaping.
+            .filter(|l| crate::config::pipeline::check_job(&l.name).is_ok())
+            .map(|l| l.name)
+            .collect())
+    }
+
     /// The job's config.xml, or None when there is no such job.
     async fn config(&self) -> anyhow::Result<Option<String>> {
         let path = self.job_path("config.xml");
@@ -339,6 +375,19 @@ pub struct Checked<'a> {
     job: Job,
     want: String,
     change: Change,
+    /// eshop's jobs for this project under earlier names: deleted.
+    stale: Vec<String>,
+}
+
+fn stale_change(name: &str, j: &Jenkins) -> Change {
+    Change::new(
+        format!("jenkins job {name}"),
+        Action::Delete,
+        format!(
+            "eshop's job for this project under an earlier pipeline.jenkins_job (now {})",
+            j.job
+        ),
+    )
 }
 
 /// Reads the job and compares it (None without `pipeline.jenkins_url`); a
@@ -370,17 +419,41 @@ pub async fn check(ctx: &Ctx) -> anyhow::Result<Option<Checked<'_>>> {
         }
         Job::Foreign => return Err(foreign(j)),
     };
+    let stale = client.stale_jobs(&cfg.project).await?;
     Ok(Some(Checked {
         client,
         job,
         want,
         change,
+        stale,
     }))
 }
 
-/// plan's line for the job.
-pub async fn plan(ctx: &Ctx) -> anyhow::Result<Option<Change>> {
-    Ok(check(ctx).await?.map(|c| c.change))
+/// plan's lines for the job, and for eshop's jobs under earlier names.
+pub async fn plan(ctx: &Ctx) -> anyhow::Result<Vec<Change>> {
+    let Some(c) = check(ctx).await? else {
+        return Ok(Vec::new());
+    };
+    let j = c.client.j;
+    let mut out = vec![c.change];
+    out.extend(c.stale.iter().map(|s| stale_change(s, j)));
+    Ok(out)
+}
+
+/// Deletes eshop's jobs under earlier names; how many.
+async fn delete_stale(
+    ctx: &Ctx,
+    client: &mut Client<'_>,
+    stale: &[String],
+) -> anyhow::Result<usize> {
+    for name in stale {
+        client.post(&format!("/job/{name}/doDelete"), None).await?;
+        ctx.ui.info(
+            PHASE,
+            &format!("deleted jenkins job {name} (eshop's, under an earlier pipeline.jenkins_job)"),
+        );
+    }
+    Ok(stale.len())
 }
 
 /// Creates or updates the job as [`check`] found it; the number of changes.
@@ -389,30 +462,39 @@ pub async fn converge(ctx: &Ctx, checked: Option<Checked<'_>>) -> anyhow::Result
         return Ok(0);
     };
     let job = c.client.j.job.clone();
-    match c.job {
-        Job::Same | Job::Foreign => return Ok(0),
+    // The new name first: the pipeline keeps a job while the old one goes.
+    let changed = match c.job {
+        Job::Same | Job::Foreign => 0,
         Job::Absent => {
             c.client
                 .post(&format!("/createItem?name={job}"), Some(c.want))
                 .await?;
             ctx.ui.info(PHASE, &format!("created jenkins job {job}"));
+            1
         }
         Job::Differs(_) => {
             let path = c.client.job_path("config.xml");
             c.client.post(&path, Some(c.want)).await?;
             ctx.ui.info(PHASE, &format!("updated jenkins job {job}"));
+            1
         }
-    }
-    Ok(1)
+    };
+    Ok(changed + delete_stale(ctx, &mut c.client, &c.stale).await?)
 }
 
-/// Deletes the job if it is eshop's; a missing job is fine, a foreign one
-/// is kept.
+/// Deletes the job if it is eshop's, and eshop's jobs for the project
+/// under earlier names; a missing job is fine, a foreign one is kept.
 pub async fn destroy(ctx: &Ctx) -> anyhow::Result<usize> {
     let Some(j) = &ctx.config.pipeline.jenkins else {
         return Ok(0);
     };
     let mut client = Client::new(j)?;
+    let stale = client.stale_jobs(&ctx.config.project).await?;
+    let gone = delete_stale(ctx, &mut client, &stale).await?;
+    Ok(gone + destroy_current(ctx, j, &mut client).await?)
+}
+
+async fn destroy_current(ctx: &Ctx, j: &Jenkins, client: &mut Client<'_>) -> anyhow::Result<usize> {
     match client.config().await? {
         None => Ok(0),
         Some(have) if !is_ours(&have, &ctx.config.project) => {
