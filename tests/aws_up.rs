@@ -10,7 +10,7 @@
 mod common;
 
 use common::cli::Project;
-use common::cluster::{self, pki, playbook_tool};
+use common::cluster::{self, ansible_events, pki, playbook_tool};
 use common::kube_mock::KubeMock;
 use common::ssh_hosts::Hosts;
 use common::Moto;
@@ -45,15 +45,6 @@ fn phases_of(events: &[Value]) -> (Vec<String>, Vec<String>) {
         .map(name)
         .collect();
     (ran, skipped)
-}
-
-/// The last phase 9 run's events (tests/config_phase.rs reads them too).
-fn ansible_events(p: &Project) -> Vec<Value> {
-    std::fs::read_to_string(p.dir.path().join(".eshop/shop-config/events/run.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]
@@ -127,7 +118,7 @@ fn up_on_aws_runs_infra_to_config_in_order_and_again_changes_nothing() {
         .file("cp", "/etc/systemd/system/eshop-etcd-backup.timer")
         .is_some());
     // Phase 9's Ansible reported every node, from its own stats.
-    let stats = ansible_events(&p)
+    let stats = ansible_events(p.dir.path())
         .into_iter()
         .rfind(|v| v["event"] == "stats")
         .expect("ansible's stats");
@@ -142,7 +133,7 @@ fn up_on_aws_runs_infra_to_config_in_order_and_again_changes_nothing() {
         .iter()
         .rfind(|e| e["event"] == "summary")
         .expect("a summary");
-    let changed: Vec<_> = ansible_events(&p)
+    let changed: Vec<_> = ansible_events(p.dir.path())
         .into_iter()
         .filter(|v| v["event"] == "task" && v["status"] == "changed")
         .collect();

@@ -64,12 +64,7 @@ impl Nodes {
 
     /// The events callback's lines of the last run.
     fn events(&self) -> Vec<serde_json::Value> {
-        let file = self.dir.path().join(".eshop/shop-config/events/run.jsonl");
-        std::fs::read_to_string(&file)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        cluster::ansible_events(self.dir.path())
     }
 
     /// The last run's events: (playbook, host, status) of every task

@@ -82,6 +82,16 @@ pub fn pki(dir: &Path) {
     ]);
 }
 
+/// Phase 9's events callback lines of the last run in the project at
+/// `dir` (project "shop"): one per task and host, the last Ansible's stats.
+pub fn ansible_events(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join(".eshop/shop-config/events/run.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// The add-ons' config key prefixes (`…_manifest`, `…_sha256`).
 pub const ADD_ONS: [&str; 3] = ["calico", "metrics_server", "local_path"];
 
